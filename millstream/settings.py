@@ -1,0 +1,87 @@
+"""millstream's settings: environment variables ``MILLSTREAM_…`` and an optional YAML file.
+
+The YAML file is named by ``MILLSTREAM_CONFIG``; its keys are the field names below
+(Helm values map onto the same names). Environment variables win over the file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+__all__ = ["Settings", "load_settings"]
+
+
+def _xdg(var: str, fallback: str) -> Path:
+    base = os.environ.get(var)
+    return (Path(base) if base else Path.home() / fallback) / "millstream"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MILLSTREAM_", frozen=True, extra="ignore")
+
+    # Kafka: an existing cluster, or (unset) the embedded single-node broker
+    kafka_bootstrap: str | None = None
+    kafka_security_protocol: str | None = None  # e.g. SASL_SSL
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_port: int | None = None  # embedded broker's port; unset: a free one
+    kafka_version: str = "4.1.1"  # embedded broker's Apache Kafka version (Maven Central)
+
+    topic_prefix: str = "millstream"  # topics are <prefix>.readings, <prefix>.aggregates, ...
+
+    # ClickHouse: chdb://PATH (embedded) or http(s)://user:pass@host:port/db
+    clickhouse_dsn: str | None = None  # unset: chdb://<data_dir>/chdb
+
+    catalog: Path | None = None  # plant catalog YAML; unset: the simulated plant
+    data_dir: Path = Field(default_factory=lambda: _xdg("XDG_DATA_HOME", ".local/share"))
+    cache_dir: Path = Field(default_factory=lambda: _xdg("XDG_CACHE_HOME", ".cache"))
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config = os.environ.get("MILLSTREAM_CONFIG")
+        if config:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config))
+        return tuple(sources)
+
+    @property
+    def chdb_path(self) -> Path:
+        return self.data_dir / "chdb"
+
+    @property
+    def dsn(self) -> str:
+        return self.clickhouse_dsn or f"chdb://{self.chdb_path}"
+
+    def kafka_client_config(self) -> dict[str, str]:
+        """librdkafka-style security options for an external cluster (empty when plain)."""
+        conf: dict[str, str] = {}
+        if self.kafka_security_protocol:
+            conf["security.protocol"] = self.kafka_security_protocol
+        if self.kafka_sasl_mechanism:
+            conf["sasl.mechanism"] = self.kafka_sasl_mechanism
+        if self.kafka_sasl_username:
+            conf["sasl.username"] = self.kafka_sasl_username
+        if self.kafka_sasl_password:
+            conf["sasl.password"] = self.kafka_sasl_password.get_secret_value()
+        return conf
+
+
+def load_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,251 @@
+"""Messages of the derived topics: one JSON object per Kafka message.
+
+Each class maps one-to-one onto a topic and onto a JSON Schema in ``schemas/jsonschema/``.
+``encode()`` writes the object with its ``schema`` name; ``decode()`` validates field
+types and raises :class:`ContractError` naming the first bad field.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from enum import Enum
+from typing import Any, ClassVar, Self
+
+from schemas.exceptions import ContractError
+
+__all__ = [
+    "Aggregate",
+    "Anomaly",
+    "Command",
+    "CommandResult",
+    "CommandStatus",
+    "DeadLetter",
+    "now_ms",
+]
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class CommandStatus(str, Enum):
+    APPLIED = "applied"  # written and read back equal
+    REJECTED = "rejected"  # refused by the safety gateway; nothing was written
+    FAILED = "failed"  # written but not confirmed, or the device did not answer
+
+
+_NUMBER = (int, float)
+
+
+class _Event:
+    """Shared JSON encode/decode for the event dataclasses below."""
+
+    SCHEMA: ClassVar[str]
+    # field name -> accepted Python types; None allowed where listed in _NULLABLE
+    _TYPES: ClassVar[dict[str, tuple[type, ...]]]
+    _NULLABLE: ClassVar[frozenset[str]] = frozenset()
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = {"schema": self.SCHEMA}
+        doc.update(asdict(self))  # type: ignore[call-overload]
+        return doc
+
+    def encode(self) -> bytes:
+        return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False).encode()
+
+    @classmethod
+    def decode(cls, payload: bytes | str | None) -> Self:
+        if payload is None:
+            raise ContractError("empty-message", "the message has no value")
+        try:
+            doc = json.loads(payload)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ContractError("not-json", f"the message is not valid JSON ({exc})") from exc
+        if not isinstance(doc, dict):
+            raise ContractError("not-an-object", f"the message is a {type(doc).__name__}")
+        return cls.from_dict(doc)
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Self:
+        if doc.get("schema") != cls.SCHEMA:
+            raise ContractError(
+                "wrong-schema", f"schema is {doc.get('schema')!r}, want {cls.SCHEMA!r}"
+            )
+        kwargs: dict[str, Any] = {}
+        for f in fields(cls):  # type: ignore[arg-type]
+            value = doc.get(f.name)
+            if value is None:
+                if f.name not in cls._NULLABLE:
+                    raise ContractError("bad-field", f"{f.name} is missing")
+            else:
+                want = cls._TYPES[f.name]
+                if isinstance(value, bool) and bool not in want:
+                    raise ContractError("bad-field", f"{f.name} must be {want[0].__name__}")
+                if not isinstance(value, want):
+                    raise ContractError(
+                        "bad-field", f"{f.name}={value!r} must be {want[0].__name__}"
+                    )
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise ContractError("bad-field", f"{f.name} must be finite")
+            kwargs[f.name] = value
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregate(_Event):
+    """Statistics of one tag over one tumbling window [window_start, window_end)."""
+
+    SCHEMA: ClassVar[str] = "millstream.aggregates.v1"
+    _TYPES: ClassVar[dict[str, tuple[type, ...]]] = {
+        "tag": (str,), "window_start": (int,), "window_end": (int,), "count": (int,),
+        "min": _NUMBER, "max": _NUMBER, "mean": _NUMBER, "std": _NUMBER,
+        "first": _NUMBER, "last": _NUMBER,
+    }
+
+    tag: str
+    window_start: int  # Unix ms, inclusive
+    window_end: int  # Unix ms, exclusive
+    count: int  # readings with a value (GOOD or UNCERTAIN) in the window
+    min: float
+    max: float
+    mean: float
+    std: float  # population standard deviation
+    first: float  # value of the earliest reading by source timestamp
+    last: float  # value of the latest reading by source timestamp
+
+    def key(self) -> bytes:
+        return self.tag.encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Anomaly(_Event):
+    """A window feature of one tag that the detector scored above its threshold."""
+
+    SCHEMA: ClassVar[str] = "millstream.anomalies.v1"
+    _TYPES: ClassVar[dict[str, tuple[type, ...]]] = {
+        "anomaly_id": (str,), "tag": (str,), "window_start": (int,), "window_end": (int,),
+        "feature": (str,), "value": _NUMBER, "score": _NUMBER, "threshold": _NUMBER,
+        "detector": (str,), "detected_at": (int,),
+    }
+
+    anomaly_id: str
+    tag: str
+    window_start: int
+    window_end: int
+    feature: str  # which window statistic was scored, e.g. "mean" or "std"
+    value: float  # that statistic's value
+    score: float
+    threshold: float
+    detector: str  # e.g. "river.anomaly.StandardAbsoluteDeviation"
+    detected_at: int  # Unix ms, processing time
+
+    def key(self) -> bytes:
+        return self.tag.encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Command(_Event):
+    """A request to change one writable setpoint, decided by a rule."""
+
+    SCHEMA: ClassVar[str] = "millstream.commands.v1"
+    _TYPES: ClassVar[dict[str, tuple[type, ...]]] = {
+        "command_id": (str,), "rule": (str,), "machine": (str,), "setpoint": (str,),
+        "value": _NUMBER, "reason": (str,), "issued_at": (int,), "expires_at": (int,),
+    }
+
+    command_id: str
+    rule: str  # name of the rule in the catalog that decided it
+    machine: str  # ISA-95 path of the machine
+    setpoint: str  # ISA-95 tag path of the writable setpoint
+    value: float
+    reason: str  # human-readable: what was seen
+    issued_at: int  # Unix ms
+    expires_at: int  # Unix ms; the executor refuses a command it receives later than this
+
+    def key(self) -> bytes:
+        return self.machine.encode()
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult(_Event):
+    """What the executor did with one command."""
+
+    SCHEMA: ClassVar[str] = "millstream.command-results.v1"
+    _TYPES: ClassVar[dict[str, tuple[type, ...]]] = {
+        "command_id": (str,), "setpoint": (str,), "requested": _NUMBER,
+        "readback": _NUMBER, "status": (str,), "detail": (str,), "executed_at": (int,),
+    }
+    _NULLABLE: ClassVar[frozenset[str]] = frozenset({"readback"})
+
+    command_id: str
+    setpoint: str
+    requested: float
+    readback: float | None  # value read back from the device after the write
+    status: str  # a CommandStatus value
+    detail: str
+    executed_at: int  # Unix ms
+
+    def key(self) -> bytes:
+        return self.command_id.encode()
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter(_Event):
+    """A message a stage could not process, kept with the reason."""
+
+    SCHEMA: ClassVar[str] = "millstream.deadletter.v1"
+    _TYPES: ClassVar[dict[str, tuple[type, ...]]] = {
+        "stage": (str,), "reason": (str,), "detail": (str,), "topic": (str,),
+        "partition": (int,), "offset": (int,), "key": (str,), "payload": (str,),
+        "payload_encoding": (str,), "at": (int,),
+    }
+    _NULLABLE: ClassVar[frozenset[str]] = frozenset({"key"})
+
+    stage: str  # which process: "streams", "sink", "executor", ...
+    reason: str  # short and stable, e.g. "not-json", "unknown-tag"
+    detail: str
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    payload: str  # the original message value, as text ("utf-8") or base64 ("base64")
+    payload_encoding: str
+    at: int
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        stage: str,
+        reason: str,
+        detail: str,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+    ) -> DeadLetter:
+        raw = value or b""
+        try:
+            payload, encoding = raw.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            payload, encoding = base64.b64encode(raw).decode(), "base64"
+        return cls(
+            stage=stage,
+            reason=reason,
+            detail=detail,
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            key=key.decode("utf-8", "replace") if key is not None else None,
+            payload=payload,
+            payload_encoding=encoding,
+            at=now_ms(),
+        )
+
+    def key_bytes(self) -> bytes:
+        return self.stage.encode()

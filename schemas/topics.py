@@ -1,0 +1,52 @@
+"""Kafka topic names: the public contract other teams subscribe to.
+
+The names are ``<prefix>.readings`` and so on; the prefix is ``millstream`` unless a
+deployment sets another (``MILLSTREAM_TOPIC_PREFIX``), for example to run a staging
+pipeline beside production on one cluster. Tests use a fresh prefix each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["DEFAULT_PREFIX", "Topics"]
+
+DEFAULT_PREFIX = "millstream"
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    prefix: str = DEFAULT_PREFIX
+
+    @property
+    def readings(self) -> str:
+        return f"{self.prefix}.readings"
+
+    @property
+    def aggregates(self) -> str:
+        return f"{self.prefix}.aggregates"
+
+    @property
+    def anomalies(self) -> str:
+        return f"{self.prefix}.anomalies"
+
+    @property
+    def commands(self) -> str:
+        return f"{self.prefix}.commands"
+
+    @property
+    def command_results(self) -> str:
+        return f"{self.prefix}.command-results"
+
+    @property
+    def deadletter(self) -> str:
+        return f"{self.prefix}.deadletter"
+
+    def all(self) -> tuple[str, ...]:
+        return (self.readings, self.aggregates, self.anomalies, self.commands,
+                self.command_results, self.deadletter)
+
+    def partitions(self, topic: str) -> int:
+        """Partitions millstream creates a topic with. Readings are keyed by source, so a
+        source's frames stay in order on one partition; three let three workers share them."""
+        return 3 if topic in (self.readings, self.aggregates) else 1

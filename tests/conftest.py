@@ -1,0 +1,49 @@
+"""Shared fixtures. Integration fixtures start the real parts once per session."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from millstream.settings import Settings
+from millstream.stack.kafka import EmbeddedKafka, ensure_topics, fetch_kafka, free_port
+from schemas.catalog import Catalog, load_catalog
+from schemas.topics import Topics
+
+__all__ = ["free_port"]
+
+
+@pytest.fixture(scope="session")
+def catalog() -> Catalog:
+    """The simulated plant that ships with millstream."""
+    return load_catalog()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Kafka: MILLSTREAM_KAFKA_BOOTSTRAP if set, else the embedded broker."""
+    settings = Settings()
+    if settings.kafka_bootstrap:
+        yield settings.kafka_bootstrap
+        return
+    libs = fetch_kafka(settings.cache_dir, settings.kafka_version)
+    with EmbeddedKafka(libs, tmp_path_factory.mktemp("kafka")) as kafka:
+        yield kafka.bootstrap
+
+
+@pytest.fixture
+def topics(kafka_bootstrap: str) -> Topics:
+    """Fresh topics for one test, so tests sharing the broker never see each other."""
+    t = Topics(prefix=f"test-{uuid.uuid4().hex[:10]}")
+    ensure_topics(kafka_bootstrap, t)
+    return t
+
+
+@pytest.fixture
+def chdb_dsn(tmp_path: Path) -> str:
+    """A fresh chDB directory. One process opens one chDB path at a time: run a sink
+    that owns it in a subprocess, or close the client before the test opens another."""
+    return f"chdb://{tmp_path / 'chdb'}"
