@@ -1,0 +1,154 @@
+"""The safety gateway: the last check before a command reaches a machine.
+
+Pure logic, no I/O. :meth:`SafetyGateway.check` refuses a command that names an unknown or
+non-writable tag, a machine the setpoint does not belong to, a value outside the
+setpoint's ``[min, max]``, a command received after it expired, a ``command_id`` already
+seen (redelivery must not write twice), or one more command than the per-setpoint rate
+limit allows in a sliding minute. It fails closed: a setpoint without limits is refused.
+
+Lifecycle: one gateway per executor process; :meth:`check` remembers the ids it has seen
+and the times of the commands it allowed, so call it once per received command.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+
+from schemas.catalog import Catalog, TagInfo
+from schemas.events import Command
+from schemas.exceptions import CatalogError
+
+__all__ = ["RATE_WINDOW_MS", "SafetyGateway", "Verdict"]
+
+logger = logging.getLogger(__name__)
+
+RATE_WINDOW_MS = 60_000  # the rate limit counts commands per setpoint in this sliding window
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The gateway's answer: ``reason`` says why a command was refused (or "ok")."""
+
+    allowed: bool
+    reason: str
+
+
+_OK = Verdict(True, "ok")
+
+
+class SafetyGateway:
+    """Checks commands against the catalog's setpoint limits and the gateway's own memory.
+
+    ``max_rate_per_setpoint`` is the number of commands allowed per setpoint per minute;
+    ``max_remembered_ids`` bounds the duplicate memory (oldest ids are forgotten first,
+    and ids of expired commands are dropped, since an expired command is refused anyway).
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        *,
+        max_rate_per_setpoint: int = 6,
+        max_remembered_ids: int = 100_000,
+    ) -> None:
+        if max_rate_per_setpoint < 1:
+            raise ValueError(
+                f"max_rate_per_setpoint={max_rate_per_setpoint}: allow at least 1 command "
+                "per setpoint per minute"
+            )
+        self.catalog = catalog
+        self.max_rate_per_setpoint = max_rate_per_setpoint
+        self.max_remembered_ids = max_remembered_ids
+        self._tags = catalog.tags()
+        self._seen: OrderedDict[str, int] = OrderedDict()  # command_id -> expires_at
+        self._allowed_at: dict[str, deque[int]] = {}  # setpoint path -> times allowed
+        self._next_sweep_ms = 0
+
+    def check(self, command: Command, now_ms: int) -> Verdict:
+        """Decide whether ``command`` may be written; remembers it either way."""
+        self._forget_expired(now_ms)
+        if command.command_id in self._seen:
+            return Verdict(
+                False,
+                f"duplicate: command {command.command_id} was already received; "
+                "a redelivered command is not written twice",
+            )
+        self._remember(command)
+        verdict, info = self._static_checks(command)
+        if not verdict.allowed or info is None:
+            return verdict
+        if now_ms > command.expires_at:
+            late = now_ms - command.expires_at
+            return Verdict(
+                False,
+                f"expired: command {command.command_id} expired at {command.expires_at} "
+                f"and was received {late} ms later; the rule must issue a fresh command",
+            )
+        return self._rate_check(info.path, now_ms)
+
+    def _static_checks(self, command: Command) -> tuple[Verdict, TagInfo | None]:
+        """The checks that depend only on the command and the catalog."""
+        try:
+            info = self._tags.get(command.setpoint) or self.catalog.info(command.setpoint)
+        except CatalogError as exc:
+            return Verdict(False, f"unknown setpoint: {exc}"), None
+        spec = info.spec
+        if not spec.writable:
+            return Verdict(
+                False,
+                f"not a setpoint: {info.path} is a {spec.kind} tag and cannot be written; "
+                "commands may only target tags of kind 'setpoint'",
+            ), None
+        machine_path = self.catalog.machine_path(info.machine)
+        if command.machine != machine_path:
+            return Verdict(
+                False,
+                f"machine mismatch: setpoint {info.path} belongs to {machine_path}, "
+                f"but the command names machine {command.machine!r}",
+            ), None
+        if spec.min is None or spec.max is None:
+            return Verdict(
+                False,
+                f"no limits: setpoint {info.path} has no min/max in the catalog; "
+                "add both so the gateway can check values",
+            ), None
+        value = command.value
+        if not math.isfinite(value) or not spec.min <= value <= spec.max:
+            unit = f" {spec.unit}" if spec.unit else ""
+            return Verdict(
+                False,
+                f"out of limits: value {value:g}{unit} for {info.path} is outside "
+                f"[{spec.min:g}, {spec.max:g}]{unit}",
+            ), None
+        return _OK, info
+
+    def _rate_check(self, path: str, now_ms: int) -> Verdict:
+        times = self._allowed_at.setdefault(path, deque())
+        while times and times[0] <= now_ms - RATE_WINDOW_MS:
+            times.popleft()
+        if len(times) >= self.max_rate_per_setpoint:
+            wait_s = (times[0] + RATE_WINDOW_MS - now_ms) / 1000
+            return Verdict(
+                False,
+                f"rate limit: {len(times)} commands for {path} in the last minute "
+                f"(limit {self.max_rate_per_setpoint}/min); next one allowed in {wait_s:.1f} s",
+            )
+        times.append(now_ms)
+        return _OK
+
+    def _remember(self, command: Command) -> None:
+        self._seen[command.command_id] = command.expires_at
+        while len(self._seen) > self.max_remembered_ids:
+            self._seen.popitem(last=False)
+
+    def _forget_expired(self, now_ms: int) -> None:
+        """Drop ids of commands that have expired: a redelivery would be refused as expired."""
+        if len(self._seen) < 1024 or now_ms < self._next_sweep_ms:
+            return
+        self._next_sweep_ms = now_ms + 10_000
+        stale = [cid for cid, exp in self._seen.items() if exp < now_ms]
+        for cid in stale:
+            del self._seen[cid]
