@@ -1,36 +1,282 @@
-"""The ``millstream`` command: one subcommand per stage, plus the local stack tools."""
+"""millstream: industrial stream processing on Kafka.
+
+One subcommand per stage (simulate, connect, worker, sink, executor), the local stack
+(setup, kafka, demo), and the analyst's tools (query, bench).
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from millstream.settings import Settings, load_settings
+from schemas.catalog import Catalog, load_catalog
 from schemas.exceptions import MillstreamError
+from schemas.topics import Topics
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
+
+logger = logging.getLogger("millstream")
+
+Handler = Callable[[argparse.Namespace, Settings], int]
 
 
-def _cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
+def _catalog(settings: Settings) -> Catalog:
+    return load_catalog(settings.catalog)
+
+
+def _topics(settings: Settings) -> Topics:
+    return Topics(settings.topic_prefix)
+
+
+def _stop_event_on_signals() -> threading.Event:
+    """A threading.Event set by SIGINT/SIGTERM: stages stop cleanly and flush."""
+    stop = threading.Event()
+
+    def _handler(signum: int, _frame: object) -> None:
+        logger.info("received %s, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, _handler)
+    signal.signal(signal.SIGTERM, _handler)
+    return stop
+
+
+def _async_stop_event() -> asyncio.Event:
+    """An asyncio.Event set by SIGINT/SIGTERM, for coroutine-based stages (call in a loop)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+# -- commands ------------------------------------------------------------------------------
+
+def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
     from millstream.stack.kafka import fetch_kafka
 
+    _catalog(settings)  # fail early on a bad catalog
     if settings.kafka_bootstrap:
         print(f"millstream: using Kafka at {settings.kafka_bootstrap}; nothing to fetch",
               file=sys.stderr)
         return 0
     libs = fetch_kafka(settings.cache_dir, settings.kafka_version)
-    print(f"millstream: Apache Kafka {settings.kafka_version} ready in {libs}", file=sys.stderr)
+    print(f"millstream: Apache Kafka {settings.kafka_version} ready ({libs})", file=sys.stderr)
     return 0
 
 
+def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
+    from millstream.stack.kafka import EmbeddedKafka, ensure_topics, fetch_kafka
+    from millstream.stack.locate import broker_file, write_broker_file
+
+    libs = fetch_kafka(settings.cache_dir, settings.kafka_version)
+    stop = _stop_event_on_signals()
+    kafka = EmbeddedKafka(libs, settings.data_dir / "kafka", port=settings.kafka_port,
+                          fresh=not args.keep)
+    kafka.start()
+    try:
+        ensure_topics(kafka.bootstrap, _topics(settings))
+        write_broker_file(settings, kafka.bootstrap)
+        print(f"millstream: Kafka running at {kafka.bootstrap}; Ctrl-C stops it", file=sys.stderr)
+        print(kafka.bootstrap, flush=True)
+        while not stop.wait(1.0):
+            if kafka.proc is None or kafka.proc.poll() is not None:
+                print(f"millstream: the broker exited; see {kafka.log_path}", file=sys.stderr)
+                return 1
+    finally:
+        broker_file(settings).unlink(missing_ok=True)
+        kafka.stop()
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from connectors.simulator import FaultPlan, run_simulator
+
+    catalog = _catalog(settings)
+    faults = (FaultPlan.parse(args.fault, catalog) if args.fault
+              else FaultPlan.random(catalog, seed=args.seed))
+
+    async def _main() -> None:
+        await run_simulator(catalog, opcua_port=args.opcua_port, modbus_port=args.modbus_port,
+                            seed=args.seed, faults=faults, stop=_async_stop_event())
+
+    asyncio.run(_main())
+    return 0
+
+
+def cmd_connect(args: argparse.Namespace, settings: Settings) -> int:
+    from connectors.run import run_connector
+
+    from millstream.stack.locate import resolve_bootstrap
+
+    catalog = _catalog(settings)
+    catalog.source(args.source)  # names the known sources if this one is not
+    bootstrap = resolve_bootstrap(settings)
+
+    async def _main() -> dict[str, object]:
+        return await run_connector(
+            catalog, args.source, bootstrap=bootstrap, topics=_topics(settings),
+            kafka_config=settings.kafka_client_config(), endpoint=args.endpoint,
+            status_file=_path(args.status_file), frame_ms=args.frame_ms,
+            stop=_async_stop_event(),
+        )
+
+    final = asyncio.run(_main())
+    print(json.dumps(final), flush=True)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.app import run_worker
+
+    from millstream.stack.locate import resolve_bootstrap
+
+    run_worker(_catalog(settings), bootstrap=resolve_bootstrap(settings),
+               topics=_topics(settings), app_id=args.app_id,
+               kafka_config=settings.kafka_client_config(),
+               status_file=_path(args.status_file), loglevel=args.loglevel)
+    return 0
+
+
+def cmd_sink(args: argparse.Namespace, settings: Settings) -> int:
+    from sinks.run import run_sink
+
+    from millstream.query import endpoint_file_for
+    from millstream.stack.locate import resolve_bootstrap
+
+    stop = _stop_event_on_signals()
+    final = run_sink(_catalog(settings), bootstrap=resolve_bootstrap(settings),
+                     topics=_topics(settings), dsn=settings.dsn, group_id=args.group_id,
+                     kafka_config=settings.kafka_client_config(),
+                     query_endpoint_file=endpoint_file_for(settings.dsn),
+                     status_file=_path(args.status_file), stop=stop)
+    print(json.dumps(final, default=str), flush=True)
+    return 0
+
+
+def cmd_executor(args: argparse.Namespace, settings: Settings) -> int:
+    from sinks.executor import run_executor
+
+    from millstream.stack.locate import resolve_bootstrap
+
+    endpoints: dict[str, str] = {}
+    for item in args.endpoint or []:
+        name, sep, url = item.partition("=")
+        if not sep:
+            raise MillstreamError(f"--endpoint wants SOURCE=ENDPOINT, got {item!r}")
+        endpoints[name] = url
+    stop = _stop_event_on_signals()
+    final = run_executor(_catalog(settings), bootstrap=resolve_bootstrap(settings),
+                         topics=_topics(settings), endpoints=endpoints or None,
+                         kafka_config=settings.kafka_client_config(),
+                         status_file=_path(args.status_file), stop=stop)
+    print(json.dumps(final, default=str), flush=True)
+    return 0
+
+
+def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
+    from millstream.query import (
+        endpoint_file_for,
+        format_csv,
+        format_json,
+        format_table,
+        run_query,
+    )
+
+    result = run_query(settings.dsn, args.sql, endpoint_file_for(settings.dsn))
+    formatter = {"table": format_table, "csv": format_csv, "json": format_json}[args.format]
+    print(formatter(result))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from millstream.demo import DemoOptions, run_demo
+
+    summary = run_demo(settings, DemoOptions(duration=args.duration, seed=args.seed,
+                                             faults=args.fault or []))
+    print(json.dumps(summary), flush=True)
+    return 0 if summary.get("ok", True) else 1
+
+
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    from millstream.bench import run_benchmark
+
+    result = run_benchmark(args.name, settings, args)
+    print(json.dumps(result) if args.json else json.dumps(result, indent=2), flush=True)
+    return 0
+
+
+# -- parser --------------------------------------------------------------------------------
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="millstream", description=__doc__)
+    parser = argparse.ArgumentParser(prog="millstream", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("setup", help="fetch what the local stack needs (Kafka jars), once")
-    p.set_defaults(func=_cmd_setup)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Handler, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    add("setup", cmd_setup, "fetch what the local stack needs (Kafka jars), once")
+    p = add("kafka", cmd_kafka, "run the embedded Kafka broker in the foreground")
+    p.add_argument("--keep", action="store_true", help="keep the broker's data from last time")
+
+    p = add("simulate", cmd_simulate, "run the plant simulator (OPC-UA and Modbus servers)")
+    p.add_argument("--opcua-port", type=int, default=4840)
+    p.add_argument("--modbus-port", type=int, default=5020)
+    p.add_argument("--seed", type=int, default=7, help="seeds noise and the fault schedule")
+    p.add_argument("--fault", action="append", metavar="KIND@MACHINE[/TAG]:START[+DURATION]",
+                   help="inject this fault instead of the seeded schedule, e.g. overheat@cnc-01:20")
+
+    p = add("connect", cmd_connect, "bridge one source of the catalog into Kafka")
+    p.add_argument("source", help="source name from the catalog, e.g. opcua-sim")
+    p.add_argument("--endpoint", help="override the catalog's endpoint for this source")
+    p.add_argument("--frame-ms", type=int, default=200, help="how often readings are framed")
+    p.add_argument("--status-file", help="write counters here every second (JSON)")
+
+    p = add("worker", cmd_worker, "run a stream worker (Faust): windows, anomalies, rules")
+    p.add_argument("--app-id", default="millstream-streams", help="consumer group / app id")
+    p.add_argument("--loglevel", default="warn", choices=["crit", "error", "warn", "info", "debug"])
+    p.add_argument("--status-file", help="write counters here every second (JSON)")
+
+    p = add("sink", cmd_sink, "write every topic to ClickHouse (and serve chDB queries)")
+    p.add_argument("--group-id", default="millstream-sink")
+    p.add_argument("--status-file", help="write counters here every second (JSON)")
+
+    p = add("executor", cmd_executor, "apply commands to the machines through the safety gateway")
+    p.add_argument("--endpoint", action="append", metavar="SOURCE=ENDPOINT",
+                   help="override a source's endpoint, e.g. opcua-sim=opc.tcp://127.0.0.1:4840/")
+    p.add_argument("--status-file", help="write counters here every second (JSON)")
+
+    p = add("query", cmd_query, "run SQL against millstream's ClickHouse and print the result")
+    p.add_argument("sql")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+
+    p = add("demo", cmd_demo, "run the whole platform live on the local stack")
+    p.add_argument("--duration", type=float, default=None,
+                   help="seconds to run; default: until Ctrl-C")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--fault", action="append", metavar="KIND@MACHINE[/TAG]:START[+DURATION]",
+                   help="faults to inject (default: an overheat at 20 s, then seeded ones)")
+
+    p = add("bench", cmd_bench, "run one benchmark; the last stdout line is its JSON result")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true", help="one JSON line (default: indented)")
+    p.add_argument("--readings", type=int, default=None, help="workload size")
     return parser
 
 
@@ -41,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    func: Callable[[argparse.Namespace, Settings], int] = args.func
+    func: Handler = args.func
     try:
         return func(args, load_settings())
     except MillstreamError as exc:

@@ -1,0 +1,73 @@
+"""The plant catalog: the shipped plant is valid; mistakes give errors that name them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from schemas.catalog import Catalog, load_catalog
+from schemas.exceptions import CatalogError
+
+
+def test_shipped_plant_has_three_machines_and_about_thirty_tags(catalog: Catalog) -> None:
+    assert len(catalog.machines) >= 3
+    tags = catalog.tags()
+    assert 25 <= len(tags) <= 40
+    assert all(p.count("/") == 5 for p in tags)  # enterprise/site/area/line/machine/tag
+    assert {s.protocol for s in catalog.sources} == {"opcua", "modbus"}
+    assert any(t.spec.writable for t in tags.values())
+
+
+def test_resolve_short_and_full_names(catalog: Catalog) -> None:
+    full = catalog.resolve("press-01/pressure_sp")
+    assert full == "acme/plant1/forming/line2/press-01/pressure_sp"
+    assert catalog.resolve(full) == full
+    with pytest.raises(CatalogError, match="not in the catalog"):
+        catalog.resolve("press-01/nope")
+
+
+def test_modbus_registers_do_not_overlap(catalog: Catalog) -> None:
+    for m in catalog.machines:
+        used: dict[tuple[str, int], str] = {}
+        for t in m.tags:
+            if t.modbus is None:
+                continue
+            for i in range(t.modbus.width):
+                slot = (t.modbus.table, t.modbus.address + i)
+                assert slot not in used, f"{m.name}/{t.name} overlaps {used[slot]}"
+                used[slot] = t.name
+
+
+def _write(tmp_path: Path, doc: object) -> Path:
+    p = tmp_path / "plant.yaml"
+    p.write_text(yaml.safe_dump(doc))
+    return p
+
+
+def test_missing_file_says_what_to_set(tmp_path: Path) -> None:
+    with pytest.raises(CatalogError, match="MILLSTREAM_CATALOG"):
+        load_catalog(tmp_path / "missing.yaml")
+
+
+def test_rule_on_a_non_setpoint_is_refused(tmp_path: Path, catalog: Catalog) -> None:
+    doc = catalog.model_dump(by_alias=True)
+    doc["rules"][0]["action"]["setpoint"] = "cnc-01/spindle_temp"
+    with pytest.raises(CatalogError, match="is not a setpoint"):
+        load_catalog(_write(tmp_path, doc))
+
+
+def test_modbus_tag_without_register_is_refused(tmp_path: Path, catalog: Catalog) -> None:
+    doc = catalog.model_dump(by_alias=True)
+    press = next(m for m in doc["machines"] if m["name"] == "press-01")
+    press["tags"][0]["register"] = None
+    with pytest.raises(CatalogError, match="needs a 'register'"):
+        load_catalog(_write(tmp_path, doc))
+
+
+def test_unknown_source_is_refused(tmp_path: Path, catalog: Catalog) -> None:
+    doc = catalog.model_dump(by_alias=True)
+    doc["machines"][0]["source"] = "nowhere"
+    with pytest.raises(CatalogError, match="unknown source 'nowhere'"):
+        load_catalog(_write(tmp_path, doc))
