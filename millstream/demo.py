@@ -1,0 +1,241 @@
+"""``millstream demo``: the whole platform on the local stack, live, in one command.
+
+Starts (or uses) Kafka, then one child process per stage: the plant simulator, a
+connector per source, a stream worker, the ClickHouse sink and the command executor.
+Shows live counts on stderr; at the end stops the stages in data order so nothing in
+flight is lost, and returns a summary computed from ClickHouse and the sequence numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from millstream.exceptions import StackError
+from millstream.settings import Settings
+from millstream.stack.kafka import EmbeddedKafka, ensure_topics, fetch_kafka, free_port
+from millstream.stack.locate import broker_file, write_broker_file
+from millstream.stack.processes import Child
+from millstream.summary import SourceRun, summarize
+from schemas.catalog import load_catalog
+from schemas.events import now_ms
+from schemas.status import read_status
+from schemas.topics import Topics
+
+__all__ = ["DEFAULT_FAULTS", "DemoOptions", "run_demo"]
+
+logger = logging.getLogger(__name__)
+
+# An overheat early enough to show the whole loop (anomaly -> rule -> command -> machine),
+# then one of each other fault.
+DEFAULT_FAULTS = [
+    "overheat@cnc-01:20+40",
+    "pressure_loss@press-01:45+30",
+    "stuck_sensor@compressor-01/discharge_temp:70+30",
+    "bearing_wear@cnc-01:100+60",
+]
+
+
+@dataclass
+class DemoOptions:
+    duration: float | None = None  # seconds; None: until Ctrl-C
+    seed: int = 7
+    faults: list[str] = field(default_factory=list)
+    run_dir: Path | None = None
+    drain_timeout: float = 60.0
+
+
+class _Interrupted(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _kafka(settings: Settings) -> Iterator[str]:
+    if settings.kafka_bootstrap:
+        yield settings.kafka_bootstrap
+        return
+    libs = fetch_kafka(settings.cache_dir, settings.kafka_version)
+    _say("starting Apache Kafka (embedded, KRaft) ...")
+    with EmbeddedKafka(libs, settings.data_dir / "kafka", port=settings.kafka_port) as kafka:
+        write_broker_file(settings, kafka.bootstrap)
+        try:
+            yield kafka.bootstrap
+        finally:
+            broker_file(settings).unlink(missing_ok=True)
+
+
+def _say(msg: str) -> None:
+    print(f"millstream: {msg}", file=sys.stderr, flush=True)
+
+
+def run_demo(settings: Settings, opts: DemoOptions) -> dict[str, Any]:
+    catalog = load_catalog(settings.catalog)
+    topics = Topics(settings.topic_prefix)
+    started_ms = now_ms()
+    run_dir = opts.run_dir or settings.data_dir / "runs" / time.strftime("%Y%m%d-%H%M%S")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    interrupted = False
+
+    def _on_sigint(_signum: int, _frame: object) -> None:
+        raise _Interrupted
+
+    old = signal.signal(signal.SIGINT, _on_sigint)
+    signal.signal(signal.SIGTERM, _on_sigint)
+    with _kafka(settings) as bootstrap:
+        ensure_topics(bootstrap, topics, settings.kafka_client_config())
+        env = {
+            "MILLSTREAM_KAFKA_BOOTSTRAP": bootstrap,
+            "MILLSTREAM_TOPIC_PREFIX": settings.topic_prefix,
+            "MILLSTREAM_CLICKHOUSE_DSN": settings.dsn,
+            "MILLSTREAM_DATA_DIR": str(settings.data_dir),
+            "MILLSTREAM_CACHE_DIR": str(settings.cache_dir),
+            "PYTHONUNBUFFERED": "1",
+        }
+        if settings.catalog:
+            env["MILLSTREAM_CATALOG"] = str(settings.catalog)
+        opcua_port, modbus_port = free_port(), free_port()
+        endpoints = {}
+        for s in catalog.sources:
+            endpoints[s.name] = (f"opc.tcp://127.0.0.1:{opcua_port}/millstream/"
+                                 if s.protocol == "opcua" else f"127.0.0.1:{modbus_port}")
+        logs = run_dir / "logs"
+        faults = opts.faults or DEFAULT_FAULTS
+        sim_args = ["simulate", "--opcua-port", str(opcua_port), "--modbus-port",
+                    str(modbus_port), "--seed", str(opts.seed)]
+        for f in faults:
+            sim_args += ["--fault", f]
+        sim = Child("simulator", sim_args, env, logs / "simulator.log")
+        sink = Child("sink", ["sink", "--status-file", str(run_dir / "sink.json")], env,
+                     logs / "sink.log")
+        worker = Child("worker", ["worker", "--status-file", str(run_dir / "worker.json")],
+                       env, logs / "worker.log")
+        executor = Child("executor", ["executor", "--status-file", str(run_dir / "executor.json"),
+                                      *[f"--endpoint={k}={v}" for k, v in endpoints.items()]],
+                         env, logs / "executor.log")
+        connectors = [
+            Child(f"connect-{s.name}", ["connect", s.name, "--endpoint", endpoints[s.name],
+                                        "--status-file", str(run_dir / f"source-{s.name}.json")],
+                  env, logs / f"connect-{s.name}.log")
+            for s in catalog.sources
+        ]
+        children = [sim, sink, worker, executor, *connectors]
+        _say(f"run folder {run_dir} (logs, status files); faults: {', '.join(faults)}")
+        try:
+            for child in (sim, sink, worker, executor):
+                child.start()
+            time.sleep(2.0)  # servers listening before the connectors dial in
+            for child in connectors:
+                child.start()
+            _say(f"running{'' if opts.duration is None else f' for {opts.duration:.0f} s'}; "
+                 "Ctrl-C stops. Query from another terminal: millstream query \"SELECT ...\"")
+            _watch(children, run_dir, catalog.sources, opts.duration, started_ms)
+        except _Interrupted:
+            interrupted = True
+            _say("stopping (Ctrl-C) ...")
+        finally:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # let the shutdown finish
+            runs = _shutdown(children, connectors, sim, sink, worker, executor, run_dir,
+                             opts.drain_timeout)
+            signal.signal(signal.SIGINT, old)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    summary = summarize(settings.dsn, runs, started_ms)
+    summary["interrupted"] = interrupted
+    summary["run_dir"] = str(run_dir)
+    return summary
+
+
+def _status(run_dir: Path, name: str) -> dict[str, Any]:
+    return read_status(run_dir / f"{name}.json") or {}
+
+
+def _count(doc: dict[str, Any], *path: str) -> int:
+    cur: Any = doc
+    for p in path:
+        cur = cur.get(p, {}) if isinstance(cur, dict) else {}
+    return int(cur) if isinstance(cur, int | float) else 0
+
+
+def _line(run_dir: Path, sources: list[Any], elapsed: float) -> str:
+    produced = sum(_count(_status(run_dir, f"source-{s.name}"), "produced") for s in sources)
+    sink = _status(run_dir, "sink")
+    worker = _status(run_dir, "worker")
+    ex = _status(run_dir, "executor")
+    ins = sink.get("inserted", {})
+    return (f"t={elapsed:5.0f}s  readings {produced:,} -> clickhouse {_count(ins, 'readings'):,}"
+            f" | aggregates {_count(worker, 'aggregates'):,} anomalies "
+            f"{_count(worker, 'anomalies')} commands {_count(worker, 'commands')}"
+            f" (applied {_count(ex, 'applied')}, rejected {_count(ex, 'rejected')})"
+            f" | dead letters {_count(sink, 'deadlettered') + _count(worker, 'deadletters')}")
+
+
+def _watch(children: list[Child], run_dir: Path, sources: list[Any], duration: float | None,
+           started_ms: int) -> None:
+    start = time.monotonic()
+    tty = sys.stderr.isatty()
+    while duration is None or time.monotonic() - start < duration:
+        time.sleep(1.0 if tty else 5.0)
+        for c in children:
+            if not c.alive:
+                raise StackError(f"the {c.name} process exited with code {c.returncode}; "
+                                 f"last lines of {c.log}:\n{c.tail()}")
+        line = _line(run_dir, sources, time.monotonic() - start)
+        print(("\r" + line + "\033[K") if tty else line, end="" if tty else "\n",
+              file=sys.stderr, flush=True)
+    if tty:
+        print(file=sys.stderr)
+
+
+def _wait_until(cond: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def _shutdown(children: list[Child], connectors: list[Child], sim: Child, sink: Child,
+              worker: Child, executor: Child, run_dir: Path,
+              drain_timeout: float) -> list[SourceRun]:
+    """Stop in data order: sources first, then wait for the sink to store what they sent."""
+    _say("stopping connectors and draining the pipeline ...")
+    for c in connectors:
+        c.stop()
+    runs: list[SourceRun] = []
+    for c in connectors:
+        name = c.name.removeprefix("connect-")
+        st = _status(run_dir, f"source-{name}")
+        if st:
+            runs.append(SourceRun(name, int(st.get("epoch", 0)), _count(st, "produced"),
+                                  _count(st, "delivered")))
+    delivered = sum(r.delivered for r in runs)
+
+    def _sink_has_readings() -> bool:
+        return _count(_status(run_dir, "sink"), "inserted", "readings") >= delivered
+
+    if sink.alive and not _wait_until(_sink_has_readings, drain_timeout):
+        logger.warning("the sink had not stored all %d delivered readings after %.0f s",
+                       delivered, drain_timeout)
+    worker.stop()
+    time.sleep(1.5)  # the executor acts on the worker's last commands
+    executor.stop()
+
+    def _sink_quiet() -> bool:
+        before = _status(run_dir, "sink").get("inserted")
+        time.sleep(1.5)
+        return bool(_status(run_dir, "sink").get("inserted") == before)
+
+    if sink.alive:
+        _wait_until(_sink_quiet, 15)
+    sink.stop()
+    sim.stop()
+    for c in children:
+        c.stop(5)
+    return runs

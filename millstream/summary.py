@@ -1,0 +1,65 @@
+"""The end-of-run summary, computed from ClickHouse and the connectors' sequence numbers.
+
+``lost`` is not assumed: for every (source, epoch) a connector ran, it produced readings
+numbered 1..produced; whatever number in that range has no row in ``readings`` is lost.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from millstream.query import endpoint_file_for, run_query
+
+__all__ = ["SourceRun", "summarize"]
+
+_NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRun:
+    """What one connector said it did: readings 1..produced of (source, epoch)."""
+
+    source: str
+    epoch: int
+    produced: int
+    delivered: int
+
+
+def _scalar(dsn: str, sql: str) -> int:
+    rows = run_query(dsn, sql, endpoint_file_for(dsn)).rows
+    return int(rows[0][0]) if rows and rows[0][0] is not None else 0
+
+
+def summarize(dsn: str, runs: list[SourceRun], since_ms: int) -> dict[str, Any]:
+    produced = stored = rows = 0
+    for r in runs:
+        if not _NAME.match(r.source):
+            raise ValueError(f"unexpected source name {r.source!r}")
+        produced += r.produced
+        if r.produced == 0:
+            continue
+        where = (f"source = '{r.source}' AND epoch = {int(r.epoch)} "
+                 f"AND seq BETWEEN 1 AND {int(r.produced)}")
+        stored += _scalar(dsn, f"SELECT uniqExact(seq) FROM readings WHERE {where}")
+        rows += _scalar(dsn, f"SELECT count() FROM readings FINAL WHERE {where}")
+    since = f"fromUnixTimestamp64Milli({int(since_ms)}, 'UTC')"
+    return {
+        "readings_produced": produced,
+        "readings_in_clickhouse": stored,
+        "aggregates": _scalar(dsn, f"SELECT count() FROM aggregates FINAL "
+                                   f"WHERE window_start >= {since}"),
+        "anomalies": _scalar(dsn, f"SELECT count() FROM anomalies FINAL "
+                                  f"WHERE detected_at >= {since}"),
+        "commands_executed": _scalar(dsn, f"SELECT count() FROM command_results FINAL "
+                                          f"WHERE status = 'applied' AND executed_at >= {since}"),
+        "lost": produced - stored,
+        "duplicates": rows - stored,
+        "commands_issued": _scalar(dsn, f"SELECT count() FROM commands FINAL "
+                                        f"WHERE issued_at >= {since}"),
+        "commands_refused_or_failed": _scalar(
+            dsn, f"SELECT count() FROM command_results FINAL "
+                 f"WHERE status != 'applied' AND executed_at >= {since}"),
+        "dead_letters": _scalar(dsn, f"SELECT count() FROM deadletter FINAL WHERE at >= {since}"),
+    }
