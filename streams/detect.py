@@ -1,0 +1,127 @@
+"""Online anomaly detection on window statistics with River.
+
+Per (tag, feature) of analog tags, a :class:`GuardedSAD` — river's
+``StandardAbsoluteDeviation`` with a floor under its scale — scores each closed window's
+feature (mean, std, ...). :class:`WindowDetector` owns the warm-up and the rule that a
+window it flagged is not learned, so a drift does not teach itself normal.
+
+Lifecycle: ``WindowDetector(threshold, warmup_windows, features, analog_tags)``, then
+``observe(aggregate, now_ms)`` for every closed window, in window order per tag.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from river import anomaly
+
+from schemas.catalog import Catalog
+from schemas.events import Aggregate, Anomaly
+
+__all__ = ["DETECTOR_NAME", "GuardedSAD", "WindowDetector", "detector_from_catalog"]
+
+logger = logging.getLogger(__name__)
+
+DETECTOR_NAME = "river.anomaly.StandardAbsoluteDeviation"
+MAX_SCORE = 1e12  # scores stay finite: they go into JSON
+
+
+class GuardedSAD:
+    """River's SAD on one univariate stream, with a scale floor.
+
+    ``score_one(x) = |x - mean| / max(std, min_scale, rel_scale * |mean|)``. River divides
+    by ``std + 1e-10``; for a history that is (almost) constant that turns rounding noise
+    into huge scores, and a stuck sensor into an unbounded one. The floor makes such
+    noise score ~0 while a real change (a stuck sensor's std falling to 0 after a noisy
+    history) still scores high; scores are capped at ``MAX_SCORE`` and never NaN.
+    """
+
+    def __init__(self, min_scale: float = 1e-9, rel_scale: float = 1e-9) -> None:
+        self.min_scale = min_scale
+        self.rel_scale = rel_scale
+        self.sad = anomaly.StandardAbsoluteDeviation()
+        self.n = 0
+
+    def learn_one(self, x: float) -> None:
+        if math.isfinite(x):
+            self.sad.learn_one(None, x)
+            self.n += 1
+
+    def score_one(self, x: float) -> float:
+        if not math.isfinite(x):
+            return MAX_SCORE
+        if self.n == 0:
+            return 0.0
+        mean = float(self.sad.sub_stat.get() or 0.0)
+        std = math.sqrt(max(float(self.sad.variance.get()), 0.0))
+        scale = max(std, self.min_scale, self.rel_scale * abs(mean))
+        score = abs(x - mean) / scale
+        return min(score, MAX_SCORE) if math.isfinite(score) else MAX_SCORE
+
+
+@dataclass
+class _TagState:
+    windows: int = 0
+    models: dict[str, GuardedSAD] = field(default_factory=dict)
+
+
+class WindowDetector:
+    """Scores the features of each closed window of the given tags.
+
+    Emits nothing for a tag's first ``warmup_windows`` windows (it only learns). Then a
+    feature scoring above ``threshold`` is an anomaly; a window with any anomaly is not
+    learned from. Counts ``scored`` and ``flagged`` windows.
+    """
+
+    def __init__(self, threshold: float = 6.0, warmup_windows: int = 10,
+                 features: Sequence[str] = ("mean", "std"),
+                 tags: Iterable[str] | None = None) -> None:
+        self.threshold = threshold
+        self.warmup_windows = warmup_windows
+        self.features = tuple(features)
+        self.tags = frozenset(tags) if tags is not None else None
+        self._state: dict[str, _TagState] = {}
+        self.scored = 0
+        self.flagged = 0
+
+    def observe(self, agg: Aggregate, now_ms: int) -> list[Anomaly]:
+        """Score one closed window, learn from it if it looks normal; return anomalies."""
+        if self.tags is not None and agg.tag not in self.tags:
+            return []
+        st = self._state.get(agg.tag)
+        if st is None:
+            st = self._state[agg.tag] = _TagState()
+            st.models = {f: GuardedSAD() for f in self.features}
+        values = {f: float(getattr(agg, f)) for f in self.features}
+        st.windows += 1
+        found: list[Anomaly] = []
+        if st.windows > self.warmup_windows:
+            self.scored += 1
+            for f, x in values.items():
+                score = st.models[f].score_one(x)
+                if score > self.threshold:
+                    found.append(Anomaly(
+                        anomaly_id=uuid.uuid4().hex, tag=agg.tag,
+                        window_start=agg.window_start, window_end=agg.window_end,
+                        feature=f, value=x, score=score, threshold=self.threshold,
+                        detector=DETECTOR_NAME, detected_at=now_ms,
+                    ))
+        if found:
+            self.flagged += 1
+            logger.debug("window %s@%d anomalous: %s", agg.tag, agg.window_start,
+                         [(a.feature, round(a.score, 2)) for a in found])
+        else:
+            for f, x in values.items():
+                st.models[f].learn_one(x)
+        return found
+
+
+def detector_from_catalog(catalog: Catalog) -> WindowDetector:
+    """The detector the catalog configures, over its analog tags."""
+    spec = catalog.detector
+    analog = [path for path, info in catalog.tags().items() if info.spec.kind == "analog"]
+    return WindowDetector(spec.threshold, spec.warmup_windows, spec.features, analog)
