@@ -1,0 +1,168 @@
+"""The contract of an edge source: one loop, ``run()``; the base owns everything else.
+
+A source reads a device and calls :meth:`Source.emit` for every value. The base numbers
+the readings (:class:`FrameBuilder`), turns them into frames every ``frame_ms`` and hands
+them to the :class:`ReadingPublisher`, writes the status file every second, and on stop
+flushes what is left and waits for Kafka to confirm it.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import logging
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+from connectors.publisher import ReadingPublisher
+from schemas.readings import FrameBuilder, Quality
+from schemas.status import write_status
+
+__all__ = ["STATUS_EVERY_S", "Source", "now_ms"]
+
+logger = logging.getLogger(__name__)
+
+STATUS_EVERY_S = 1.0
+FLUSH_TIMEOUT_S = 10.0
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Source(abc.ABC):
+    """One connector instance reading one source of the catalog.
+
+    Lifecycle: construct, ``await serve(stop)`` (starts ``run()``, the flush timer and the
+    status writer; returns the final status once ``stop`` is set or ``run()`` ends), done.
+    Subclasses implement ``run()`` and may override ``cleanup()`` to close their client.
+    """
+
+    protocol: ClassVar[str]
+
+    def __init__(
+        self,
+        name: str,
+        publisher: ReadingPublisher,
+        *,
+        status_file: Path | None = None,
+        frame_ms: int = 200,
+        max_readings: int = 1000,
+    ) -> None:
+        self.name = name
+        self.publisher = publisher
+        self.status_file = status_file
+        self.frame_ms = frame_ms
+        self.epoch = now_ms()
+        self.builder = FrameBuilder(source=name, epoch=self.epoch, max_readings=max_readings)
+        self.connected = False
+        self.errors = 0
+        self.last_error: str | None = None
+        self.running = False
+
+    # -- what a source implements ------------------------------------------------------
+    @abc.abstractmethod
+    async def run(self) -> None:
+        """Read the device and ``emit()`` readings while ``self.running``; reconnect inside."""
+
+    async def cleanup(self) -> None:  # noqa: B027 - optional hook
+        """Close the device client. Called once after ``run()`` has ended or been cancelled."""
+
+    # -- what a source calls -----------------------------------------------------------
+    def emit(self, tag: str, ts: int, value: float | None, quality: Quality = Quality.GOOD) -> None:
+        """Queue one reading; a full frame goes to Kafka at once."""
+        self.builder.add(tag, ts, value, quality if value is not None else Quality.BAD)
+        if self.builder.full:
+            self._publish_pending()
+
+    def record_error(self, message: str) -> None:
+        """Count a device error; the message is what a person reads in the status file."""
+        self.errors += 1
+        self.last_error = message
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def serve(self, stop: asyncio.Event | None = None) -> dict[str, Any]:
+        """Run until ``stop`` is set (or ``run()`` returns); return the final status.
+
+        An exception from ``run()`` (a configuration error) propagates after cleanup.
+        """
+        stop = stop or asyncio.Event()
+        self.running = True
+        runner = asyncio.create_task(self.run(), name=f"{self.name}-run")
+        timers = [
+            asyncio.create_task(self._flush_loop(), name=f"{self.name}-flush"),
+            asyncio.create_task(self._status_loop(), name=f"{self.name}-status"),
+        ]
+        stopper = asyncio.create_task(stop.wait(), name=f"{self.name}-stop")
+        logger.info("source %s (%s) started, epoch %d", self.name, self.protocol, self.epoch)
+        try:
+            await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.running = False
+            for task in (runner, stopper, *timers):
+                task.cancel()
+            results = await asyncio.gather(runner, stopper, *timers, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await self.cleanup()
+            self.connected = False
+            status = await self._finish()
+        failure = results[0]
+        if isinstance(failure, BaseException) and not isinstance(failure, asyncio.CancelledError):
+            raise failure
+        return status
+
+    async def _finish(self) -> dict[str, Any]:
+        self._publish_pending()
+        remaining = await asyncio.to_thread(self.publisher.flush, FLUSH_TIMEOUT_S)
+        if remaining:
+            self.record_error(
+                f"{remaining} frame(s) not confirmed by Kafka within {FLUSH_TIMEOUT_S:.0f} s; "
+                "check that the brokers are reachable"
+            )
+        status = self.status()
+        self._write(status)
+        logger.info("source %s stopped: %s", self.name, status)
+        return status
+
+    def status(self) -> dict[str, Any]:
+        """The counters the status file carries (see schemas/status.py)."""
+        return {
+            "source": self.name,
+            "protocol": self.protocol,
+            "epoch": self.epoch,
+            "produced": self.builder.produced,
+            "delivered": self.publisher.delivered,
+            "failed": self.publisher.failed,
+            "frames": self.publisher.frames,
+            "connected": self.connected,
+            "errors": self.errors,
+            "last_error": self.last_error or self.publisher.last_error,
+            "updated_at": now_ms(),
+        }
+
+    def _publish_pending(self) -> None:
+        frame = self.builder.flush()
+        if frame is not None:
+            self.publisher.publish(frame)
+
+    async def _flush_loop(self) -> None:
+        period = self.frame_ms / 1000
+        while True:
+            await asyncio.sleep(period)
+            self._publish_pending()
+            self.publisher.poll(0)
+
+    async def _status_loop(self) -> None:
+        while True:
+            await asyncio.sleep(STATUS_EVERY_S)
+            self._write(self.status())
+
+    def _write(self, status: dict[str, Any]) -> None:
+        if self.status_file is None:
+            return
+        try:
+            write_status(self.status_file, status)
+        except OSError as exc:
+            logger.warning("cannot write the status file %s: %s", self.status_file, exc)

@@ -1,0 +1,220 @@
+"""OPC-UA source: subscribes to every tag of its machines; the server pushes changes.
+
+Monitored items sample at the source's ``interval_ms`` and the subscriptions publish at
+the same period (no polling). Subscriptions hold at most ``chunk`` items each, since one
+asyncua subscription lags above a few thousand. Notifications arrive through the
+subscriptions' async iterators (no task per notification) and only go into the frame
+builder: nothing in the path awaits the network. On a lost connection the source logs,
+counts the error, reconnects with backoff and subscribes again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from asyncua import Client, ua
+from asyncua.common.subscription import DataChangeEvent, StatusChangeEvent, Subscription
+
+from connectors.base import Source, now_ms
+from connectors.exceptions import ConnectorConfigError, DeviceError
+from connectors.publisher import ReadingPublisher
+from schemas.catalog import Catalog, SourceSpec
+from schemas.readings import Quality
+
+__all__ = ["OpcUaSource", "quality_of", "reading_of", "to_unix_ms"]
+
+logger = logging.getLogger(__name__)
+
+CHUNK = 1000
+BACKOFF_START_S = 0.5
+BACKOFF_MAX_S = 10.0
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+def to_unix_ms(dt: datetime) -> int:
+    """A datetime as Unix milliseconds; naive datetimes are UTC (as OPC UA's are)."""
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return (dt - _EPOCH) // _MS
+
+
+def quality_of(status: ua.StatusCode | int | None) -> Quality:
+    """OPC UA severity (the status code's top two bits): Good, Uncertain or Bad."""
+    code = 0 if status is None else status if isinstance(status, int) else status.value
+    severity = (int(code) >> 30) & 0b11
+    return Quality.GOOD if severity == 0 else Quality.UNCERTAIN if severity == 1 else Quality.BAD
+
+
+def reading_of(value: Any, dv: ua.DataValue | None, received_ms: int) -> tuple[int, float | None,
+                                                                               Quality]:
+    """(source ts, value, quality) of one notification. Booleans become 1.0/0.0; a value
+    that is not a finite number is sent as None with quality BAD."""
+    ts = received_ms
+    quality = Quality.GOOD
+    if dv is not None:
+        stamp = dv.SourceTimestamp or dv.ServerTimestamp
+        if stamp is not None:
+            ts = to_unix_ms(stamp)
+        quality = quality_of(dv.StatusCode)
+    if isinstance(value, bool):
+        return ts, 1.0 if value else 0.0, quality
+    if isinstance(value, int | float) and math.isfinite(value):
+        return ts, float(value), quality
+    return ts, None, Quality.BAD
+
+
+class OpcUaSource(Source):
+    """Subscribes to the tags of one OPC-UA server.
+
+    Lifecycle as :class:`~connectors.base.Source`; ``run()`` connects, subscribes, waits
+    for the connection to drop, and starts over with backoff.
+    """
+
+    protocol = "opcua"
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        spec: SourceSpec,
+        publisher: ReadingPublisher,
+        *,
+        endpoint: str | None = None,
+        status_file: Path | None = None,
+        frame_ms: int = 200,
+        chunk: int = CHUNK,
+        timeout_s: float = 4.0,
+    ) -> None:
+        super().__init__(spec.name, publisher, status_file=status_file, frame_ms=frame_ms)
+        self.endpoint = endpoint or spec.endpoint
+        self.namespace = spec.namespace
+        self.interval_ms = spec.interval_ms
+        self.chunk = chunk
+        self.timeout_s = timeout_s
+        self.tags = [catalog.tag_path(m, t) for m in catalog.machines_of(spec.name) for t in m.tags]
+        if not self.tags:
+            raise ConnectorConfigError(
+                f"OPC-UA source {spec.name!r} has no machines in the catalog; "
+                f"add machines with 'source: {spec.name}'"
+            )
+        self.client: Client | None = None
+        self.notifications = 0
+        self.reconnects = 0
+        self._lost = asyncio.Event()
+
+    async def run(self) -> None:
+        backoff = BACKOFF_START_S
+        while self.running:
+            try:
+                await self._session()
+                backoff = BACKOFF_START_S  # the session was up: start backoff over
+            except DeviceError as exc:
+                self._error(str(exc), loud=self.connected or self.errors == 0)
+            finally:
+                self.connected = False
+                await self._close()
+            if not self.running:
+                return
+            self.reconnects += 1
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    async def cleanup(self) -> None:
+        await self._close()
+
+    async def _session(self) -> None:
+        """Connect, subscribe, and consume until the connection is lost."""
+        self._lost = asyncio.Event()
+        client = Client(self.endpoint, timeout=self.timeout_s)
+        client.connection_lost_callback = self._on_lost
+        self.client = client
+        try:
+            await client.connect()
+        except (TimeoutError, OSError, ua.UaError) as exc:
+            raise DeviceError(
+                self.endpoint,
+                f"cannot reach OPC-UA server {self.endpoint}: is the simulator running? start it "
+                f"with `millstream simulate`, or point the source at the server ({exc!r})",
+            ) from exc
+        try:
+            idx = await client.get_namespace_index(self.namespace)
+        except ValueError as exc:
+            raise ConnectorConfigError(
+                f"OPC-UA server {self.endpoint} has no namespace {self.namespace!r}; "
+                "set the source's 'namespace' in the catalog to one the server exposes"
+            ) from exc
+        except (TimeoutError, OSError, ConnectionError, ua.UaError) as exc:
+            raise DeviceError(self.endpoint, f"reading the namespaces of OPC-UA server "
+                              f"{self.endpoint} failed: {exc!r}; retrying") from exc
+        subs = await self._subscribe(client, idx)
+        self.connected = True
+        logger.info("subscribed to %d tags at %s in %d subscription(s)", len(self.tags),
+                    self.endpoint, len(subs))
+        consumers = [asyncio.create_task(self._consume(s)) for s in subs]
+        lost = asyncio.create_task(self._lost.wait())
+        try:
+            await asyncio.wait({lost, *consumers}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (lost, *consumers):
+                task.cancel()
+            await asyncio.gather(lost, *consumers, return_exceptions=True)
+        raise DeviceError(self.endpoint, f"lost the connection to OPC-UA server {self.endpoint}; "
+                          "reconnecting")
+
+    async def _subscribe(self, client: Client, idx: int) -> list[Subscription]:
+        subs = []
+        try:
+            for start in range(0, len(self.tags), self.chunk):
+                paths = self.tags[start : start + self.chunk]
+                sub = await client.create_subscription(self.interval_ms, None, queue_maxsize=0)
+                nodes = [client.get_node(f"ns={idx};s={p}") for p in paths]
+                results = await sub.subscribe_data_change(
+                    nodes, sampling_interval=ua.Double(self.interval_ms)
+                )
+                subs.append(sub)
+                bad = [p for p, r in zip(paths, results, strict=True)
+                       if isinstance(r, ua.StatusCode)]
+                if bad:
+                    self._error(f"OPC-UA server {self.endpoint} has no node for {len(bad)} tag(s), "
+                                f"e.g. ns={idx};s={bad[0]}; check the catalog against the server",
+                                loud=True)
+        except (TimeoutError, OSError, ConnectionError, ua.UaError) as exc:
+            raise DeviceError(self.endpoint, f"subscribing at OPC-UA server {self.endpoint} "
+                              f"failed: {exc!r}; retrying") from exc
+        return subs
+
+    async def _consume(self, sub: Subscription) -> None:
+        """Move one subscription's notifications into the frame builder."""
+        async for event in sub:
+            if isinstance(event, DataChangeEvent):
+                self.notifications += 1
+                ts, value, quality = reading_of(event.value, event.data.monitored_item.Value,
+                                                now_ms())
+                self.emit(str(event.node.nodeid.Identifier), ts, value, quality)
+            elif isinstance(event, StatusChangeEvent) and quality_of(
+                event.notification.Status
+            ) is Quality.BAD:
+                logger.warning("subscription status %s", event.notification.Status)
+                self._lost.set()
+
+    async def _on_lost(self, exc: Exception) -> None:
+        logger.warning("lost the connection to OPC-UA server %s: %r", self.endpoint, exc)
+        self._lost.set()
+
+    async def _close(self) -> None:
+        client, self.client = self.client, None
+        if client is None:
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.disconnect(), timeout=2.0)
+
+    def _error(self, message: str, *, loud: bool) -> None:
+        if loud and message != self.last_error:
+            logger.warning("%s", message)
+        self.record_error(message)
