@@ -1,6 +1,6 @@
 """Edge connectors: OPC-UA and Modbus sources bridged into the readings topic."""
 
-from connectors.base import Source
+from connectors.base import FramePublisher, Source
 from connectors.exceptions import ConnectorConfigError, ConnectorError, DeviceError, PublishError
 from connectors.modbus import ModbusSource
 from connectors.opcua import OpcUaSource
@@ -11,6 +11,7 @@ __all__ = [
     "ConnectorConfigError",
     "ConnectorError",
     "DeviceError",
+    "FramePublisher",
     "ModbusSource",
     "OpcUaSource",
     "PublishError",

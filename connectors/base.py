@@ -14,13 +14,12 @@ import contextlib
 import logging
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
-from connectors.publisher import ReadingPublisher
-from schemas.readings import FrameBuilder, Quality
+from schemas.readings import FrameBuilder, Quality, ReadingFrame
 from schemas.status import write_status
 
-__all__ = ["STATUS_EVERY_S", "Source", "now_ms"]
+__all__ = ["STATUS_EVERY_S", "FramePublisher", "Source", "now_ms"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +29,21 @@ FLUSH_TIMEOUT_S = 10.0
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+class FramePublisher(Protocol):
+    """Where a source's frames go (:class:`~connectors.publisher.ReadingPublisher`)."""
+
+    delivered: int
+    failed: int
+    frames: int
+    last_error: str | None
+
+    def publish(self, frame: ReadingFrame) -> None: ...
+
+    def poll(self, timeout: float = 0.0) -> None: ...
+
+    def flush(self, timeout: float = 10.0) -> int: ...
 
 
 class Source(abc.ABC):
@@ -45,7 +59,7 @@ class Source(abc.ABC):
     def __init__(
         self,
         name: str,
-        publisher: ReadingPublisher,
+        publisher: FramePublisher,
         *,
         status_file: Path | None = None,
         frame_ms: int = 200,

@@ -19,10 +19,9 @@ from typing import Any
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from connectors.base import Source, now_ms
+from connectors.base import FramePublisher, Source, now_ms
 from connectors.exceptions import ConnectorConfigError
 from connectors.modbus_map import BIT_TABLES, ReadBlock, decode_block, parse_endpoint, plan_reads
-from connectors.publisher import ReadingPublisher
 from schemas.catalog import Catalog, SourceSpec
 from schemas.readings import Quality
 
@@ -64,7 +63,7 @@ class ModbusSource(Source):
         self,
         catalog: Catalog,
         spec: SourceSpec,
-        publisher: ReadingPublisher,
+        publisher: FramePublisher,
         *,
         endpoint: str | None = None,
         status_file: Path | None = None,

@@ -21,9 +21,8 @@ from typing import Any
 from asyncua import Client, ua
 from asyncua.common.subscription import DataChangeEvent, StatusChangeEvent, Subscription
 
-from connectors.base import Source, now_ms
+from connectors.base import FramePublisher, Source, now_ms
 from connectors.exceptions import ConnectorConfigError, DeviceError
-from connectors.publisher import ReadingPublisher
 from schemas.catalog import Catalog, SourceSpec
 from schemas.readings import Quality
 
@@ -83,7 +82,7 @@ class OpcUaSource(Source):
         self,
         catalog: Catalog,
         spec: SourceSpec,
-        publisher: ReadingPublisher,
+        publisher: FramePublisher,
         *,
         endpoint: str | None = None,
         status_file: Path | None = None,

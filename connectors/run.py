@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from connectors.base import Source
+from connectors.base import FramePublisher, Source
 from connectors.exceptions import ConnectorConfigError
 from connectors.modbus import ModbusSource
 from connectors.opcua import OpcUaSource
@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 def make_source(
     catalog: Catalog,
     source_name: str,
-    publisher: ReadingPublisher,
+    publisher: FramePublisher,
     *,
     endpoint: str | None = None,
     status_file: Path | None = None,

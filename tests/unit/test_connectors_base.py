@@ -1,0 +1,172 @@
+"""The Source base class and the OPC-UA value mapping, without a network."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from asyncua import ua
+
+from connectors.base import Source
+from connectors.exceptions import ConnectorConfigError
+from connectors.opcua import quality_of, reading_of, to_unix_ms
+from connectors.publisher import ReadingPublisher
+from schemas.readings import Quality, ReadingFrame
+from schemas.status import read_status
+from schemas.topics import Topics
+
+STATUS_KEYS = {"source", "protocol", "epoch", "produced", "delivered", "failed", "frames",
+               "connected", "errors", "last_error", "updated_at"}
+
+
+class MemoryPublisher:
+    """Delivers every frame at once: the base's side of the contract, without Kafka."""
+
+    def __init__(self) -> None:
+        self.sent: list[ReadingFrame] = []
+        self.delivered = self.failed = self.frames = 0
+        self.last_error: str | None = None
+        self.flushed = 0
+
+    def publish(self, frame: ReadingFrame) -> None:
+        ReadingFrame.decode(frame.encode())  # frames must survive the wire
+        self.sent.append(frame)
+        self.frames += 1
+        self.delivered += len(frame)
+
+    def poll(self, timeout: float = 0.0) -> None:
+        pass
+
+    def flush(self, timeout: float = 10.0) -> int:
+        self.flushed += 1
+        return 0
+
+
+class Counter(Source):
+    """Emits ``n`` readings of two tags, one every ``period`` s, then idles."""
+
+    protocol = "test"
+
+    def __init__(self, pub: MemoryPublisher, n: int, period: float = 0.0, **kw) -> None:
+        super().__init__("counter", pub, **kw)
+        self.n, self.period = n, period
+
+    async def run(self) -> None:
+        self.connected = True
+        for i in range(self.n):
+            self.emit("a/b" if i % 2 else "a/c", 1_700_000_000_000 + i, float(i))
+            if self.period:
+                await asyncio.sleep(self.period)
+        self.emit("a/bad", 1_700_000_000_000, None, Quality.GOOD)
+        await asyncio.Event().wait()
+
+
+async def _serve_for(source: Source, seconds: float) -> dict:
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(seconds, stop.set)
+    return await source.serve(stop)
+
+
+def test_frames_number_readings_without_gaps(tmp_path: Path) -> None:
+    pub = MemoryPublisher()
+    src = Counter(pub, n=2500, max_readings=1000, frame_ms=50, status_file=tmp_path / "s.json")
+    status = asyncio.run(_serve_for(src, 0.3))
+    seqs = [f.seq + i for f in pub.sent for i in range(len(f))]
+    assert seqs == list(range(1, 2502))
+    assert all(f.source == "counter" and f.epoch == src.epoch for f in pub.sent)
+    assert max(len(f) for f in pub.sent) == 1000
+    last = pub.sent[-1]
+    assert last.tag[-1] == "a/bad" and last.value[-1] is None
+    assert last.quality[-1] == Quality.BAD  # no value is never GOOD
+    assert pub.flushed == 1
+    assert set(status) == STATUS_KEYS
+    assert status["produced"] == status["delivered"] == 2501
+    assert status["frames"] == len(pub.sent) and status["connected"] is False
+    assert status["protocol"] == "test" and status["errors"] == 0
+    assert read_status(tmp_path / "s.json") == status
+
+
+def test_timer_flushes_partial_frames_and_status_is_rewritten(tmp_path: Path) -> None:
+    pub = MemoryPublisher()
+    src = Counter(pub, n=40, period=0.03, frame_ms=100, status_file=tmp_path / "s.json")
+
+    async def go() -> tuple[dict, dict | None]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(src.serve(stop))
+        await asyncio.sleep(1.3)
+        mid = read_status(tmp_path / "s.json")
+        stop.set()
+        return await task, mid
+
+    final, mid = asyncio.run(go())
+    assert mid is not None and mid["connected"] is True and 0 < mid["produced"] < 41
+    assert len(pub.sent) >= 5  # ~12 frames of ~3 readings
+    assert final["produced"] == 41 and final["updated_at"] >= mid["updated_at"]
+
+
+def test_errors_from_run_propagate_after_cleanup() -> None:
+    class Broken(Source):
+        protocol = "test"
+        cleaned = False
+
+        async def run(self) -> None:
+            self.emit("x/y", 1, 1.0)
+            raise ConnectorConfigError("no such namespace")
+
+        async def cleanup(self) -> None:
+            Broken.cleaned = True
+
+    pub = MemoryPublisher()
+    with pytest.raises(ConnectorConfigError, match="namespace"):
+        asyncio.run(Broken("broken", pub).serve(asyncio.Event()))
+    assert Broken.cleaned and pub.delivered == 1  # what was read still went out
+
+
+def test_record_error_shows_in_status() -> None:
+    src = Counter(MemoryPublisher(), n=0)
+    src.record_error("cannot reach X: start it")
+    src.record_error("cannot reach X: start it")
+    assert src.status()["errors"] == 2 and src.status()["last_error"] == "cannot reach X: start it"
+
+
+def test_opcua_quality_from_status_severity() -> None:
+    assert quality_of(None) is Quality.GOOD
+    assert quality_of(ua.StatusCode(ua.StatusCodes.Good)) is Quality.GOOD
+    assert quality_of(ua.StatusCode(ua.StatusCodes.UncertainLastUsableValue)) is Quality.UNCERTAIN
+    assert quality_of(ua.StatusCode(ua.StatusCodes.BadCommunicationError)) is Quality.BAD
+    assert quality_of(0xC0000000) is Quality.BAD
+
+
+def test_opcua_timestamps_and_values() -> None:
+    t = datetime(2025, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+    ms = 1735787045678
+    assert to_unix_ms(t) == ms
+    assert to_unix_ms(t.replace(tzinfo=None)) == ms  # naive means UTC
+    assert to_unix_ms(t.astimezone(timezone(timedelta(hours=2)))) == ms
+    dv = ua.DataValue(ua.Variant(True), SourceTimestamp=t, ServerTimestamp=t + timedelta(1))
+    assert reading_of(True, dv, 5) == (ms, 1.0, Quality.GOOD)
+    server_only = ua.DataValue(ua.Variant(3.5), ServerTimestamp=t)
+    assert reading_of(3.5, server_only, 5) == (ms, 3.5, Quality.GOOD)
+    bad = ua.DataValue(ua.Variant(1.0), ua.StatusCode(ua.StatusCodes.BadSensorFailure))
+    assert reading_of(1.0, bad, 5) == (5, 1.0, Quality.BAD)
+    assert reading_of("text", None, 5) == (5, None, Quality.BAD)
+    assert reading_of(float("nan"), None, 5) == (5, None, Quality.BAD)
+    assert reading_of(7, None, 5) == (5, 7.0, Quality.GOOD)
+
+
+def test_publisher_counts_what_it_could_not_deliver() -> None:
+    pub = ReadingPublisher("127.0.0.1:1", Topics("unit"),
+                           kafka_config={"message.timeout.ms": "300"})
+    frame = ReadingFrame("s", 1, 1, ["t"], [1], [1.0], [0])
+    pub.publish(frame)
+    assert pub.produced == 1 and pub.frames == 1
+    pub.flush(3.0)
+    assert pub.delivered == 0 and pub.failed == 1
+    assert pub.last_error is not None and "unit.readings" in pub.last_error
+
+
+def test_publisher_names_a_bad_setting() -> None:
+    with pytest.raises(ConnectorConfigError, match="MILLSTREAM_KAFKA"):
+        ReadingPublisher("127.0.0.1:1", Topics("unit"), kafka_config={"no.such.key": "1"})
