@@ -1,0 +1,157 @@
+"""The analyst's side of ``millstream query``: run SQL against millstream's ClickHouse.
+
+For a ``chdb://`` DSN the data directory can be open in one process only, so while a sink
+owns it the query goes to the sink's loopback query server (found through the endpoint
+file); when no sink runs, chDB is opened directly. ``http(s)://`` DSNs go to the server.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from schemas.exceptions import MillstreamError
+from sinks.query_server import chdb_path, endpoint_file_for, json_safe
+
+__all__ = [
+    "QueryError",
+    "QueryResult",
+    "endpoint_file_for",
+    "format_csv",
+    "format_json",
+    "format_table",
+    "run_query",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class QueryError(MillstreamError):
+    """A query could not be run; the message says why and what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    """Column names, ClickHouse type names, and JSON-safe rows."""
+
+    columns: list[str]
+    types: list[str]
+    rows: list[list[Any]]
+
+
+def run_query(dsn: str, sql: str, endpoint_file: Path | None = None,
+              timeout: float = 300.0) -> QueryResult:
+    """Run one statement; through the sink's query server when it owns the chDB directory."""
+    path = chdb_path(dsn)
+    if path is None and not dsn.startswith("chdb:"):
+        return _direct(dsn, sql)
+    endpoint = endpoint_file or endpoint_file_for(dsn)
+    if endpoint is not None and endpoint.exists():
+        answered = _via_server(endpoint, sql, timeout)
+        if answered is not None:
+            return answered
+    if path is not None and not path.exists():
+        raise QueryError(f"there is no chDB database at {path} yet; start `millstream sink` "
+                         "(or `millstream demo`) to create it, or set MILLSTREAM_CLICKHOUSE_DSN")
+    try:
+        return _direct(dsn, sql)
+    except QueryError as exc:
+        if "Cannot lock file" in str(exc) or "already running" in str(exc):
+            raise QueryError(
+                f"another process owns the chDB directory {path} and serves no queries "
+                f"(no answering endpoint file at {endpoint}); query through that process, "
+                "or stop it and run the query again"
+            ) from exc
+        raise
+
+
+def _via_server(endpoint: Path, sql: str, timeout: float) -> QueryResult | None:
+    """The server's answer; None if the endpoint file is stale or its server is gone."""
+    try:
+        doc = json.loads(endpoint.read_text())
+        url = str(doc["url"]).rstrip("/") + "/query"
+    except (OSError, ValueError, KeyError, TypeError):
+        logger.debug("ignoring unreadable endpoint file %s", endpoint)
+        return None
+    req = urllib.request.Request(url, data=sql.encode(), method="POST",
+                                 headers={"Content-Type": "text/plain; charset=utf-8"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            body = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            err = json.loads(exc.read()).get("error") or exc.reason
+        except ValueError:
+            err = exc.reason
+        raise QueryError(f"the query failed: {err}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        logger.debug("query server %s does not answer (%s); opening chDB directly", url, exc)
+        return None
+    return QueryResult(list(body["columns"]), list(body["types"]), list(body["rows"]))
+
+
+def _direct(dsn: str, sql: str) -> QueryResult:
+    import clickhouse_connect  # only here: the server path needs no ClickHouse client
+
+    try:
+        client = clickhouse_connect.get_client(dsn=dsn, tz_mode="schema")
+    except Exception as exc:
+        raise QueryError(f"cannot open ClickHouse at {dsn}: {exc}") from exc
+    try:
+        result = client.query(sql.strip().rstrip(";"))
+        return QueryResult(list(result.column_names), [t.name for t in result.column_types],
+                           [[json_safe(v) for v in row] for row in result.result_rows])
+    except Exception as exc:
+        raise QueryError(f"the query failed: {str(exc).strip()[:2000]}") from exc
+    finally:
+        client.close()
+
+
+# -- output formats ---------------------------------------------------------------------
+def _text(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, list | dict):
+        return json.dumps(value)
+    return str(value)
+
+
+def format_table(result: QueryResult) -> str:
+    """An aligned text table; numbers right-aligned, with a row count."""
+    cells = [[_text(v) for v in row] for row in result.rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(result.columns)]
+    numeric = [all(isinstance(r[i], int | float) and not isinstance(r[i], bool)
+                   for r in result.rows if r[i] is not None) for i in range(len(result.columns))]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(v.rjust(w) if num else v.ljust(w)
+                         for v, w, num in zip(values, widths, numeric, strict=True)).rstrip()
+
+    out = [line(list(result.columns)), "  ".join("-" * w for w in widths)]
+    out += [line(r) for r in cells]
+    n = len(result.rows)
+    out.append(f"({n} row{'s' if n != 1 else ''})")
+    return "\n".join(out)
+
+
+def format_csv(result: QueryResult) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(result.columns)
+    for row in result.rows:
+        writer.writerow(["" if v is None else json.dumps(v) if isinstance(v, list | dict) else v
+                         for v in row])
+    return buf.getvalue()
+
+
+def format_json(result: QueryResult) -> str:
+    """A JSON array of objects, one per row."""
+    return json.dumps([dict(zip(result.columns, row, strict=True)) for row in result.rows],
+                      indent=2)

@@ -1,0 +1,236 @@
+"""ClickHouseSink: every millstream topic into its ClickHouse table (chDB or a server).
+
+Readings frames become one row per reading, inserted column-oriented straight from the
+frame's arrays (DateTime64(3) columns take the Unix-ms integers as ticks, no datetime
+objects). Bad messages and unknown tags go to the dead-letter topic with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.insert import InsertContext
+from confluent_kafka import Message, Producer
+
+from schemas.catalog import Catalog
+from schemas.clickhouse import ddl_statements
+from schemas.events import Aggregate, Anomaly, Command, CommandResult, DeadLetter, now_ms
+from schemas.exceptions import ContractError
+from schemas.readings import ReadingFrame
+from schemas.status import write_status
+from schemas.topics import Topics
+from sinks.base import Batch, BatchingSink, BatchPolicy, Decoded, Reject, Rows
+from sinks.exceptions import SinkError
+
+__all__ = ["READINGS_COLUMNS", "ClickHouseSink", "event_columns", "frame_columns", "open_client"]
+
+logger = logging.getLogger(__name__)
+
+READINGS_COLUMNS = ("tag", "ts", "value", "quality", "source", "epoch", "seq")
+_EVENTS: dict[str, type[Any]] = {
+    "aggregates": Aggregate, "anomalies": Anomaly, "commands": Command,
+    "command_results": CommandResult, "deadletter": DeadLetter,
+}
+_I64 = (-(2**63), 2**63 - 1)
+_U64 = (0, 2**64 - 1)
+# integer columns whose ClickHouse type is narrower than a Python int: checked before
+# batching, so one out-of-range value cannot make a whole batch fail forever
+_INT_RANGES: dict[str, tuple[int, int]] = {
+    "count": (0, 2**32 - 1), "partition": (-(2**31), 2**31 - 1), "offset": _I64,
+    "window_start": _I64, "window_end": _I64, "detected_at": _I64, "issued_at": _I64,
+    "expires_at": _I64, "executed_at": _I64, "at": _I64,
+}
+
+
+def open_client(dsn: str) -> Client:
+    """A clickhouse-connect client for ``chdb://PATH`` or ``http(s)://`` DSNs."""
+    try:
+        return clickhouse_connect.get_client(dsn=dsn, tz_mode="schema")
+    except Exception as exc:
+        msg = str(exc)
+        if "Cannot lock file" in msg or "already running" in msg:
+            raise SinkError(
+                f"the chDB directory of {dsn} is in use by another process; stop it "
+                "(e.g. the other `millstream sink`) or give this sink another directory"
+            ) from exc
+        raise SinkError(f"cannot open ClickHouse at {dsn}: {msg[:300]}") from exc
+
+
+def frame_columns(frame: ReadingFrame, known: frozenset[str]) -> tuple[list[list[Any]], list[str]]:
+    """The frame as readings columns (READINGS_COLUMNS order) and the unknown tags it named.
+
+    Readings whose tag is not in ``known`` are left out of the columns.
+    """
+    n = len(frame)
+    lo, hi = _I64
+    if not all(lo <= t <= hi for t in (min(frame.ts), max(frame.ts))):
+        raise ContractError("out-of-range", "a ts does not fit DateTime64 (Unix ms, Int64)")
+    if not (_U64[0] <= frame.epoch <= _U64[1] and frame.last_seq <= _U64[1]):
+        raise ContractError("out-of-range", f"epoch {frame.epoch} or seq does not fit UInt64")
+    if known.issuperset(frame.tag):
+        return [frame.tag, frame.ts, frame.value, frame.quality, [frame.source] * n,
+                [frame.epoch] * n, list(range(frame.seq, frame.seq + n))], []
+    keep = [i for i, t in enumerate(frame.tag) if t in known]
+    unknown = [t for t in frame.tag if t not in known]
+    return [[frame.tag[i] for i in keep], [frame.ts[i] for i in keep],
+            [frame.value[i] for i in keep], [frame.quality[i] for i in keep],
+            [frame.source] * len(keep), [frame.epoch] * len(keep),
+            [frame.seq + i for i in keep]], unknown
+
+
+def event_columns(event: Any) -> list[list[Any]]:
+    """One event as one-row columns, in field order (the DDL's column order)."""
+    cols = []
+    for f in fields(event):
+        value = getattr(event, f.name)
+        bounds = _INT_RANGES.get(f.name)
+        if bounds and value is not None and not bounds[0] <= value <= bounds[1]:
+            raise ContractError("out-of-range", f"{f.name}={value} does not fit its column")
+        cols.append([value])
+    return cols
+
+
+class ClickHouseSink(BatchingSink):
+    """Lifecycle: construct (opens the client, applies the DDL, creates consumer and
+    producer), :meth:`run` until stopped, then :meth:`close`. ``lock`` serialises every
+    use of ``client``; the query server takes it too."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        *,
+        bootstrap: str,
+        topics: Topics,
+        dsn: str,
+        group_id: str = "millstream-sink",
+        kafka_config: Mapping[str, str] | None = None,
+        policy: BatchPolicy | None = None,
+        status_file: Path | None = None,
+    ) -> None:
+        self.dsn, self.topics, self.status_file = dsn, topics, status_file
+        self.lock = threading.Lock()
+        self.client = open_client(dsn)
+        try:
+            for stmt in ddl_statements():
+                self.client.command(stmt)
+            self._tables: dict[str, str] = {
+                topics.readings: "readings", topics.aggregates: "aggregates",
+                topics.anomalies: "anomalies", topics.commands: "commands",
+                topics.command_results: "command_results", topics.deadletter: "deadletter",
+            }
+            columns: dict[str, Sequence[str]] = {"readings": READINGS_COLUMNS}
+            columns.update({t: [f.name for f in fields(c)] for t, c in _EVENTS.items()})
+            base = {"bootstrap.servers": bootstrap, **(kafka_config or {})}
+            super().__init__({**base, "group.id": group_id}, list(self._tables), columns, policy)
+            self._producer = Producer({**base, "linger.ms": "20"})
+        except Exception:
+            self.client.close()
+            raise
+        self._known = frozenset(catalog.tags())
+        self._contexts: dict[str, InsertContext] = {}
+        self.counts.update(deadlettered=0, deadletter_malformed=0, deadletter_errors=0)
+        self._started, self._next_status = time.time(), 0.0
+        self.query_url: str | None = None
+
+    # -- decoding -----------------------------------------------------------------------
+    def decode(self, msg: Message) -> Decoded:
+        table = self._tables[msg.topic() or ""]
+        if table == "readings":
+            frame = ReadingFrame.decode(msg.value())
+            cols, unknown = frame_columns(frame, self._known)
+            rejects: tuple[Reject, ...] = ()
+            if unknown:
+                names = ", ".join(sorted(set(unknown))[:5])
+                rejects = (Reject("unknown-tag", f"{len(unknown)} of {len(frame)} readings "
+                                  f"name tags not in the catalog ({names}); the others were "
+                                  "stored"),)
+            return Decoded(Rows(table, cols), rejects)
+        event = _EVENTS[table].decode(msg.value())
+        return Decoded(Rows(table, event_columns(event)))
+
+    def on_reject(self, msg: Message, reject: Reject) -> None:
+        where = f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
+        if msg.topic() == self.topics.deadletter:  # never re-publish: no loops
+            self.counts["deadletter_malformed"] += 1
+            logger.error("malformed dead letter at %s (%s: %s); skipped", where,
+                         reject.reason, reject.detail)
+            return
+        logger.warning("dead-lettering %s: %s: %s", where, reject.reason, reject.detail)
+        letter = DeadLetter.of(
+            stage="sink", reason=reject.reason, detail=reject.detail, topic=msg.topic() or "",
+            partition=msg.partition() or 0, offset=msg.offset() or 0, key=msg.key(),
+            value=msg.value(),
+        )
+        self._producer.produce(self.topics.deadletter, letter.encode(), letter.key_bytes(),
+                               on_delivery=self._delivered)
+        self.counts["deadlettered"] += 1
+
+    def _delivered(self, err: Any, _msg: Message) -> None:
+        if err is not None:
+            self.counts["deadletter_errors"] += 1
+            logger.error("a dead letter was not delivered: %s", err)
+
+    def ready_to_commit(self) -> bool:
+        # dead letters first: a message is only committed once its dead letter is stored
+        return len(self._producer) == 0 or self._producer.flush(5.0) == 0
+
+    # -- writing ------------------------------------------------------------------------
+    def write(self, batch: Batch) -> None:
+        with self.lock:
+            ctx = self._contexts.get(batch.table)
+            if ctx is None:
+                ctx = self.client.create_insert_context(
+                    batch.table, list(batch.column_names), column_oriented=True)
+                self._contexts[batch.table] = ctx
+            ctx.data = batch.data
+            try:
+                self.client.insert(context=ctx)
+            except Exception:
+                self._contexts.pop(batch.table, None)
+                raise
+
+    # -- status -------------------------------------------------------------------------
+    def tick(self) -> None:
+        self._producer.poll(0)
+        now = time.monotonic()
+        if self.status_file is not None and now >= self._next_status:
+            self._next_status = now + 1.0
+            self.write_status()
+
+    def status(self, *, running: bool = True) -> dict[str, Any]:
+        c = self.counts
+        rate = {t: round(c["inserted"][t] / s) for t, s in c["insert_seconds"].items() if s > 0}
+        return {
+            "stage": "sink", "pid": os.getpid(), "dsn": self.dsn, "running": running,
+            "inserted": dict(c["inserted"]), "insert_rows_per_s": rate,
+            "insert_errors": c["insert_errors"], "consumed": c["consumed"],
+            "deadlettered": c["deadlettered"], "deadletter_malformed": c["deadletter_malformed"],
+            "deadletter_errors": c["deadletter_errors"], "commits": c["commits"],
+            "pending_rows": self.pending_rows(), "lag": self.lag(), "query_url": self.query_url,
+            "started_at": int(self._started * 1000), "updated_at": now_ms(),
+        }
+
+    def write_status(self, *, running: bool = True) -> None:
+        if self.status_file is None:
+            return
+        try:
+            write_status(self.status_file, self.status(running=running))
+        except OSError as exc:
+            logger.warning("cannot write status %s: %s", self.status_file, exc)
+
+    def close(self) -> None:
+        """Deliver outstanding dead letters and close the ClickHouse client."""
+        left = self._producer.flush(10.0)
+        if left:
+            logger.error("%d dead letters were not delivered", left)
+        with self.lock:
+            self.client.close()

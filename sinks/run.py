@@ -1,0 +1,61 @@
+"""``run_sink``: the sink process's main function (the CLI wires signals to ``stop``)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from schemas.catalog import Catalog
+from schemas.topics import Topics
+from sinks.base import BatchPolicy
+from sinks.clickhouse import ClickHouseSink
+from sinks.query_server import QueryServer, chdb_path, endpoint_file_for
+
+__all__ = ["run_sink"]
+
+logger = logging.getLogger(__name__)
+
+
+def run_sink(
+    catalog: Catalog,
+    *,
+    bootstrap: str,
+    topics: Topics,
+    dsn: str,
+    group_id: str = "millstream-sink",
+    kafka_config: dict[str, str] | None = None,
+    query_endpoint_file: Path | None = None,
+    status_file: Path | None = None,
+    stop: threading.Event | None = None,
+    policy: BatchPolicy | None = None,
+) -> dict[str, Any]:
+    """Store every topic in ClickHouse until ``stop`` is set; then drain, commit, close.
+
+    For a ``chdb://`` DSN this process owns the directory, so it also serves read-only
+    queries on loopback and advertises them in ``query_endpoint_file`` (default:
+    :func:`endpoint_file_for` the DSN). Returns the final status.
+    """
+    stop = stop or threading.Event()
+    sink = ClickHouseSink(catalog, bootstrap=bootstrap, topics=topics, dsn=dsn,
+                          group_id=group_id, kafka_config=kafka_config, policy=policy,
+                          status_file=status_file)
+    server: QueryServer | None = None
+    try:
+        if chdb_path(dsn) is not None:
+            endpoint = query_endpoint_file or endpoint_file_for(dsn)
+            server = QueryServer(sink.client, sink.lock, dsn=dsn, endpoint_file=endpoint)
+            sink.query_url = server.start()
+        logger.info("sink: %s -> %s (group %s)", ", ".join(topics.all()), dsn, group_id)
+        sink.write_status()
+        sink.run(stop)
+    finally:
+        if server is not None:
+            server.stop()
+        sink.close()
+    final = sink.status(running=False)
+    sink.write_status(running=False)
+    logger.info("sink stopped: inserted %s, dead-lettered %d, insert errors %d",
+                final["inserted"], final["deadlettered"], final["insert_errors"])
+    return final
