@@ -1,0 +1,27 @@
+"""One small physics model per machine model of the catalog ("cnc", "press", "compressor")."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+from connectors.simulator.physics.base import MachineModel
+from connectors.simulator.physics.cnc import CncModel
+from connectors.simulator.physics.compressor import CompressorModel
+from connectors.simulator.physics.press import PressModel
+from schemas.catalog import MachineSpec
+
+__all__ = ["MODELS", "CncModel", "CompressorModel", "MachineModel", "PressModel", "make_model"]
+
+MODELS: dict[str, type[MachineModel]] = {
+    "cnc": CncModel,
+    "press": PressModel,
+    "compressor": CompressorModel,
+}
+
+
+def make_model(machine: MachineSpec, seed: int) -> MachineModel:
+    """The model for ``machine``, with a noise generator seeded from ``seed`` and its name."""
+    rng = np.random.default_rng([seed, zlib.crc32(machine.name.encode())])
+    return MODELS[machine.model](machine, rng)

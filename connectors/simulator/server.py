@@ -1,0 +1,164 @@
+"""The plant simulator: the physics of :mod:`plant` served over OPC-UA and Modbus TCP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+from types import TracebackType
+
+from connectors.simulator.faults import Fault, FaultPlan
+from connectors.simulator.modbus_server import ModbusSide
+from connectors.simulator.opcua_server import OpcUaSide
+from connectors.simulator.plant import Plant
+from schemas.catalog import Catalog
+
+__all__ = ["PlantSimulator", "run_simulator"]
+
+logger = logging.getLogger(__name__)
+
+
+class PlantSimulator:
+    """Simulated machines behind an OPC-UA server and a Modbus TCP server on 127.0.0.1.
+
+    Lifecycle: construct, ``await start()`` (both servers listen, the physics ticks every
+    ``tick_s``), ..., ``await stop()``; or ``async with PlantSimulator(...) as sim``.
+    Client writes to setpoint tags change the physics on the next tick.
+    ``faults=None`` means ``FaultPlan.random(catalog, seed)``; ``FaultPlan([])`` means none.
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        *,
+        opcua_port: int,
+        modbus_port: int,
+        seed: int = 7,
+        faults: FaultPlan | None = None,
+        tick_s: float = 0.1,
+    ) -> None:
+        if tick_s <= 0:
+            raise ValueError(f"tick_s must be positive, got {tick_s}")
+        self.catalog = catalog
+        self.tick_s = tick_s
+        self.plant = Plant(catalog, seed, faults)
+        self._opcua = OpcUaSide(catalog, opcua_port)
+        self._modbus = ModbusSide(catalog, modbus_port)
+        self._opcua_port = opcua_port
+        self._modbus_port = modbus_port
+        self._seen: dict[str, float] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def opcua_endpoint(self) -> str:
+        return f"opc.tcp://127.0.0.1:{self._opcua_port}/millstream/"
+
+    @property
+    def modbus_endpoint(self) -> str:
+        return f"127.0.0.1:{self._modbus_port}"
+
+    @property
+    def faults(self) -> FaultPlan:
+        return self.plant.plan
+
+    def value(self, tag_path: str) -> float:
+        """The current simulated value of a tag (full ISA-95 path, or ``machine/tag``)."""
+        return self.plant.value(tag_path)
+
+    def active_faults(self) -> list[Fault]:
+        return self.plant.active_faults()
+
+    async def start(self) -> None:
+        await self._opcua.start(self.plant.values)
+        try:
+            await self._modbus.start(self.plant.values)
+        except BaseException:
+            await self._opcua.stop()
+            raise
+        self._seen = self._client_setpoints()
+        self._task = asyncio.create_task(self._run(), name="plant-simulator")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._modbus.stop()
+        await self._opcua.stop()
+
+    async def wait(self) -> None:
+        """Until the tick loop ends: never, unless it fails (then its error is raised)."""
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    async def __aenter__(self) -> PlantSimulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def _client_setpoints(self) -> dict[str, float]:
+        return {**self._opcua.setpoints(), **self._modbus.setpoints()}
+
+    async def tick(self) -> None:
+        """One step: take client setpoint writes, advance the physics, publish the values."""
+        for path, v in self._client_setpoints().items():
+            if self._seen.get(path) != v:
+                logger.info("setpoint %s written by a client: %g", path, v)
+                self.plant.set_setpoint(path, v)
+                self._seen[path] = v
+        values = self.plant.step(self.tick_s)
+        await self._opcua.publish(values, datetime.now(UTC))
+        self._modbus.publish(values)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+        while True:
+            due += self.tick_s
+            delay = due - loop.time()
+            if delay < -1.0:  # fell far behind (a paused process): skip, don't burst
+                logger.warning("simulator tick late by %.1f s; skipping ahead", -delay)
+                due = loop.time()
+            await asyncio.sleep(max(0.0, delay))
+            await self.tick()
+
+
+async def run_simulator(
+    catalog: Catalog,
+    *,
+    opcua_port: int,
+    modbus_port: int,
+    seed: int,
+    faults: FaultPlan | None,
+    stop: asyncio.Event,
+) -> None:
+    """Serve the simulated plant until ``stop`` is set; faults are logged as they start/end."""
+    sim = PlantSimulator(
+        catalog, opcua_port=opcua_port, modbus_port=modbus_port, seed=seed, faults=faults
+    )
+    async with sim:
+        plan = sim.faults.faults
+        logger.info(
+            "plant simulator up: %s and modbus %s, seed %d, %d fault(s) planned%s",
+            sim.opcua_endpoint, sim.modbus_endpoint, seed, len(plan),
+            f" (first: {plan[0]})" if plan else "",
+        )
+        stopped = asyncio.create_task(stop.wait())
+        running = asyncio.create_task(sim.wait())
+        try:
+            done, _ = await asyncio.wait({stopped, running}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            running.cancel()
+        if running in done:
+            running.result()  # the tick loop failed: raise its error
+    logger.info("plant simulator stopped")
