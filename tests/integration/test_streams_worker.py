@@ -71,8 +71,9 @@ def _consume(bootstrap: str, topic: str, want: int, timeout: float) -> list[byte
     try:
         while len(got) < want and time.monotonic() < deadline:
             msg = c.poll(0.5)
-            if msg is not None and msg.error() is None and msg.value() is not None:
-                got.append(msg.value())
+            value = None if msg is None or msg.error() is not None else msg.value()
+            if value is not None:
+                got.append(value)
     finally:
         c.close()
     return got
