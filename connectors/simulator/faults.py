@@ -97,7 +97,7 @@ class FaultPlan:
         kind chosen with a generator seeded by ``seed``; each ends before the next starts."""
         if every_s <= 0:
             raise ValueError(f"every_s must be positive, got {every_s}")
-        rng = np.random.default_rng([seed, 0xFA17])
+        rng = np.random.default_rng([seed & ((1 << 64) - 1), 0xFA17])
         choices = [
             (kind, m) for m in catalog.machines for kind in FaultKind if applies_to(kind, m)
         ]

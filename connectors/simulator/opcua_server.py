@@ -52,6 +52,7 @@ class OpcUaSide:
         server.set_endpoint(self.endpoint)
         server.set_server_name("millstream plant simulator")
         server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        server.set_identity_tokens([ua.AnonymousIdentityToken])  # no security, no users
         await self._build(server, values)
         try:
             await server.start()

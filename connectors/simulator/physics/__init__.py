@@ -14,6 +14,8 @@ from schemas.catalog import MachineSpec
 
 __all__ = ["MODELS", "CncModel", "CompressorModel", "MachineModel", "PressModel", "make_model"]
 
+SEED_MASK = (1 << 64) - 1  # NumPy seeds must be non-negative
+
 MODELS: dict[str, type[MachineModel]] = {
     "cnc": CncModel,
     "press": PressModel,
@@ -23,5 +25,5 @@ MODELS: dict[str, type[MachineModel]] = {
 
 def make_model(machine: MachineSpec, seed: int) -> MachineModel:
     """The model for ``machine``, with a noise generator seeded from ``seed`` and its name."""
-    rng = np.random.default_rng([seed, zlib.crc32(machine.name.encode())])
+    rng = np.random.default_rng([seed & SEED_MASK, zlib.crc32(machine.name.encode())])
     return MODELS[machine.model](machine, rng)

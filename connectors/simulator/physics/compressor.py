@@ -51,7 +51,7 @@ class CompressorModel(MachineModel):
             + self.noise(0.1),
             "motor_current": 40.0 + 9.0 * self.pressure * load + self.noise(0.8),
             "motor_speed": speed + self.noise(4.0),
-            "vibration_rms": max(0.0, 1.5 + self.wear(t, per_minute=3.0) + self.noise(0.06)),
+            "vibration_rms": max(0.0, 1.8 + self.wear(t, per_minute=3.0) + self.noise(0.06)),
             "running_hours": self.hours,
             "running": 1.0,
         }
