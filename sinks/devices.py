@@ -1,0 +1,255 @@
+"""Device writers: write one setpoint to a machine and read it back, one per protocol.
+
+A :class:`DeviceWriter` keeps its connection open between commands; when a write fails
+on the connection it drops it and the next call reconnects. :class:`DevicePool` picks the
+writer of a tag's source from the catalog. Modbus values travel as registers in the
+catalog's encoding (:func:`encode_registers`): float32 is two registers, high word first,
+each word big-endian.
+
+Lifecycle: ``pool = DevicePool(catalog, endpoints)``; ``await pool.write_and_read_back(path,
+value)`` per command; ``await pool.close()`` at the end.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import struct
+
+from asyncua import Client, ua
+from asyncua.common.node import Node
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ModbusException
+
+from schemas.catalog import Catalog, SourceSpec, TagInfo
+from schemas.exceptions import MillstreamError
+
+__all__ = [
+    "DeviceError",
+    "DevicePool",
+    "DeviceWriter",
+    "ModbusWriter",
+    "OpcUaWriter",
+    "decode_registers",
+    "encode_registers",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class DeviceError(MillstreamError):
+    """A device did not take a write or did not answer; ``source`` and ``tag`` say which."""
+
+    def __init__(self, source: str, tag: str, detail: str) -> None:
+        super().__init__(f"{source}: writing {tag}: {detail}")
+        self.source = source
+        self.tag = tag
+        self.detail = detail
+
+
+class DeviceWriter(abc.ABC):
+    """Writes setpoints of one source. Implementations reconnect on their own."""
+
+    @abc.abstractmethod
+    async def write_and_read_back(self, tag_path: str, value: float) -> float:
+        """Write ``value`` to the setpoint ``tag_path`` and return what the device reads back."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close the connection; a later write reconnects."""
+
+
+# -- Modbus register encoding ---------------------------------------------------------------
+_INT_RANGES = {"uint16": (0, 0xFFFF), "int16": (-0x8000, 0x7FFF), "uint32": (0, 0xFFFF_FFFF)}
+
+
+def encode_registers(value: float, kind: str) -> list[int]:
+    """``value`` as 16-bit registers: float32/uint32 high word first, big-endian words."""
+    if kind == "float32":
+        raw = struct.pack(">f", value)
+    elif kind in _INT_RANGES:
+        lo, hi = _INT_RANGES[kind]
+        n = round(value)
+        if not lo <= n <= hi:
+            raise ValueError(f"{value:g} does not fit a {kind} register (range {lo}..{hi})")
+        raw = struct.pack({"uint16": ">H", "int16": ">h", "uint32": ">I"}[kind], n)
+    else:
+        raise ValueError(f"a {kind!r} register cannot hold a setpoint")
+    return [int.from_bytes(raw[i : i + 2], "big") for i in range(0, len(raw), 2)]
+
+
+def decode_registers(registers: list[int], kind: str) -> float:
+    """The inverse of :func:`encode_registers`."""
+    raw = b"".join(r.to_bytes(2, "big") for r in registers)
+    fmt = {"float32": ">f", "uint16": ">H", "int16": ">h", "uint32": ">I"}.get(kind)
+    if fmt is None:
+        raise ValueError(f"a {kind!r} register cannot hold a setpoint")
+    return float(struct.unpack(fmt, raw)[0])
+
+
+class ModbusWriter(DeviceWriter):
+    """Writes holding registers over Modbus TCP with pymodbus' asyncio client."""
+
+    def __init__(self, catalog: Catalog, source: SourceSpec, endpoint: str,
+                 *, timeout: float = 2.0) -> None:
+        host, sep, port = endpoint.rpartition(":")
+        if not sep or not port.isdigit():
+            raise ValueError(
+                f"Modbus endpoint {endpoint!r} of source {source.name!r} must be host:port"
+            )
+        self.catalog = catalog
+        self.source = source
+        self.endpoint = endpoint
+        self._host, self._port, self._timeout = host, int(port), timeout
+        self._client: AsyncModbusTcpClient | None = None
+
+    async def _connected(self) -> AsyncModbusTcpClient:
+        if self._client is not None and self._client.connected:
+            return self._client
+        await self.close()
+        client = AsyncModbusTcpClient(
+            self._host, port=self._port, timeout=self._timeout, retries=0,
+            reconnect_delay=0,  # we reconnect ourselves, on the next write
+        )
+        if not await client.connect():
+            client.close()
+            raise ConnectionError(
+                f"cannot connect to Modbus device at {self.endpoint}; check that it is "
+                "reachable or set the source's endpoint"
+            )
+        self._client = client
+        return client
+
+    async def write_and_read_back(self, tag_path: str, value: float) -> float:
+        info = self.catalog.info(tag_path)
+        reg = info.spec.modbus
+        if reg is None or reg.table != "holding":
+            where = "no register" if reg is None else f"a {reg.table} register"
+            raise DeviceError(self.source.name, tag_path,
+                              f"{where}; a setpoint must map to a holding register")
+        try:
+            words = encode_registers(value, reg.type)
+        except ValueError as exc:
+            raise DeviceError(self.source.name, tag_path, str(exc)) from exc
+        unit = info.machine.unit_id
+        try:
+            client = await self._connected()
+            wr = await client.write_registers(reg.address, words, device_id=unit)
+            if wr.isError():
+                raise DeviceError(self.source.name, tag_path,
+                                  f"device {unit} refused the write at holding register "
+                                  f"{reg.address}: {wr}")
+            rr = await client.read_holding_registers(reg.address, count=reg.width,
+                                                     device_id=unit)
+            if rr.isError():
+                raise DeviceError(self.source.name, tag_path,
+                                  f"device {unit} refused the read-back of holding register "
+                                  f"{reg.address}: {rr}")
+            return decode_registers(list(rr.registers), reg.type)
+        except (ModbusException, OSError, TimeoutError) as exc:
+            await self.close()
+            raise DeviceError(self.source.name, tag_path,
+                              f"Modbus device at {self.endpoint} (unit {unit}): {exc}") from exc
+
+    async def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+class OpcUaWriter(DeviceWriter):
+    """Writes Double variables over OPC-UA with an asyncua client.
+
+    The node of a tag is ``ns=<index of the source's namespace URI>;s=<ISA-95 path>``.
+    """
+
+    def __init__(self, source: SourceSpec, endpoint: str, *, timeout: float = 3.0) -> None:
+        self.source = source
+        self.endpoint = endpoint
+        self._timeout = timeout
+        self._client: Client | None = None
+        self._ns = 0
+
+    async def _connected(self) -> Client:
+        if self._client is not None:
+            return self._client
+        client = Client(self.endpoint, timeout=self._timeout)
+        try:
+            await client.connect()
+        except (OSError, TimeoutError, ua.UaError) as exc:
+            await _quietly_disconnect(client, self.endpoint)
+            raise ConnectionError(
+                f"cannot connect to OPC-UA server {self.endpoint}: {exc!r}; check that it "
+                "is reachable or set the source's endpoint"
+            ) from exc
+        try:
+            self._ns = await client.get_namespace_index(self.source.namespace)
+        except (ValueError, ua.UaError) as exc:
+            await _quietly_disconnect(client, self.endpoint)
+            raise ConnectionError(
+                f"OPC-UA server {self.endpoint} has no namespace {self.source.namespace!r}; "
+                "set the source's namespace to the server's URI"
+            ) from exc
+        self._client = client
+        return client
+
+    def _node(self, client: Client, tag_path: str) -> Node:
+        return client.get_node(f"ns={self._ns};s={tag_path}")
+
+    async def write_and_read_back(self, tag_path: str, value: float) -> float:
+        try:
+            client = await self._connected()
+            node = self._node(client, tag_path)
+            await node.write_value(ua.DataValue(ua.Variant(float(value), ua.VariantType.Double)))
+            readback = await node.read_value()
+        except ua.UaStatusCodeError as exc:  # the server answered: keep the session
+            raise DeviceError(self.source.name, tag_path,
+                              f"OPC-UA server {self.endpoint} refused: {exc}") from exc
+        except (OSError, TimeoutError, ua.UaError) as exc:
+            await self.close()
+            raise DeviceError(self.source.name, tag_path,
+                              f"OPC-UA server {self.endpoint}: {exc!r}") from exc
+        if isinstance(readback, bool) or not isinstance(readback, int | float):
+            raise DeviceError(self.source.name, tag_path,
+                              f"read back {readback!r}, not a number")
+        return float(readback)
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await _quietly_disconnect(client, self.endpoint)
+
+
+async def _quietly_disconnect(client: Client, endpoint: str) -> None:
+    try:
+        await client.disconnect()
+    except Exception as exc:  # the connection is gone already: nothing left to close
+        logger.debug("closing OPC-UA client %s: %r", endpoint, exc)
+
+
+class DevicePool:
+    """One writer per source, created on first use; ``endpoints`` overrides the catalog's."""
+
+    def __init__(self, catalog: Catalog, endpoints: dict[str, str] | None = None) -> None:
+        self.catalog = catalog
+        self.endpoints = dict(endpoints or {})
+        self._writers: dict[str, DeviceWriter] = {}
+
+    def writer(self, info: TagInfo) -> DeviceWriter:
+        src = info.source
+        if src.name not in self._writers:
+            endpoint = self.endpoints.get(src.name, src.endpoint)
+            self._writers[src.name] = (
+                OpcUaWriter(src, endpoint) if src.protocol == "opcua"
+                else ModbusWriter(self.catalog, src, endpoint)
+            )
+        return self._writers[src.name]
+
+    async def write_and_read_back(self, tag_path: str, value: float) -> float:
+        info = self.catalog.info(tag_path)
+        return await self.writer(info).write_and_read_back(info.path, value)
+
+    async def close(self) -> None:
+        for writer in self._writers.values():
+            await writer.close()
+        self._writers.clear()

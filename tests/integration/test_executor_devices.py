@@ -1,0 +1,128 @@
+"""Device writers against a real asyncua server and a real pymodbus server, in-process.
+
+These are minimal servers holding only the two setpoints, so the writers' wire format and
+reconnection are tested on their own; the full path runs against the plant simulator in
+``test_executor.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import Awaitable, Callable
+
+import pytest
+from asyncua import Server, ua
+from asyncua.common.node import Node
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.server import ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+from millstream.stack.kafka import free_port
+from schemas.catalog import Catalog
+from sinks.devices import DeviceError, DevicePool
+
+pytestmark = pytest.mark.integration
+
+CNC_SP = "acme/plant1/machining/line1/cnc-01/spindle_speed_sp"
+PRESS_SP = "acme/plant1/forming/line2/press-01/pressure_sp"  # holding 0, float32, unit 1
+
+
+async def opcua_server(port: int, uri: str = "urn:millstream:plant") -> tuple[Server, Node]:
+    server = Server()
+    await server.init()
+    server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/millstream/")
+    idx = await server.register_namespace(uri)
+    node = await server.nodes.objects.add_variable(
+        f"ns={idx};s={CNC_SP}", "spindle_speed_sp", 8000.0, varianttype=ua.VariantType.Double
+    )
+    await node.set_writable()
+    await server.start()
+    return server, node
+
+
+async def modbus_server(port: int) -> ModbusTcpServer:
+    device = SimDevice(id=1, simdata=[SimData(0, count=16, values=0, datatype=DataType.REGISTERS)])
+    server = ModbusTcpServer(device, address=("127.0.0.1", port))
+    await server.serve_forever(background=True)
+    return server
+
+
+def run(catalog: Catalog, test: Callable[[Catalog], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(test(catalog), timeout=60))
+
+
+def test_opcua_write_reads_back_and_reconnects(catalog: Catalog) -> None:
+    async def test(catalog: Catalog) -> None:
+        port = free_port()
+        server, node = await opcua_server(port)
+        pool = DevicePool(catalog, {"opcua-sim": f"opc.tcp://127.0.0.1:{port}/millstream/"})
+        try:
+            assert await pool.write_and_read_back(CNC_SP, 5000.0) == 5000.0
+            assert await node.read_value() == 5000.0
+            variant = (await node.read_data_value()).Value
+            assert variant is not None and variant.VariantType == ua.VariantType.Double
+            await server.stop()
+            with pytest.raises(DeviceError, match="opcua-sim"):
+                await pool.write_and_read_back(CNC_SP, 6000.0)
+            server, node = await opcua_server(port)  # the device comes back
+            assert await pool.write_and_read_back(CNC_SP, 6500.5) == 6500.5
+            assert await node.read_value() == 6500.5
+        finally:
+            await pool.close()
+            await server.stop()
+
+    run(catalog, test)
+
+
+def test_opcua_unknown_namespace_names_it(catalog: Catalog) -> None:
+    async def test(catalog: Catalog) -> None:
+        port = free_port()
+        server, _ = await opcua_server(port, uri="urn:someone-else")
+        pool = DevicePool(catalog, {"opcua-sim": f"opc.tcp://127.0.0.1:{port}/millstream/"})
+        try:
+            with pytest.raises(DeviceError, match="urn:millstream:plant"):
+                await pool.write_and_read_back(CNC_SP, 5000.0)
+        finally:
+            await pool.close()
+            await server.stop()
+
+    run(catalog, test)
+
+
+def test_modbus_float32_high_word_first_and_reconnects(catalog: Catalog) -> None:
+    async def test(catalog: Catalog) -> None:
+        port = free_port()
+        server = await modbus_server(port)
+        pool = DevicePool(catalog, {"modbus-sim": f"127.0.0.1:{port}"})
+        reader = AsyncModbusTcpClient("127.0.0.1", port=port)
+        try:
+            assert await pool.write_and_read_back(PRESS_SP, 160.5) == 160.5
+            await reader.connect()
+            rr = await reader.read_holding_registers(0, count=2, device_id=1)
+            assert rr.registers == list(struct.unpack(">HH", struct.pack(">f", 160.5)))
+            reader.close()
+            await server.shutdown()
+            with pytest.raises(DeviceError, match="modbus-sim"):
+                await pool.write_and_read_back(PRESS_SP, 170.0)
+            server = await modbus_server(port)
+            assert await pool.write_and_read_back(PRESS_SP, 170.25) == 170.25
+        finally:
+            reader.close()
+            await pool.close()
+            await server.shutdown()
+
+    run(catalog, test)
+
+
+def test_unreachable_device_fails_fast_with_the_endpoint(catalog: Catalog) -> None:
+    async def test(catalog: Catalog) -> None:
+        port = free_port()  # nothing listens here
+        pool = DevicePool(catalog, {"modbus-sim": f"127.0.0.1:{port}"})
+        try:
+            with pytest.raises(DeviceError, match=f"127.0.0.1:{port}"):
+                await pool.write_and_read_back(PRESS_SP, 160.0)
+        finally:
+            await pool.close()
+
+    run(catalog, test)
