@@ -1,0 +1,51 @@
+"""Benchmarks as commands: ``millstream bench NAME`` runs one and returns its figures.
+
+Each benchmark measures millstream's figure and its baseline side by side in the same run,
+against real parts on loopback, and returns one JSON-ready dict (the CLI prints it last).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from millstream.settings import Settings
+from schemas.exceptions import MillstreamError
+
+__all__ = ["BENCHMARKS", "UnknownBenchmark", "run_benchmark"]
+
+logger = logging.getLogger(__name__)
+
+Benchmark = Callable[[Settings, argparse.Namespace], dict[str, Any]]
+
+
+def _wire(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    from millstream.bench import wire
+
+    return wire.run(settings, getattr(args, "readings", None))
+
+
+BENCHMARKS: dict[str, tuple[Benchmark, str]] = {
+    "wire": (_wire, "readings wire format: frames vs one message per reading, Faust vs raw"),
+}
+
+
+class UnknownBenchmark(MillstreamError):
+    """No benchmark has this name; ``known`` lists the ones that exist."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(f"there is no benchmark {name!r}; known benchmarks: "
+                         f"{', '.join(known)} (run 'millstream bench NAME --json')")
+        self.name = name
+        self.known = known
+
+
+def run_benchmark(name: str, settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    """Run the benchmark called ``name``; its result as a JSON-ready dict."""
+    entry = BENCHMARKS.get(name)
+    if entry is None:
+        raise UnknownBenchmark(name, sorted(BENCHMARKS))
+    func, _ = entry
+    return func(settings, args)

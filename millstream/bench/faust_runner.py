@@ -1,0 +1,114 @@
+"""Runs the Faust agent of :mod:`millstream.bench._faust_consumer` in a child process.
+
+The child is a real ``faust.Worker``; this side bounds its time (start-up and run
+separately), reads the progress it writes, and always ends it (SIGTERM to its process
+group, then SIGKILL) — on success, timeout, error and Ctrl-C alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from millstream.bench.broker import progress
+from millstream.bench.raw import Run
+
+__all__ = ["run_faust"]
+
+
+def _read(path: Path) -> dict[str, object]:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _end(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _tail(log: Path, n: int = 600) -> str:
+    try:
+        return log.read_text(errors="replace")[-n:].strip()
+    except OSError:
+        return ""
+
+
+def run_faust(bootstrap: str, topic: str, mode: str, target: int, *,
+              catalog: Path | None = None, start_timeout: float = 60.0,
+              timeout: float = 300.0) -> tuple[Run, dict[str, int] | None]:
+    """Start the worker, wait for ``target`` readings; the run and processor counters."""
+    with tempfile.TemporaryDirectory(prefix="millstream-bench-faust-") as tmp:
+        result, log = Path(tmp) / "progress.json", Path(tmp) / "worker.log"
+        cmd = [sys.executable, "-m", "millstream.bench._faust_consumer",
+               "--bootstrap", bootstrap, "--topic", topic, "--mode", mode,
+               "--readings", str(target), "--result", str(result)]
+        if catalog is not None:
+            cmd += ["--catalog", str(catalog)]
+        with log.open("wb") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        note: str | None = None
+        try:
+            note = _wait(proc, result, mode, start_timeout, timeout)
+            if note is None:
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    progress(f"faust {mode}: worker slow to shut down; ending it")
+        finally:
+            _end(proc)
+        doc = _read(result)
+        if note is not None:
+            tail = _tail(log)
+            progress(f"faust {mode}: {note}; worker log ends:\n{tail}")
+        raw_readings, raw_messages, raw_seconds = (doc.get("readings", 0), doc.get("messages", 0),
+                                                   doc.get("seconds", 0.0))
+        run = Run(int(raw_readings) if isinstance(raw_readings, int) else 0,
+                  int(raw_messages) if isinstance(raw_messages, int) else 0,
+                  float(raw_seconds) if isinstance(raw_seconds, int | float) else 0.0,
+                  doc.get("completed") is True, note)
+        counters = doc.get("processor")
+        return run, counters if isinstance(counters, dict) else None
+
+
+def _wait(proc: subprocess.Popen[bytes], result: Path, mode: str, start_timeout: float,
+          timeout: float) -> str | None:
+    """None when the worker handled its readings; else what went wrong."""
+    t0 = shown = time.monotonic()
+    started_at: float | None = None
+    while True:
+        time.sleep(0.2)
+        doc = _read(result)
+        if doc.get("completed") is True:
+            return None
+        now = time.monotonic()
+        if started_at is None and doc.get("started") is True:
+            started_at = now
+            progress(f"faust {mode}: worker up after {now - t0:.1f}s")
+        if now - shown >= 10:
+            shown = now
+            progress(f"faust {mode}: {doc.get('readings', 0)} readings so far")
+        if proc.poll() is not None:
+            return f"the worker exited with code {proc.returncode} before the last reading"
+        if started_at is None and now - t0 > start_timeout:
+            return f"the worker's agent did not start within {start_timeout:.0f}s"
+        if started_at is not None and now - started_at > timeout:
+            return (f"timed out after {timeout:.0f}s at {doc.get('readings', 0)} readings "
+                    f"({doc.get('messages', 0)} messages)")
