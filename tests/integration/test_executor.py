@@ -1,0 +1,200 @@
+"""The command path end to end: Kafka commands -> executor -> the plant simulator -> results.
+
+The simulator runs in-process on free ports, in its own thread and event loop; the
+executor runs in another thread against the session's real Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, Producer
+
+from connectors.simulator import FaultPlan, PlantSimulator
+from millstream.stack.kafka import free_port
+from schemas.catalog import Catalog
+from schemas.events import Command, CommandResult, DeadLetter, now_ms
+from schemas.status import read_status
+from schemas.topics import Topics
+from sinks.executor import run_executor
+
+pytestmark = pytest.mark.integration
+
+CNC = "acme/plant1/machining/line1/cnc-01"
+CNC_SP = f"{CNC}/spindle_speed_sp"  # OPC-UA, [1000, 12000] rpm
+PRESS = "acme/plant1/forming/line2/press-01"
+PRESS_SP = f"{PRESS}/pressure_sp"  # Modbus holding 0, float32, [100, 250] bar
+
+
+class SimulatorThread:
+    """The plant simulator on its own event loop in a daemon thread."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.sim = PlantSimulator(catalog, opcua_port=free_port(), modbus_port=free_port(),
+                                  seed=7, faults=FaultPlan([]))
+
+    def __enter__(self) -> PlantSimulator:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.sim.start(), self.loop).result(timeout=30)
+        return self.sim
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.sim.stop(), self.loop).result(timeout=30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+
+class ExecutorThread:
+    """run_executor in a thread; ``stop()`` returns its final counters."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.stop_event = threading.Event()
+        self.result: Future[dict[str, Any]] = Future()
+        self.thread = threading.Thread(target=self._run, kwargs=kwargs, daemon=True)
+        self.thread.start()
+
+    def _run(self, **kwargs: Any) -> None:
+        try:
+            self.result.set_result(run_executor(stop=self.stop_event, **kwargs))
+        except BaseException as exc:
+            self.result.set_exception(exc)
+
+    def stop(self) -> dict[str, Any]:
+        self.stop_event.set()
+        return self.result.result(timeout=30)
+
+
+@pytest.fixture
+def simulator(catalog: Catalog) -> Iterator[PlantSimulator]:
+    with SimulatorThread(catalog) as sim:
+        yield sim
+
+
+def command(setpoint: str, value: float, machine: str, *, command_id: str | None = None,
+            expires_in_ms: int = 60_000) -> Command:
+    now = now_ms()
+    return Command(command_id=command_id or uuid.uuid4().hex, rule="test", machine=machine,
+                   setpoint=setpoint, value=value, reason="integration test",
+                   issued_at=now, expires_at=now + expires_in_ms)
+
+
+def produce(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for key, value in messages:
+        producer.produce(topic, key=key, value=value)
+    assert producer.flush(10) == 0
+
+
+def consume(bootstrap: str, topic: str, count: int, timeout_s: float = 60) -> list[bytes]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex,
+                         "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    values: list[bytes] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(values) < count and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and msg.error() is None:
+                values.append(msg.value() or b"")
+    finally:
+        consumer.close()
+    assert len(values) == count, f"{len(values)} of {count} messages on {topic}: {values}"
+    return values
+
+
+def wait_for(predicate: Any, timeout_s: float = 10) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return bool(predicate())
+
+
+def test_commands_are_checked_written_and_read_back(
+    catalog: Catalog, kafka_bootstrap: str, topics: Topics, simulator: PlantSimulator,
+    tmp_path: Path,
+) -> None:
+    status_file = tmp_path / "executor.json"
+    opcua = command(CNC_SP, 5000.0, CNC, command_id="cnc-slow-down")
+    modbus = command(PRESS_SP, 160.5, PRESS, command_id="press-ease-off")
+    too_fast = command(CNC_SP, 20000.0, CNC, command_id="too-fast")
+    expired = command(PRESS_SP, 150.0, PRESS, command_id="stale", expires_in_ms=-1000)
+    produce(kafka_bootstrap, topics.commands, [
+        (opcua.key(), opcua.encode()),
+        (modbus.key(), modbus.encode()),
+        (too_fast.key(), too_fast.encode()),
+        (expired.key(), expired.encode()),
+        (opcua.key(), opcua.encode()),  # redelivered: must not be written twice
+        (b"cnc-01", b'{"schema": "millstream.commands.v1", "value": '),  # malformed
+    ])
+    executor = ExecutorThread(
+        catalog=catalog, bootstrap=kafka_bootstrap, topics=topics,
+        endpoints={"opcua-sim": simulator.opcua_endpoint,
+                   "modbus-sim": simulator.modbus_endpoint},
+        group_id=f"executor-{topics.prefix}", status_file=status_file,
+    )
+    try:
+        results = [CommandResult.decode(v)
+                   for v in consume(kafka_bootstrap, topics.command_results, 5)]
+        dead = [DeadLetter.decode(v) for v in consume(kafka_bootstrap, topics.deadletter, 1)]
+    finally:
+        counters = executor.stop()
+
+    by_id = {r.command_id: r for r in results[:4]}
+    assert [r.command_id for r in results] == [
+        "cnc-slow-down", "press-ease-off", "too-fast", "stale", "cnc-slow-down"]
+
+    applied_cnc, applied_press = by_id["cnc-slow-down"], by_id["press-ease-off"]
+    assert (applied_cnc.status, applied_cnc.readback) == ("applied", 5000.0)
+    assert (applied_press.status, applied_press.readback) == ("applied", 160.5)
+    assert applied_cnc.setpoint == CNC_SP and applied_press.setpoint == PRESS_SP
+    assert wait_for(lambda: simulator.value(CNC_SP) == 5000.0), simulator.value(CNC_SP)
+    assert wait_for(lambda: simulator.value(PRESS_SP) == 160.5), simulator.value(PRESS_SP)
+
+    refused = by_id["too-fast"]
+    assert refused.status == "rejected" and refused.readback is None
+    assert "20000" in refused.detail and "[1000, 12000]" in refused.detail
+    assert by_id["stale"].status == "rejected" and "expired" in by_id["stale"].detail
+    assert results[4].status == "rejected" and "duplicate" in results[4].detail
+    assert simulator.value(PRESS_SP) == 160.5  # the expired command wrote nothing
+
+    assert dead[0].stage == "executor" and dead[0].reason == "not-json"
+    assert dead[0].topic == topics.commands and dead[0].offset == 5
+    assert dead[0].payload.startswith('{"schema"')
+
+    expected = {"received": 6, "applied": 2, "rejected": 3, "failed": 0, "deadlettered": 1}
+    assert {k: counters[k] for k in expected} == expected
+    on_disk = read_status(status_file)
+    assert on_disk is not None and {k: on_disk[k] for k in expected} == expected
+
+
+def test_an_unreachable_device_fails_the_command_after_bounded_retries(
+    catalog: Catalog, kafka_bootstrap: str, topics: Topics,
+) -> None:
+    down = f"127.0.0.1:{free_port()}"  # nothing listens here
+    cmd = command(PRESS_SP, 170.0, PRESS)
+    produce(kafka_bootstrap, topics.commands, [(cmd.key(), cmd.encode())])
+    executor = ExecutorThread(
+        catalog=catalog, bootstrap=kafka_bootstrap, topics=topics,
+        endpoints={"modbus-sim": down}, group_id=f"executor-{topics.prefix}", attempts=2,
+    )
+    try:
+        [value] = consume(kafka_bootstrap, topics.command_results, 1)
+    finally:
+        counters = executor.stop()
+    result = CommandResult.decode(value)
+    assert result.status == "failed" and result.readback is None
+    assert down in result.detail and "attempt 2 of 2" in result.detail
+    assert counters["failed"] == 1 and counters["received"] == 1
