@@ -153,7 +153,12 @@ class _Executor:
                 self.topics.command_results, result.key(), result.encode()
             )
         if published:
-            self.consumer.commit(message=msg, asynchronous=False)
+            try:
+                self.consumer.commit(message=msg, asynchronous=False)
+            except KafkaException as exc:  # e.g. a rebalance: the next owner redelivers it
+                logger.warning("executor: cannot commit %s[%s]@%s: %s; the command may be "
+                               "redelivered (its result is published)", msg.topic(),
+                               msg.partition(), msg.offset(), exc)
 
     async def _execute(self, command: Command) -> CommandResult:
         """Gateway, then write and read back; never raises for a well-formed command."""
