@@ -7,6 +7,9 @@ status file. On shutdown the open windows are flushed before the producer is.
 
 Run it with :func:`run_worker` (foreground, until SIGINT/SIGTERM). State is in memory,
 per worker; readings are keyed by source, so each source's windows live in one worker.
+Nothing is flushed on a partition revocation: aiokafka revokes every partition on every
+rebalance, and most come straight back. If a source moves to another worker, its open
+windows here close by the idle timer (and the new owner starts its own).
 """
 
 from __future__ import annotations

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections import defaultdict
@@ -85,9 +87,9 @@ def test_worker_aggregates_and_deadletters(
     frames, values = _frames(catalog)
     status = tmp_path / "streams.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    app_id = f"test-{uuid.uuid4().hex[:8]}"
     proc = subprocess.Popen(
-        [sys.executable, "-c", WORKER, kafka_bootstrap, topics.prefix,
-         f"test-{uuid.uuid4().hex[:8]}", str(status)],
+        [sys.executable, "-c", WORKER, kafka_bootstrap, topics.prefix, app_id, str(status)],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     try:
@@ -128,6 +130,7 @@ def test_worker_aggregates_and_deadletters(
         except subprocess.TimeoutExpired:
             proc.kill()
             output, _ = proc.communicate()
+        shutil.rmtree(Path(tempfile.gettempdir()) / f"faust-{app_id}", ignore_errors=True)
     final = read_status(status)
     assert final is not None and final["running"] is False
     assert final["deadletters"] == 2 and final["bad_quality"] == 6
