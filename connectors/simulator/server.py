@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from datetime import UTC, datetime
 from types import TracebackType
 
+from connectors.simulator.exceptions import PortInUseError
 from connectors.simulator.faults import Fault, FaultPlan
 from connectors.simulator.modbus_server import ModbusSide
 from connectors.simulator.opcua_server import OpcUaSide
@@ -17,6 +19,17 @@ from schemas.catalog import Catalog
 __all__ = ["PlantSimulator", "run_simulator"]
 
 logger = logging.getLogger(__name__)
+
+
+def _check_port(protocol: str, port: int) -> None:
+    """Fail fast, before the slow OPC-UA setup, when a port is taken (the servers still
+    report a port lost to a race in between)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise PortInUseError(protocol, port, exc.strerror or str(exc)) from exc
 
 
 class PlantSimulator:
@@ -70,6 +83,8 @@ class PlantSimulator:
         return self.plant.active_faults()
 
     async def start(self) -> None:
+        _check_port("OPC-UA", self._opcua_port)
+        _check_port("Modbus", self._modbus_port)
         await self._opcua.start(self.plant.values)
         try:
             await self._modbus.start(self.plant.values)
