@@ -223,6 +223,13 @@ def _shutdown(children: list[Child], connectors: list[Child], sim: Child, sink: 
     if sink.alive and not _wait_until(_sink_has_readings, drain_timeout):
         logger.warning("the sink had not stored all %d delivered readings after %.0f s",
                        delivered, drain_timeout)
+    def _worker_has_readings() -> bool:
+        return _count(_status(run_dir, "worker"), "readings") >= delivered
+
+    # the worker flushes its open windows when it stops: it must have seen every reading
+    if worker.alive and not _wait_until(_worker_has_readings, drain_timeout):
+        logger.warning("the worker had not processed all %d delivered readings after %.0f s",
+                       delivered, drain_timeout)
     worker.stop()
     time.sleep(1.5)  # the executor acts on the worker's last commands
     executor.stop()
