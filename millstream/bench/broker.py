@@ -11,7 +11,7 @@ import logging
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +22,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from millstream.settings import Settings
 from schemas.exceptions import MillstreamError
 
-__all__ = ["BenchKafka", "bench_kafka", "produce", "progress"]
+__all__ = ["BenchKafka", "Produced", "bench_kafka", "produce", "progress"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,10 +89,18 @@ def bench_kafka(settings: Settings) -> Iterator[BenchKafka]:
         progress("embedded Kafka stopped")
 
 
-def produce(k: BenchKafka, topic: str, messages: Sequence[tuple[bytes, bytes]],
-            timeout: float = 120.0) -> float:
-    """Produce every message and wait until the broker has them all; returns seconds."""
+@dataclass(frozen=True, slots=True)
+class Produced:
+    messages: int
+    bytes: int  # sum of the message values
+    seconds: float
+
+
+def produce(k: BenchKafka, topic: str, messages: Iterable[tuple[bytes, bytes]],
+            timeout: float = 300.0) -> Produced:
+    """Produce every message and wait until the broker has them all."""
     failed: list[str] = []
+    count = size = 0
 
     def on_delivery(err: object, _msg: object) -> None:
         if err is not None:
@@ -104,6 +112,8 @@ def produce(k: BenchKafka, topic: str, messages: Sequence[tuple[bytes, bytes]],
     t0 = time.monotonic()
     deadline = t0 + timeout
     for key, value in messages:
+        count += 1
+        size += len(value)
         while True:
             try:
                 p.produce(topic, value, key, on_delivery=on_delivery)
@@ -119,4 +129,4 @@ def produce(k: BenchKafka, topic: str, messages: Sequence[tuple[bytes, bytes]],
         raise MillstreamError(
             f"producing to {topic}: {left} messages not delivered within {timeout:.0f}s, "
             f"{len(failed)} failed (first: {failed[:1]})")
-    return time.monotonic() - t0
+    return Produced(count, size, time.monotonic() - t0)

@@ -1,7 +1,8 @@
 """``millstream bench wire``: why readings travel as frames, measured against real Kafka.
 
-The same readings go into two fresh single-partition topics, one JSON message per reading
-and millstream frames of 1000 readings. Each topic is then read from the start by a bare
+The same plant workload goes into two fresh single-partition topics: N readings as one JSON
+message each, and (continued to 10 N, so the run is long enough to time) millstream frames
+of 1000 readings. Each topic is then read from the start by a bare
 confluent-kafka loop (the ceiling) and by a real Faust worker, both decoding every
 message; finally a Faust worker runs the streams stage's FrameProcessor (windows and
 anomaly detection) on the frames: the readings/s one stream worker process sustains.
@@ -9,25 +10,30 @@ anomaly detection) on the frames: the readings/s one stream worker process susta
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from millstream.bench.broker import BenchKafka, bench_kafka, produce, progress
 from millstream.bench.faust_runner import run_faust
 from millstream.bench.raw import Decode, Run, consume_raw, count_frame, count_reading
-from millstream.bench.workload import frame_messages, generate_readings, per_reading_messages
+from millstream.bench.workload import frame_messages, iter_readings, per_reading_messages
 from millstream.settings import Settings
 from schemas.catalog import Catalog, load_catalog
 from schemas.exceptions import MillstreamError
+from schemas.readings import Reading
 
-__all__ = ["DEFAULT_READINGS", "FRAME_SIZE", "run", "shape_result"]
+__all__ = ["DEFAULT_READINGS", "FRAMES_FACTOR", "FRAME_SIZE", "run", "shape_result"]
 
 DEFAULT_READINGS = 200_000
 FRAME_SIZE = 1000
+# The frames topic carries this many times the readings: at 1000 readings per message a
+# frames run over N readings lasts a fraction of a second, too short to time reliably.
+FRAMES_FACTOR = 10
 
 
 def _rate(run: Run | None) -> int | None:
@@ -41,7 +47,7 @@ def _ratio(a: int | None, b: int | None) -> float | None:
     return round(a / b, 2) if a is not None and b else None
 
 
-def shape_result(readings: int, kafka: str, runs: dict[str, Run | None],
+def shape_result(readings: int, frame_readings: int, kafka: str, runs: dict[str, Run | None],
                  bytes_per_reading: dict[str, float],
                  processor: dict[str, int] | None = None) -> dict[str, Any]:
     """The benchmark's JSON: figures side by side, then how each run went."""
@@ -50,6 +56,7 @@ def shape_result(readings: int, kafka: str, runs: dict[str, Run | None],
     return {
         "benchmark": "wire",
         "readings": readings,
+        "frame_readings": frame_readings,
         "frames": {
             "faust_readings_per_s": frames_f,
             "raw_readings_per_s": r.get("frames_raw"),
@@ -135,51 +142,61 @@ def run(settings: Settings, readings: int | None = None) -> dict[str, Any]:
     if n < 1:
         raise MillstreamError(f"--readings must be at least 1, got {n}")
     catalog = load_catalog(settings.catalog)
-    progress(f"generating {n:,} readings of {len(catalog.tags())} tags ...")
-    data = generate_readings(catalog, n)
-    per_reading, frames = per_reading_messages(data), frame_messages(data, FRAME_SIZE)
-    size = {
-        "frames": sum(len(v) for _, v in frames) / n,
-        "per_reading": sum(len(v) for _, v in per_reading) / n,
-    }
     prefix = f"millstream-bench-wire-{os.getpid()}-{int(time.time())}"
     topics = {"per_reading": f"{prefix}.per-reading", "frames": f"{prefix}.frames"}
+    load = os.getloadavg()[0]
     with _sigterm_as_interrupt(), bench_kafka(settings) as k:
         try:
-            return _measure(k, catalog, settings, n, topics, per_reading, frames, size)
+            out = _measure(k, catalog, settings, n, topics)
         finally:
             if settings.kafka_bootstrap:
                 k.delete_created(prefix)
+    out["loadavg_1m"] = {"start": round(load, 2), "end": round(os.getloadavg()[0], 2)}
+    return out
+
+
+def _produce(k: BenchKafka, catalog: Catalog, topics: dict[str, str],
+             counts: dict[str, int]) -> dict[str, float]:
+    """Both formats into their topics, generated on the fly; bytes per reading of each."""
+    size: dict[str, float] = {}
+    for fmt, encode in (("per_reading", per_reading_messages), ("frames", _frames)):
+        n = counts[fmt]
+        progress(f"producing {n:,} readings as {fmt} messages ...")
+        done = produce(k, topics[fmt], encode(iter_readings(catalog, n)))
+        size[fmt] = done.bytes / n
+        progress(f"produced {done.messages:,} {fmt} messages ({size[fmt]:.1f} B/reading) "
+                 f"in {done.seconds:.1f}s")
+    gc.collect()
+    return size
+
+
+def _frames(readings: Iterable[Reading]) -> Iterator[tuple[bytes, bytes]]:
+    return frame_messages(readings, FRAME_SIZE)
 
 
 def _measure(k: BenchKafka, catalog: Catalog, settings: Settings, n: int,
-             topics: dict[str, str], per_reading: list[tuple[bytes, bytes]],
-             frames: list[tuple[bytes, bytes]], size: dict[str, float]) -> dict[str, Any]:
+             topics: dict[str, str]) -> dict[str, Any]:
     k.create_topics(list(topics.values()))
-    for fmt, msgs in (("per_reading", per_reading), ("frames", frames)):
-        secs = produce(k, topics[fmt], msgs)
-        progress(f"produced {len(msgs):,} {fmt} messages ({size[fmt]:.1f} B/reading) "
-                 f"in {secs:.1f}s")
-    raw_timeout = 60 + n / 2_000
-    faust_timeout = 60 + n / 1_000
+    counts = {"per_reading": n, "frames": n * FRAMES_FACTOR}
+    size = _produce(k, catalog, topics, counts)
     runs: dict[str, Run | None] = {}
-    for name, topic, decode in (
-        ("per_reading_raw", topics["per_reading"], count_reading),
-        ("frames_raw", topics["frames"], count_frame),
-        ("frames_raw_processor", topics["frames"],
-         _processor_decode(catalog, topics["frames"])),
+    for name, fmt, decode in (
+        ("per_reading_raw", "per_reading", count_reading),
+        ("frames_raw", "frames", count_frame),
+        ("frames_raw_processor", "frames", _processor_decode(catalog, topics["frames"])),
     ):
         if decode is None:
             runs[name] = None
             continue
         progress(f"{name}: bare confluent-kafka loop ...")
-        runs[name] = consume_raw(k.bootstrap, topic, n, decode, k.conf, raw_timeout)
+        runs[name] = consume_raw(k.bootstrap, topics[fmt], counts[fmt], decode, k.conf,
+                                 timeout=60 + counts[fmt] / 2_000)
         _show(name, runs[name] or Run(0, 0, 0.0, False))
     counters: dict[str, int] | None = None
-    for name, topic, mode in (
-        ("per_reading_faust", topics["per_reading"], "per-reading"),
-        ("frames_faust", topics["frames"], "frames"),
-        ("frames_faust_processor", topics["frames"], "processor"),
+    for name, fmt, mode in (
+        ("per_reading_faust", "per_reading", "per-reading"),
+        ("frames_faust", "frames", "frames"),
+        ("frames_faust_processor", "frames", "processor"),
     ):
         if mode == "processor" and not _has_processor():
             runs[name] = None
@@ -188,9 +205,9 @@ def _measure(k: BenchKafka, catalog: Catalog, settings: Settings, n: int,
             progress("note: the Faust worker connects without the configured "
                      "TLS/SASL options (plain Kafka only)")
         progress(f"{name}: starting a Faust worker ...")
-        result, found = run_faust(k.bootstrap, topic, mode, n, catalog=settings.catalog,
-                                  timeout=faust_timeout)
+        result, found = run_faust(k.bootstrap, topics[fmt], mode, counts[fmt],
+                                  catalog=settings.catalog, timeout=60 + counts[fmt] / 1_000)
         runs[name] = result
         counters = found or counters
         _show(name, result)
-    return shape_result(n, k.description, runs, size, counters)
+    return shape_result(n, counts["frames"], k.description, runs, size, counters)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +27,7 @@ __all__ = [
     "encode_reading",
     "frame_messages",
     "generate_readings",
+    "iter_readings",
     "per_reading_messages",
     "tag_models",
 ]
@@ -62,6 +63,12 @@ def tag_models(catalog: Catalog) -> list[TagModel]:
 
 def generate_readings(catalog: Catalog, n: int, *, seed: int = 7, step_ms: int = 100,
                       t0_ms: int = EPOCH_MS) -> list[Reading]:
+    """``n`` readings of :func:`iter_readings` as a list."""
+    return list(iter_readings(catalog, n, seed=seed, step_ms=step_ms, t0_ms=t0_ms))
+
+
+def iter_readings(catalog: Catalog, n: int, *, seed: int = 7, step_ms: int = 100,
+                  t0_ms: int = EPOCH_MS, chunk_ticks: int = 1000) -> Iterator[Reading]:
     """``n`` readings: every tag once per ``step_ms`` tick, in catalog order, seq per source.
 
     Analog tags wander sinusoidally around mid-range with 2% noise; counters count up;
@@ -73,24 +80,24 @@ def generate_readings(catalog: Catalog, n: int, *, seed: int = 7, step_ms: int =
     if not models:
         raise ValueError("the catalog has no tags to generate readings for")
     rng = np.random.default_rng(seed)
-    ticks = math.ceil(n / len(models))
     phase = rng.uniform(0, 2 * math.pi, len(models))
-    noise = rng.normal(0.0, 0.02, (ticks, len(models)))
-    k = np.arange(ticks, dtype=np.float64)[:, None]
-    wave = 0.25 * np.sin(2 * math.pi * k / 600.0 + phase[None, :]) + noise
     seq: dict[str, int] = {}
-    out: list[Reading] = []
-    for tick in range(ticks):
-        ts = t0_ms + tick * step_ms
-        row = wave[tick]
-        for j, m in enumerate(models):
-            if len(out) == n:
-                return out
-            value = _value(m, tick, float(row[j]))
-            s = seq.get(m.source, 0) + 1
-            seq[m.source] = s
-            out.append(Reading(m.path, ts, value, Quality.GOOD, m.source, t0_ms, s))
-    return out
+    made = 0
+    for start in range(0, math.ceil(n / len(models)), chunk_ticks):  # bounded memory
+        k = np.arange(start, start + chunk_ticks, dtype=np.float64)[:, None]
+        noise = rng.normal(0.0, 0.02, (chunk_ticks, len(models)))
+        wave = (0.25 * np.sin(2 * math.pi * k / 600.0 + phase[None, :]) + noise).tolist()
+        for i, row in enumerate(wave):
+            tick = start + i
+            ts = t0_ms + tick * step_ms
+            for j, m in enumerate(models):
+                if made == n:
+                    return
+                s = seq.get(m.source, 0) + 1
+                seq[m.source] = s
+                made += 1
+                yield Reading(m.path, ts, _value(m, tick, row[j]), Quality.GOOD, m.source,
+                              t0_ms, s)
 
 
 def _value(m: TagModel, tick: int, wave: float) -> float:
@@ -130,15 +137,15 @@ def decode_reading(payload: bytes | str) -> Reading:
     return Reading(tag, ts, value, Quality(q), source, epoch, seq)
 
 
-def per_reading_messages(readings: Sequence[Reading]) -> list[Message]:
+def per_reading_messages(readings: Iterable[Reading]) -> Iterator[Message]:
     """Format (a): one Kafka message per reading, keyed by source."""
-    return [(r.source.encode(), encode_reading(r)) for r in readings]
+    for r in readings:
+        yield r.source.encode(), encode_reading(r)
 
 
-def frame_messages(readings: Sequence[Reading], frame_size: int = 1000) -> list[Message]:
+def frame_messages(readings: Iterable[Reading], frame_size: int = 1000) -> Iterator[Message]:
     """Format (b): each source's readings in frames of ``frame_size``, in production order."""
     builders: dict[str, FrameBuilder] = {}
-    out: list[Message] = []
     for r in readings:
         b = builders.get(r.source)
         if b is None:
@@ -147,9 +154,8 @@ def frame_messages(readings: Sequence[Reading], frame_size: int = 1000) -> list[
         if b.full:
             frame = b.flush()
             if frame is not None:
-                out.append((frame.key(), frame.encode()))
+                yield frame.key(), frame.encode()
     for b in builders.values():
         frame = b.flush()
         if frame is not None:
-            out.append((frame.key(), frame.encode()))
-    return out
+            yield frame.key(), frame.encode()
