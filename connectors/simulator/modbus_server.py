@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 
 from pymodbus.constants import ExcCodes
+from pymodbus.exceptions import NoSuchIdException
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimAction, SimData, SimDevice
+from pymodbus.simulator.simcore import SimCore
 from pymodbus.simulator.simutils import SimUtils
 
 from connectors.simulator.exceptions import PortInUseError
@@ -110,6 +112,27 @@ class DeviceImage:
         return None
 
 
+class _Devices(SimCore):
+    """pymodbus's device set, but an unknown unit id gets the exception response pymodbus
+    intends (GATEWAY_NO_RESPONSE) instead of a KeyError traceback in the server log."""
+
+    def _known(self, device_id: int) -> None:
+        if device_id not in self.devices and 0 not in self.devices:
+            raise NoSuchIdException(f"no simulated Modbus device at unit id {device_id}")
+
+    async def async_getValues(
+        self, device_id: int, func_code: int, address: int, count: int = 1
+    ) -> list[int] | list[bool] | ExcCodes:
+        self._known(device_id)
+        return await super().async_getValues(device_id, func_code, address, count)
+
+    async def async_setValues(
+        self, device_id: int, func_code: int, address: int, values: list[int] | list[bool]
+    ) -> ExcCodes | None:
+        self._known(device_id)
+        return await super().async_setValues(device_id, func_code, address, values)
+
+
 class ModbusSide:
     """A pymodbus TCP server on 127.0.0.1:port serving the catalog's Modbus machines.
 
@@ -128,6 +151,7 @@ class ModbusSide:
         self.publish(values, setpoints_too=True)
         devices = [img.sim_device(img.action) for img in self.images.values()]
         server = ModbusTcpServer(devices, address=("127.0.0.1", self.port))
+        server.context = _Devices(devices)
         try:
             await server.serve_forever(background=True)
         except (RuntimeError, OSError) as exc:

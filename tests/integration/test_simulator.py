@@ -91,6 +91,8 @@ async def _modbus(sim: PlantSimulator) -> None:
         # registers that are not setpoints refuse writes
         bad = await client.write_registers(2, f32_words(1.0), device_id=1)
         assert bad.isError()
+        # a unit id with no device answers with an exception, not silence
+        assert (await client.read_input_registers(0, count=2, device_id=99)).isError()
     finally:
         client.close()
 
