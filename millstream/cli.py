@@ -118,7 +118,6 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_connect(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.run import run_connector
-
     from millstream.stack.locate import resolve_bootstrap
 
     catalog = _catalog(settings)
@@ -139,9 +138,8 @@ def cmd_connect(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.app import run_worker
-
     from millstream.stack.locate import resolve_bootstrap
+    from streams.app import run_worker
 
     run_worker(_catalog(settings), bootstrap=resolve_bootstrap(settings),
                topics=_topics(settings), app_id=args.app_id,
@@ -151,10 +149,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_sink(args: argparse.Namespace, settings: Settings) -> int:
-    from sinks.run import run_sink
-
     from millstream.query import endpoint_file_for
     from millstream.stack.locate import resolve_bootstrap
+    from sinks.run import run_sink
 
     stop = _stop_event_on_signals()
     final = run_sink(_catalog(settings), bootstrap=resolve_bootstrap(settings),
@@ -167,9 +164,8 @@ def cmd_sink(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_executor(args: argparse.Namespace, settings: Settings) -> int:
-    from sinks.executor import run_executor
-
     from millstream.stack.locate import resolve_bootstrap
+    from sinks.executor import run_executor
 
     endpoints: dict[str, str] = {}
     for item in args.endpoint or []:

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Producer
-from millstream.query import endpoint_file_for, run_query
 
 from millstream.demo import DemoOptions, run_demo
+from millstream.query import endpoint_file_for, run_query
 from millstream.settings import Settings
 from millstream.stack.kafka import ensure_topics
 from schemas.catalog import Catalog
