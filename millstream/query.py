@@ -18,7 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from schemas.exceptions import MillstreamError
-from sinks.query_server import chdb_path, endpoint_file_for, json_safe
+from sinks.query_server import (
+    chdb_path,
+    endpoint_file_for,
+    json_safe,
+    locked_by_another_process,
+)
 
 __all__ = [
     "QueryError",
@@ -60,16 +65,24 @@ def run_query(dsn: str, sql: str, endpoint_file: Path | None = None,
     if path is not None and not path.exists():
         raise QueryError(f"there is no chDB database at {path} yet; start `millstream sink` "
                          "(or `millstream demo`) to create it, or set MILLSTREAM_CLICKHOUSE_DSN")
+    if path is not None and locked_by_another_process(path):
+        raise QueryError(
+            f"another process (a `millstream sink` or `millstream demo`) owns the chDB "
+            f"directory {path} and its query server does not answer (endpoint file "
+            f"{endpoint}: {_owner(endpoint)}); pass the endpoint file that process wrote, "
+            "or stop it and query again"
+        )
+    return _direct(dsn, sql)
+
+
+def _owner(endpoint: Path | None) -> str:
     try:
-        return _direct(dsn, sql)
-    except QueryError as exc:
-        if "Cannot lock file" in str(exc) or "already running" in str(exc):
-            raise QueryError(
-                f"another process owns the chDB directory {path} and serves no queries "
-                f"(no answering endpoint file at {endpoint}); query through that process, "
-                "or stop it and run the query again"
-            ) from exc
-        raise
+        doc = json.loads(endpoint.read_text()) if endpoint is not None else None
+    except (OSError, ValueError):
+        doc = None
+    if not isinstance(doc, dict):
+        return "missing"
+    return f"pid {doc.get('pid')} at {doc.get('url')} does not answer"
 
 
 def _via_server(endpoint: Path, sql: str, timeout: float) -> QueryResult | None:

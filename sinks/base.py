@@ -179,6 +179,8 @@ class BatchingSink(ABC):
             table, gen = rows.table, batch.gen
         tp = (msg.topic() or "", msg.partition() or 0)
         self._pending.setdefault(tp, deque()).append((msg.offset() or 0, table, gen))
+        if table is not None and batch.rows >= self.policy.batch_rows and not batch.attempts:
+            self._flush(batch)
 
     def _flush_due(self, *, force: bool) -> bool:
         """Write the batches that are due; True when no batch is failing (or waiting to retry)."""

@@ -30,6 +30,7 @@ from schemas.status import write_status
 from schemas.topics import Topics
 from sinks.base import Batch, BatchingSink, BatchPolicy, Decoded, Reject, Rows
 from sinks.exceptions import SinkError
+from sinks.query_server import chdb_path, locked_by_another_process
 
 __all__ = ["READINGS_COLUMNS", "ClickHouseSink", "event_columns", "frame_columns", "open_client"]
 
@@ -53,16 +54,16 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
 
 def open_client(dsn: str) -> Client:
     """A clickhouse-connect client for ``chdb://PATH`` or ``http(s)://`` DSNs."""
+    path = chdb_path(dsn)
+    if path is not None and locked_by_another_process(path):
+        raise SinkError(
+            f"the chDB directory {path} is in use by another process (another `millstream "
+            "sink` or `millstream demo`?); stop it, or give this sink another directory"
+        )
     try:
         return clickhouse_connect.get_client(dsn=dsn, tz_mode="schema")
     except Exception as exc:
-        msg = str(exc)
-        if "Cannot lock file" in msg or "already running" in msg:
-            raise SinkError(
-                f"the chDB directory of {dsn} is in use by another process; stop it "
-                "(e.g. the other `millstream sink`) or give this sink another directory"
-            ) from exc
-        raise SinkError(f"cannot open ClickHouse at {dsn}: {msg[:300]}") from exc
+        raise SinkError(f"cannot open ClickHouse at {dsn}: {str(exc)[:300]}") from exc
 
 
 def frame_columns(frame: ReadingFrame, known: frozenset[str]) -> tuple[list[list[Any]], list[str]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import fcntl
 import json
 import logging
 import math
@@ -33,6 +34,7 @@ __all__ = [
     "check_read_only",
     "endpoint_file_for",
     "json_safe",
+    "locked_by_another_process",
 ]
 
 logger = logging.getLogger(__name__)
@@ -49,6 +51,25 @@ def chdb_path(dsn: str) -> Path | None:
         return None
     path = dsn[len("chdb://"):].split("?", 1)[0]
     return None if path in ("", "memory", ":memory:") else Path(path)
+
+
+def locked_by_another_process(path: Path) -> bool:
+    """True when another process holds the chDB directory (its ``status`` file is locked)."""
+    try:
+        fd = os.open(path / "status", os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
 
 
 def endpoint_file_for(dsn: str) -> Path | None:

@@ -1,0 +1,82 @@
+"""BatchingSink: batching by size, offsets advance only past written rows, retry state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from confluent_kafka import Message
+
+from schemas.exceptions import ContractError
+from sinks.base import Batch, BatchingSink, BatchPolicy, Decoded, Reject, Rows
+
+
+class MemorySink(BatchingSink):
+    """Rows go to a list; ``fail`` makes writes raise. Messages: b"table:n" or b"bad"."""
+
+    def __init__(self, policy: BatchPolicy) -> None:
+        super().__init__({"bootstrap.servers": "127.0.0.1:9", "group.id": "unit"}, ["t"],
+                         {"a": ("x",), "b": ("x",)}, policy)
+        self.written: list[tuple[str, list[Any]]] = []
+        self.rejected: list[Reject] = []
+        self.fail = False
+
+    def decode(self, msg: Message) -> Decoded:
+        value = msg.value() or b""
+        if value == b"bad":
+            raise ContractError("not-json", "bad")
+        table, n = value.decode().split(":")
+        return Decoded(Rows(table, [list(range(int(n)))]))
+
+    def write(self, batch: Batch) -> None:
+        if self.fail:
+            raise OSError("disk on fire")
+        self.written.append((batch.table, list(batch.data[0])))
+
+    def on_reject(self, msg: Message, reject: Reject) -> None:
+        self.rejected.append(reject)
+
+
+def msg(offset: int, value: bytes, partition: int = 0) -> Message:
+    return Message(topic="t", partition=partition, offset=offset, value=value)
+
+
+@pytest.fixture
+def sink() -> MemorySink:
+    return MemorySink(BatchPolicy(batch_rows=10, flush_ms=60_000, retry_initial_s=0.0))
+
+
+def test_offsets_advance_only_past_written_rows(sink: MemorySink) -> None:
+    sink._accept(msg(0, b"a:4"))
+    sink._accept(msg(1, b"b:3"))
+    sink._accept(msg(2, b"a:7"))  # table a reaches 11 >= 10: due
+    sink._flush_due(force=False)
+    assert sink.written == [("a", list(range(4)) + list(range(7)))]
+    sink._advance()
+    assert sink._commit_to == {("t", 0): 1}  # offset 1 (table b) is not written yet
+    sink._flush_due(force=True)
+    sink._advance()
+    assert sink._commit_to == {("t", 0): 3}
+    assert sink.counts["inserted"] == {"a": 11, "b": 3}
+
+
+def test_bad_message_is_rejected_and_does_not_block_offsets(sink: MemorySink) -> None:
+    sink._accept(msg(0, b"bad"))
+    sink._advance()
+    assert [r.reason for r in sink.rejected] == ["not-json"]
+    assert sink._commit_to == {("t", 0): 1}
+
+
+def test_failed_insert_keeps_rows_and_offsets_until_retry_succeeds(sink: MemorySink) -> None:
+    sink.fail = True
+    sink._accept(msg(5, b"a:12", partition=2))  # full batch: written at once, and fails
+    assert sink.counts["insert_errors"] == 1 and sink.pending_rows() == 12
+    assert sink._flush_due(force=False) is False  # the retry fails too
+    assert sink.counts["insert_errors"] == 2 and sink._paused
+    sink._advance()
+    assert sink._commit_to == {}
+    sink.fail = False
+    assert sink._flush_due(force=True) is True and not sink._paused
+    sink._advance()
+    assert sink._commit_to == {("t", 2): 6}
+    assert sink.written == [("a", list(range(12)))]

@@ -1,0 +1,61 @@
+"""Readings frames and events -> ClickHouse columns."""
+
+from __future__ import annotations
+
+import pytest
+
+from schemas.events import Aggregate, CommandResult, DeadLetter
+from schemas.exceptions import ContractError
+from schemas.readings import FrameBuilder, Quality, ReadingFrame
+from sinks.clickhouse import READINGS_COLUMNS, event_columns, frame_columns
+
+
+def frame() -> ReadingFrame:
+    b = FrameBuilder("src", epoch=7, next_seq=100)
+    b.add("p/a", 1_000, 1.5)
+    b.add("p/x", 1_001, None, Quality.BAD)
+    b.add("p/b", 1_002, 3.0, Quality.UNCERTAIN)
+    f = b.flush()
+    assert f is not None
+    return ReadingFrame.decode(f.encode())
+
+
+def test_known_frame_becomes_columns() -> None:
+    cols, unknown = frame_columns(frame(), frozenset({"p/a", "p/b", "p/x"}))
+    assert unknown == []
+    assert len(cols) == len(READINGS_COLUMNS)
+    rows = list(zip(*cols, strict=True))
+    assert rows == [("p/a", 1000, 1.5, 0, "src", 7, 100), ("p/x", 1001, None, 2, "src", 7, 101),
+                    ("p/b", 1002, 3.0, 1, "src", 7, 102)]
+
+
+def test_unknown_tags_are_left_out_and_keep_their_seq() -> None:
+    cols, unknown = frame_columns(frame(), frozenset({"p/a", "p/b"}))
+    assert unknown == ["p/x"]
+    assert cols[0] == ["p/a", "p/b"] and cols[6] == [100, 102]
+
+
+def test_out_of_range_ts_is_a_contract_error() -> None:
+    f = frame()
+    bad = ReadingFrame(f.source, f.epoch, f.seq, f.tag, [1, 2, 2**70], f.value, f.quality)
+    with pytest.raises(ContractError) as info:
+        frame_columns(bad, frozenset(f.tag))
+    assert info.value.reason == "out-of-range"
+
+
+def test_event_columns_in_field_order() -> None:
+    agg = Aggregate("p/a", 0, 1000, 3, 1.0, 2.0, 1.5, 0.5, 1.0, 2.0)
+    assert event_columns(agg) == [["p/a"], [0], [1000], [3], [1.0], [2.0], [1.5], [0.5],
+                                  [1.0], [2.0]]
+    res = CommandResult("c1", "p/sp", 5.0, None, "failed", "no answer", 12)
+    assert event_columns(res)[3] == [None]
+
+
+def test_event_with_value_too_big_for_its_column_is_rejected() -> None:
+    agg = Aggregate("p/a", 0, 1000, -1, 1.0, 2.0, 1.5, 0.5, 1.0, 2.0)
+    with pytest.raises(ContractError):
+        event_columns(agg)
+    dl = DeadLetter.of(stage="s", reason="r", detail="d", topic="t", partition=2**40,
+                       offset=0, key=None, value=b"x")
+    with pytest.raises(ContractError):
+        event_columns(dl)
