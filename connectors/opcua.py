@@ -110,14 +110,17 @@ class OpcUaSource(Source):
     async def run(self) -> None:
         backoff = BACKOFF_START_S
         while self.running:
+            was_up = False
             try:
                 await self._session()
-                backoff = BACKOFF_START_S  # the session was up: start backoff over
             except DeviceError as exc:
-                self._error(str(exc), loud=self.connected or self.errors == 0)
+                was_up = self.connected
+                self._error(str(exc), loud=was_up or self.errors == 0)
             finally:
                 self.connected = False
                 await self._close()
+            if was_up:  # a lost session starts the backoff over
+                backoff = BACKOFF_START_S
             if not self.running:
                 return
             self.reconnects += 1

@@ -34,7 +34,7 @@ class ReadingPublisher:
     """Produce :class:`ReadingFrame` s and count readings produced, delivered and failed.
 
     Lifecycle: construct, ``publish()`` frames and ``poll()`` often (it serves delivery
-    callbacks and retries frames the local queue had no room for), ``flush()`` at the end.
+    callbacks and retries frames the local queue had no room for), ``flush()``, ``close()``.
     Not thread-safe: call it from one thread (the connector's event loop).
     """
 
@@ -52,6 +52,7 @@ class ReadingPublisher:
             "client.id": client_id,
             **DEFAULT_PRODUCER_CONFIG,
             "error_cb": self._on_error,
+            "logger": logging.getLogger("connectors.publisher.librdkafka"),
         }
         conf.update(kafka_config or {})
         try:
@@ -65,8 +66,10 @@ class ReadingPublisher:
         self.delivered = 0  # readings the broker confirmed
         self.failed = 0  # readings Kafka gave up on
         self.frames = 0  # frames handed to the producer
-        self.last_error: str | None = None
+        self.last_error: str | None = None  # the last error of any kind
+        self.last_delivery_error: str | None = None  # the last frame Kafka gave up on
         self._backlog: deque[ReadingFrame] = deque()  # frames the local queue had no room for
+        self._closed = False
 
     @property
     def backlog(self) -> int:
@@ -95,6 +98,19 @@ class ReadingPublisher:
                            timeout)
         return remaining
 
+    def close(self) -> None:
+        """Give up on what is still unconfirmed (counted as failed) and release the client."""
+        if self._closed:
+            return
+        self._closed = True
+        for frame in self._backlog:
+            self._on_delivery(len(frame), "never handed to Kafka (closed)", None)
+        self._backlog.clear()
+        if len(self._producer):
+            self._producer.purge()
+            self._producer.poll(0)
+        self._producer.close()
+
     def _drain(self) -> None:
         while self._backlog:
             frame = self._backlog[0]
@@ -112,12 +128,14 @@ class ReadingPublisher:
             self.produced += n
             self.frames += 1
 
-    def _on_delivery(self, n: int, err: KafkaError | None, _msg: Message) -> None:
+    def _on_delivery(self, n: int, err: KafkaError | str | None, _msg: Message | None) -> None:
         if err is None:
             self.delivered += n
             return
         self.failed += n
-        self.last_error = f"Kafka did not accept a frame of {n} readings for {self.topic}: {err}"
+        self.last_error = self.last_delivery_error = (
+            f"Kafka did not accept a frame of {n} readings for {self.topic}: {err}"
+        )
         logger.error("%s", self.last_error)
 
     def _on_error(self, err: KafkaError) -> None:

@@ -66,8 +66,11 @@ async def run_connector(
     publisher = ReadingPublisher(
         bootstrap, topics, kafka_config=kafka_config, client_id=f"millstream-{source_name}"
     )
-    source = make_source(catalog, source_name, publisher, endpoint=endpoint,
-                         status_file=status_file, frame_ms=frame_ms)
-    logger.info("bridging %s (%s) at %s into %s", source_name, source.protocol,
-                getattr(source, "endpoint", "?"), topics.readings)
-    return await source.serve(stop)
+    try:
+        source = make_source(catalog, source_name, publisher, endpoint=endpoint,
+                             status_file=status_file, frame_ms=frame_ms)
+        logger.info("bridging %s (%s) at %s into %s", source_name, source.protocol,
+                    getattr(source, "endpoint", "?"), topics.readings)
+        return await source.serve(stop)
+    finally:
+        publisher.close()

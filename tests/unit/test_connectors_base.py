@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from asyncua import ua
@@ -49,7 +50,7 @@ class Counter(Source):
 
     protocol = "test"
 
-    def __init__(self, pub: MemoryPublisher, n: int, period: float = 0.0, **kw) -> None:
+    def __init__(self, pub: MemoryPublisher, n: int, period: float = 0.0, **kw: Any) -> None:
         super().__init__("counter", pub, **kw)
         self.n, self.period = n, period
 
@@ -131,11 +132,19 @@ def test_record_error_shows_in_status() -> None:
     assert src.status()["errors"] == 2 and src.status()["last_error"] == "cannot reach X: start it"
 
 
+def code(value: int) -> ua.StatusCode:
+    return ua.StatusCode(cast(ua.UInt32, value))
+
+
+def stamp(dt: datetime) -> ua.DateTime:
+    return cast(ua.DateTime, dt)
+
+
 def test_opcua_quality_from_status_severity() -> None:
     assert quality_of(None) is Quality.GOOD
-    assert quality_of(ua.StatusCode(ua.StatusCodes.Good)) is Quality.GOOD
-    assert quality_of(ua.StatusCode(ua.StatusCodes.UncertainLastUsableValue)) is Quality.UNCERTAIN
-    assert quality_of(ua.StatusCode(ua.StatusCodes.BadCommunicationError)) is Quality.BAD
+    assert quality_of(code(ua.StatusCodes.Good)) is Quality.GOOD
+    assert quality_of(code(ua.StatusCodes.UncertainLastUsableValue)) is Quality.UNCERTAIN
+    assert quality_of(code(ua.StatusCodes.BadCommunicationError)) is Quality.BAD
     assert quality_of(0xC0000000) is Quality.BAD
 
 
@@ -145,11 +154,12 @@ def test_opcua_timestamps_and_values() -> None:
     assert to_unix_ms(t) == ms
     assert to_unix_ms(t.replace(tzinfo=None)) == ms  # naive means UTC
     assert to_unix_ms(t.astimezone(timezone(timedelta(hours=2)))) == ms
-    dv = ua.DataValue(ua.Variant(True), SourceTimestamp=t, ServerTimestamp=t + timedelta(1))
+    dv = ua.DataValue(ua.Variant(True), SourceTimestamp=stamp(t),
+                      ServerTimestamp=stamp(t + timedelta(1)))
     assert reading_of(True, dv, 5) == (ms, 1.0, Quality.GOOD)
-    server_only = ua.DataValue(ua.Variant(3.5), ServerTimestamp=t)
+    server_only = ua.DataValue(ua.Variant(3.5), ServerTimestamp=stamp(t))
     assert reading_of(3.5, server_only, 5) == (ms, 3.5, Quality.GOOD)
-    bad = ua.DataValue(ua.Variant(1.0), ua.StatusCode(ua.StatusCodes.BadSensorFailure))
+    bad = ua.DataValue(ua.Variant(1.0), code(ua.StatusCodes.BadSensorFailure))
     assert reading_of(1.0, bad, 5) == (5, 1.0, Quality.BAD)
     assert reading_of("text", None, 5) == (5, None, Quality.BAD)
     assert reading_of(float("nan"), None, 5) == (5, None, Quality.BAD)
@@ -164,7 +174,15 @@ def test_publisher_counts_what_it_could_not_deliver() -> None:
     assert pub.produced == 1 and pub.frames == 1
     pub.flush(3.0)
     assert pub.delivered == 0 and pub.failed == 1
-    assert pub.last_error is not None and "unit.readings" in pub.last_error
+    assert "unit.readings" in str(pub.last_delivery_error)
+
+
+def test_publisher_close_counts_the_undelivered_as_failed() -> None:
+    pub = ReadingPublisher("127.0.0.1:1", Topics("unit"))
+    pub.publish(ReadingFrame("s", 1, 1, ["t", "u"], [1, 1], [1.0, 2.0], [0, 0]))
+    pub.close()
+    pub.close()  # twice is harmless
+    assert (pub.produced, pub.delivered, pub.failed) == (2, 0, 2)
 
 
 def test_publisher_names_a_bad_setting() -> None:

@@ -75,7 +75,9 @@ def test_a_read_never_exceeds_the_protocol_limit() -> None:
     ),
     st.integers(0, 8),
 )
-def test_plan_covers_every_tag_once_within_limits(specs, max_gap) -> None:
+def test_plan_covers_every_tag_once_within_limits(
+    specs: list[tuple[str, int, str]], max_gap: int
+) -> None:
     tags = [(f"t{i}", reg(tb, a, "bool" if tb in ("coil", "discrete") else ty))
             for i, (tb, a, ty) in enumerate(specs)]
     blocks = plan_reads(tags, max_gap=max_gap)
