@@ -30,7 +30,7 @@ from schemas.topics import Topics
 
 pytestmark = pytest.mark.integration
 
-FAULT_AT_S = 8
+FAULT_AT_S = 15  # after the detector's warm-up (10 windows) on the shipped plant
 UNKNOWN_TAG = "acme/plant1/nowhere/line9/ghost-01/temp"
 
 
@@ -59,7 +59,7 @@ def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     p.produce(topics.readings, frame.encode(), key=frame.key())
     assert p.flush(10) == 0
     summary = run_demo(settings, DemoOptions(
-        duration=30, seed=11, faults=[f"overheat@cnc-01:{FAULT_AT_S}+60"], run_dir=data / "run"))
+        duration=32, seed=11, faults=[f"overheat@cnc-01:{FAULT_AT_S}+60"], run_dir=data / "run"))
     yield Run(summary, settings.dsn)
 
 
