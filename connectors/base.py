@@ -3,7 +3,7 @@
 A source reads a device and calls :meth:`Source.emit` for every value. The base numbers
 the readings (:class:`FrameBuilder`), turns them into frames every ``frame_ms`` and hands
 them to the :class:`ReadingPublisher`, writes the status file every second, and on stop
-flushes what is left and waits for Kafka to confirm it.
+flushes what is left, waits for Kafka to confirm it and closes the publisher.
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ class FramePublisher(Protocol):
     def poll(self, timeout: float = 0.0) -> None: ...
 
     def flush(self, timeout: float = 10.0) -> int: ...
+
+    def close(self) -> None: ...
 
 
 class Source(abc.ABC):
@@ -132,9 +134,10 @@ class Source(abc.ABC):
         remaining = await asyncio.to_thread(self.publisher.flush, FLUSH_TIMEOUT_S)
         if remaining:
             self.record_error(
-                f"{remaining} frame(s) not confirmed by Kafka within {FLUSH_TIMEOUT_S:.0f} s; "
-                "check that the brokers are reachable"
+                f"{remaining} frame(s) not confirmed by Kafka within {FLUSH_TIMEOUT_S:.0f} s "
+                "were given up (counted as failed); check that the brokers are reachable"
             )
+        self.publisher.close()
         status = self.status()
         self._write(status)
         logger.info("source %s stopped: %s", self.name, status)

@@ -135,15 +135,15 @@ class OpcUaSource(Source):
         self._lost = asyncio.Event()
         client = Client(self.endpoint, timeout=self.timeout_s)
         client.connection_lost_callback = self._on_lost
-        self.client = client
         try:
             await client.connect()
-        except (TimeoutError, OSError, ua.UaError) as exc:
+        except (TimeoutError, OSError, ua.UaError) as exc:  # connect() cleans up after itself
             raise DeviceError(
                 self.endpoint,
                 f"cannot reach OPC-UA server {self.endpoint}: is the simulator running? start it "
                 f"with `millstream simulate`, or point the source at the server ({exc!r})",
             ) from exc
+        self.client = client  # connected: _close() disconnects it
         try:
             idx = await client.get_namespace_index(self.namespace)
         except ValueError as exc:

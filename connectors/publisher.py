@@ -52,9 +52,12 @@ class ReadingPublisher:
             "client.id": client_id,
             **DEFAULT_PRODUCER_CONFIG,
             "error_cb": self._on_error,
+            # librdkafka's own log repeats what error_cb reports; keep it for the critical
             "logger": logging.getLogger("connectors.publisher.librdkafka"),
+            "log_level": 2,
         }
         conf.update(kafka_config or {})
+        self.bootstrap = bootstrap
         try:
             self._producer = Producer(conf)
         except Exception as exc:  # KafkaException for a bad key or value
@@ -70,6 +73,7 @@ class ReadingPublisher:
         self.last_delivery_error: str | None = None  # the last frame Kafka gave up on
         self._backlog: deque[ReadingFrame] = deque()  # frames the local queue had no room for
         self._closed = False
+        self._quiet: set[int] = set()  # client error codes logged since the last delivery
 
     @property
     def backlog(self) -> int:
@@ -106,10 +110,14 @@ class ReadingPublisher:
         for frame in self._backlog:
             self._on_delivery(len(frame), "never handed to Kafka (closed)", None)
         self._backlog.clear()
+        failed = self.failed
         if len(self._producer):
             self._producer.purge()
             self._producer.poll(0)
         self._producer.close()
+        if self.failed > failed:
+            logger.error("gave up on %d reading(s) for %s that Kafka had not confirmed",
+                         self.failed - failed, self.topic)
 
     def _drain(self) -> None:
         while self._backlog:
@@ -131,13 +139,21 @@ class ReadingPublisher:
     def _on_delivery(self, n: int, err: KafkaError | str | None, _msg: Message | None) -> None:
         if err is None:
             self.delivered += n
+            self._quiet.clear()
             return
         self.failed += n
         self.last_error = self.last_delivery_error = (
             f"Kafka did not accept a frame of {n} readings for {self.topic}: {err}"
         )
-        logger.error("%s", self.last_error)
+        if not self._closed:  # close() sums up what it gave up on in one line
+            logger.error("%s", self.last_error)
 
     def _on_error(self, err: KafkaError) -> None:
-        self.last_error = f"Kafka: {err}"
-        logger.warning("Kafka client error: %s", err)
+        message = f"Kafka at {self.bootstrap}: {err.str()}"
+        if err.code() in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN):
+            message += ("; is Kafka running? start it with `millstream kafka`, or set "
+                        "MILLSTREAM_KAFKA_BOOTSTRAP (readings wait in the producer meanwhile)")
+        if err.code() not in self._quiet:  # the client repeats itself while a broker is down
+            self._quiet.add(err.code())
+            logger.warning("%s", message)
+        self.last_error = message

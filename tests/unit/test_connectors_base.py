@@ -30,6 +30,7 @@ class MemoryPublisher:
         self.delivered = self.failed = self.frames = 0
         self.last_error: str | None = None
         self.flushed = 0
+        self.closed = False
 
     def publish(self, frame: ReadingFrame) -> None:
         ReadingFrame.decode(frame.encode())  # frames must survive the wire
@@ -43,6 +44,9 @@ class MemoryPublisher:
     def flush(self, timeout: float = 10.0) -> int:
         self.flushed += 1
         return 0
+
+    def close(self) -> None:
+        self.closed = True
 
 
 class Counter(Source):
@@ -81,7 +85,7 @@ def test_frames_number_readings_without_gaps(tmp_path: Path) -> None:
     last = pub.sent[-1]
     assert last.tag[-1] == "a/bad" and last.value[-1] is None
     assert last.quality[-1] == Quality.BAD  # no value is never GOOD
-    assert pub.flushed == 1
+    assert pub.flushed == 1 and pub.closed
     assert set(status) == STATUS_KEYS
     assert status["produced"] == status["delivered"] == 2501
     assert status["frames"] == len(pub.sent) and status["connected"] is False
