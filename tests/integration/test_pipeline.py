@@ -9,7 +9,13 @@ readings topic: they must end up in the dead-letter table, not crash anything.
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
+import threading
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
@@ -35,9 +41,11 @@ UNKNOWN_TAG = "acme/plant1/nowhere/line9/ghost-01/temp"
 
 
 class Run:
-    def __init__(self, summary: dict[str, Any], dsn: str) -> None:
+    def __init__(self, summary: dict[str, Any], dsn: str,
+                 live: dict[str, subprocess.CompletedProcess[str]]) -> None:
         self.summary = summary
         self.dsn = dsn
+        self.live = live  # `millstream query` runs made from "a second terminal" mid-run
 
     def rows(self, sql: str) -> list[list[Any]]:
         return [list(r) for r in run_query(self.dsn, sql, endpoint_file_for(self.dsn)).rows]
@@ -58,9 +66,29 @@ def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     p.produce(topics.readings, b"{this is not json", key=b"intruder")
     p.produce(topics.readings, frame.encode(), key=frame.key())
     assert p.flush(10) == 0
+    live: dict[str, subprocess.CompletedProcess[str]] = {}
+    watcher = threading.Thread(target=_query_while_running, args=(data, live), daemon=True)
+    watcher.start()
     summary = run_demo(settings, DemoOptions(
         duration=32, seed=11, faults=[f"overheat@cnc-01:{FAULT_AT_S}+60"], run_dir=data / "run"))
-    yield Run(summary, settings.dsn)
+    watcher.join(5)
+    yield Run(summary, settings.dsn, live)
+
+
+def _query_while_running(data: Path, out: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    """Like an analyst in a second terminal: `millstream query` while the sink owns chDB."""
+    endpoint = endpoint_file_for(f"chdb://{data / 'chdb'}")
+    assert endpoint is not None
+    deadline = time.monotonic() + 40
+    while not endpoint.exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(8)  # some data in
+    env = {**os.environ, "MILLSTREAM_DATA_DIR": str(data)}
+    for fmt in ("json", "csv", "table"):
+        out[fmt] = subprocess.run(
+            [sys.executable, "-m", "millstream.cli", "query", "--format", fmt,
+             "SELECT source, count() AS n FROM readings GROUP BY source ORDER BY source"],
+            capture_output=True, text=True, env=env, timeout=60)
 
 
 def test_summary_counts_everything_and_loses_nothing(run: Run) -> None:
@@ -152,3 +180,14 @@ def test_bad_input_is_dead_lettered_with_its_reason_not_dropped(run: Run) -> Non
     assert any(UNKNOWN_TAG in d for _s, r, d in letters if r == "unknown-tag")
     stored = run.rows(f"SELECT count() FROM readings WHERE tag = '{UNKNOWN_TAG}'")
     assert stored[0][0] == 0
+
+
+def test_query_works_from_a_second_process_while_the_demo_runs(run: Run) -> None:
+    for fmt, proc in run.live.items():
+        assert proc.returncode == 0, (fmt, proc.stderr)
+    rows = json.loads(run.live["json"].stdout)
+    assert [r["source"] for r in rows] == ["modbus-sim", "opcua-sim"]
+    assert all(int(r["n"]) > 0 for r in rows)
+    csv_lines = run.live["csv"].stdout.strip().splitlines()
+    assert csv_lines[0].replace('"', "") == "source,n" and len(csv_lines) == 3
+    assert "opcua-sim" in run.live["table"].stdout

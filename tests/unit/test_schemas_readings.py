@@ -22,7 +22,8 @@ readings = st.lists(
 
 
 @given(readings, st.integers(1, 2**40), st.integers(1, 20))
-def test_builder_frames_round_trip_and_number_without_gaps(rows, epoch, per_frame) -> None:
+def test_builder_frames_round_trip_and_number_without_gaps(
+        rows: list[tuple[str, int, float | None, Quality]], epoch: int, per_frame: int) -> None:
     b = FrameBuilder("src", epoch, max_readings=per_frame)
     frames = []
     for tag, ts, value, q in rows:
