@@ -22,7 +22,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from schemas.catalog import Catalog, SourceSpec, TagInfo
-from schemas.exceptions import MillstreamError
+from sinks.exceptions import DeviceError
 
 __all__ = [
     "DeviceError",
@@ -35,16 +35,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-class DeviceError(MillstreamError):
-    """A device did not take a write or did not answer; ``source`` and ``tag`` say which."""
-
-    def __init__(self, source: str, tag: str, detail: str) -> None:
-        super().__init__(f"{source}: writing {tag}: {detail}")
-        self.source = source
-        self.tag = tag
-        self.detail = detail
 
 
 class DeviceWriter(abc.ABC):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from schemas.exceptions import MillstreamError
 
-__all__ = ["InsertError", "QueryRejected", "SinkError"]
+__all__ = ["DeviceError", "InsertError", "QueryRejected", "SinkError"]
 
 
 class SinkError(MillstreamError):
@@ -35,3 +35,13 @@ class QueryRejected(SinkError):
         super().__init__(f"query refused: {why} (got: {head!r})")
         self.sql = sql
         self.why = why
+
+
+class DeviceError(SinkError):
+    """A device did not take a write or did not answer; ``source`` and ``tag`` say which."""
+
+    def __init__(self, source: str, tag: str, detail: str) -> None:
+        super().__init__(f"{source}: writing {tag}: {detail}")
+        self.source = source
+        self.tag = tag
+        self.detail = detail
