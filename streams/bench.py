@@ -17,12 +17,13 @@ from schemas.readings import FrameBuilder, ReadingFrame
 from streams.processor import FrameProcessor
 from streams.windows import TumblingWindows
 
-__all__ = ["measure"]
+__all__ = ["frames_for_bench", "measure"]
 
 logger = logging.getLogger(__name__)
 
 
-def _frames(catalog: Catalog, n_frames: int, frame_size: int) -> list[ReadingFrame]:
+def frames_for_bench(catalog: Catalog, n_frames: int, frame_size: int) -> list[ReadingFrame]:
+    """Deterministic frames of one source's tags, each tag sampled every 10 ms."""
     source = catalog.sources[0].name
     tags = [p for p, i in catalog.tags().items() if i.source.name == source]
     rng = np.random.default_rng(1)
@@ -45,7 +46,7 @@ def measure(catalog: Catalog | None = None, n_frames: int = 200,
             frame_size: int = 1000) -> dict[str, float]:
     """Readings per second: ``windows`` (aggregation only) and ``processor`` (end to end)."""
     cat = catalog or load_catalog()
-    frames = _frames(cat, n_frames, frame_size)
+    frames = frames_for_bench(cat, n_frames, frame_size)
     n = n_frames * frame_size
     arrays = [f.arrays() for f in frames]
     w = TumblingWindows(cat.streams.window_ms, cat.streams.lateness_ms)

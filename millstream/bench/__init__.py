@@ -27,8 +27,18 @@ def _wire(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     return wire.run(settings, getattr(args, "readings", None))
 
 
+def _streams(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    from millstream.bench import processing
+    from schemas.catalog import load_catalog
+
+    readings = getattr(args, "readings", None)
+    return processing.run(load_catalog(settings.catalog),
+                          n_frames=max(1, (readings or 300_000) // 1000))
+
+
 BENCHMARKS: dict[str, tuple[Benchmark, str]] = {
     "wire": (_wire, "readings wire format: frames vs one message per reading, Faust vs raw"),
+    "streams": (_streams, "stream logic without Kafka: vectorised windows vs a per-reading loop"),
 }
 
 
