@@ -52,8 +52,8 @@ class DemoOptions:
     drain_timeout: float = 60.0
 
 
-class _Interrupted(Exception):
-    pass
+class _Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM; while the stages run it starts an orderly shutdown."""
 
 
 @contextlib.contextmanager
