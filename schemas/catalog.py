@@ -98,6 +98,9 @@ class DetectorSpec(_Frozen):
     threshold: float = Field(default=6.0, gt=0)
     warmup_windows: int = Field(default=10, ge=1)
     features: list[Literal["mean", "std", "max", "min"]] = ["mean", "std"]
+    # after this many anomalous windows in a row the tag has a new operating point (a new
+    # setpoint, another product): forget its statistics and warm up again on the new level
+    rebaseline_windows: int = Field(default=30, ge=1)
 
 
 class ActionSpec(_Frozen):

@@ -3,7 +3,9 @@
 Per (tag, feature) of analog tags, a :class:`GuardedSAD` — river's
 ``StandardAbsoluteDeviation`` with a floor under its scale — scores each closed window's
 feature (mean, std, ...). :class:`WindowDetector` owns the warm-up and the rule that a
-window it flagged is not learned, so a drift does not teach itself normal.
+window it flagged is not learned, so a drift does not teach itself normal; and the
+re-baseline: a tag anomalous for ``rebaseline_windows`` windows in a row has moved to a
+new operating point, so its statistics restart (with a new warm-up) from there.
 
 Lifecycle: ``WindowDetector(threshold, warmup_windows, features, analog_tags)``, then
 ``observe(aggregate, now_ms)`` for every closed window, in window order per tag.
@@ -65,7 +67,8 @@ class GuardedSAD:
 
 @dataclass
 class _TagState:
-    windows: int = 0
+    windows: int = 0  # since the last (re)start
+    run: int = 0  # anomalous windows in a row
     models: dict[str, GuardedSAD] = field(default_factory=dict)
 
 
@@ -74,14 +77,17 @@ class WindowDetector:
 
     Emits nothing for a tag's first ``warmup_windows`` windows (it only learns). Then a
     feature scoring above ``threshold`` is an anomaly; a window with any anomaly is not
-    learned from. Counts ``scored`` and ``flagged`` windows.
+    learned from. After ``rebaseline_windows`` anomalous windows in a row the tag's models
+    restart, warm-up included. Counts ``scored``, ``flagged`` and ``rebaselined``.
     """
 
     def __init__(self, threshold: float = 6.0, warmup_windows: int = 10,
                  features: Sequence[str] = ("mean", "std"),
-                 tags: Iterable[str] | None = None) -> None:
+                 tags: Iterable[str] | None = None, rebaseline_windows: int = 30) -> None:
         self.threshold = threshold
         self.warmup_windows = warmup_windows
+        self.rebaseline_windows = rebaseline_windows
+        self.rebaselined = 0
         self.features = tuple(features)
         self.tags = frozenset(tags) if tags is not None else None
         self._state: dict[str, _TagState] = {}
@@ -112,9 +118,17 @@ class WindowDetector:
                     ))
         if found:
             self.flagged += 1
+            st.run += 1
             logger.debug("window %s@%d anomalous: %s", agg.tag, agg.window_start,
                          [(a.feature, round(a.score, 2)) for a in found])
+            if st.run >= self.rebaseline_windows:
+                logger.info("%s anomalous for %d windows in a row: new operating point, "
+                            "re-baselining", agg.tag, st.run)
+                self._state[agg.tag] = _TagState(
+                    models={f: GuardedSAD() for f in self.features})
+                self.rebaselined += 1
         else:
+            st.run = 0
             for f, x in values.items():
                 st.models[f].learn_one(x)
         return found
@@ -124,4 +138,5 @@ def detector_from_catalog(catalog: Catalog) -> WindowDetector:
     """The detector the catalog configures, over its analog tags."""
     spec = catalog.detector
     analog = [path for path, info in catalog.tags().items() if info.spec.kind == "analog"]
-    return WindowDetector(spec.threshold, spec.warmup_windows, spec.features, analog)
+    return WindowDetector(spec.threshold, spec.warmup_windows, spec.features, analog,
+                          rebaseline_windows=spec.rebaseline_windows)

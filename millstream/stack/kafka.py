@@ -135,7 +135,7 @@ def wait_for_kafka(bootstrap: str, timeout: float = 60.0, conf: dict[str, str] |
             break
         except OSError:
             time.sleep(0.2)
-    admin = AdminClient({"bootstrap.servers": bootstrap, **(conf or {})})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 4, **(conf or {})})
     last: Exception | None = None
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -156,7 +156,7 @@ def wait_for_kafka(bootstrap: str, timeout: float = 60.0, conf: dict[str, str] |
 
 def ensure_topics(bootstrap: str, topics: Topics, conf: dict[str, str] | None = None) -> None:
     """Create millstream's topics where missing, with the partitions ``Topics`` names."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, **(conf or {})})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 4, **(conf or {})})
     existing = set(admin.list_topics(timeout=10).topics)
     new = [NewTopic(t, num_partitions=topics.partitions(t), replication_factor=1)
            for t in topics.all() if t not in existing]

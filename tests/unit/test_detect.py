@@ -89,12 +89,26 @@ def test_stuck_sensor_scores_high_not_nan() -> None:
 
 
 def test_learns_only_from_windows_it_did_not_flag() -> None:
-    det = WindowDetector(threshold=6.0, warmup_windows=10, tags=[TAG])
+    det = WindowDetector(threshold=6.0, warmup_windows=10, tags=[TAG], rebaseline_windows=1000)
     _normal(det, 50)
     # a drift that stays: if it were learnt, it would soon stop being flagged
     flagged = [bool(det.observe(_agg(50 + i, 90.0, 1.0), 0)) for i in range(100)]
     assert all(flagged)
     assert det.flagged == 100
+
+
+def test_a_level_held_for_rebaseline_windows_becomes_the_new_normal() -> None:
+    det = WindowDetector(threshold=6.0, warmup_windows=10, tags=[TAG], rebaseline_windows=30)
+    assert not _normal(det, 50)
+    rng = random.Random(7)
+    flagged = [bool(det.observe(_agg(50 + i, rng.gauss(90, 0.5), abs(rng.gauss(1.0, 0.05))),
+                                0)) for i in range(100)]
+    # 30 windows flagged, then a fresh warm-up on the new level, then quiet at the new level
+    assert flagged[:30] == [True] * 30
+    assert not any(flagged[30:])
+    assert det.rebaselined == 1
+    # and a departure from the new normal is flagged again
+    assert det.observe(_agg(200, 70.0, 1.0), 0)
 
 
 def test_tags_outside_the_set_are_ignored() -> None:
