@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -130,7 +131,7 @@ def run_demo(settings: Settings, opts: DemoOptions) -> dict[str, Any]:
         try:
             for child in (sim, sink, worker, executor):
                 child.start()
-            time.sleep(2.0)  # servers listening before the connectors dial in
+            _wait_listening(sim, [opcua_port, modbus_port])  # before the connectors dial in
             for child in connectors:
                 child.start()
             _say(f"running{'' if opts.duration is None else f' for {opts.duration:.0f} s'}; "
@@ -190,6 +191,24 @@ def _watch(children: list[Child], run_dir: Path, sources: list[Any], duration: f
               file=sys.stderr, flush=True)
     if tty:
         print(file=sys.stderr)
+
+
+def _wait_listening(sim: Child, ports: list[int], timeout: float = 60.0) -> None:
+    """Until the simulator accepts connections on every port (its OPC-UA start takes ~2-4 s)."""
+    def _all_open() -> bool:
+        if not sim.alive:
+            raise StackError(f"the simulator exited with code {sim.returncode}; last lines "
+                             f"of {sim.log}:\n{sim.tail()}")
+        for port in ports:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            except OSError:
+                return False
+        return True
+
+    if not _wait_until(_all_open, timeout):
+        raise StackError(f"the simulator did not listen on ports {ports} within {timeout:.0f} s; "
+                         f"see {sim.log}")
 
 
 def _wait_until(cond: Any, timeout: float) -> bool:

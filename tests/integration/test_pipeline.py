@@ -2,7 +2,7 @@
 
 One run (module fixture) of ``run_demo``: Kafka (session broker), the plant simulator
 (OPC-UA + Modbus servers), both connectors, a Faust worker, the ClickHouse sink (chDB)
-and the command executor, each in its own process, with an overheat injected at 8 s.
+and the command executor, each in its own process, with an overheat injected after the detector's warm-up.
 Before it starts, a malformed message and a frame with an unknown tag are put on the
 readings topic: they must end up in the dead-letter table, not crash anything.
 """
@@ -36,7 +36,7 @@ from schemas.topics import Topics
 
 pytestmark = pytest.mark.integration
 
-FAULT_AT_S = 15  # after the detector's warm-up (10 windows) on the shipped plant
+FAULT_AT_S = 16  # after the detector's warm-up (10 windows) on the shipped plant
 UNKNOWN_TAG = "acme/plant1/nowhere/line9/ghost-01/temp"
 
 
@@ -70,7 +70,7 @@ def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     watcher = threading.Thread(target=_query_while_running, args=(data, live), daemon=True)
     watcher.start()
     summary = run_demo(settings, DemoOptions(
-        duration=32, seed=11, faults=[f"overheat@cnc-01:{FAULT_AT_S}+60"], run_dir=data / "run"))
+        duration=34, seed=11, faults=[f"overheat@cnc-01:{FAULT_AT_S}+60"], run_dir=data / "run"))
     watcher.join(5)
     yield Run(summary, settings.dsn, live)
 
