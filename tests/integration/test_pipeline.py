@@ -2,7 +2,8 @@
 
 One run (module fixture) of ``run_demo``: Kafka (session broker), the plant simulator
 (OPC-UA + Modbus servers), both connectors, a Faust worker, the ClickHouse sink (chDB)
-and the command executor, each in its own process, with an overheat injected after the detector's warm-up.
+and the command executor, each in its own process, with an overheat injected after the
+detector's warm-up.
 Before it starts, a malformed message and a frame with an unknown tag are put on the
 readings topic: they must end up in the dead-letter table, not crash anything.
 """
