@@ -77,6 +77,7 @@ def frame_columns(frame: ReadingFrame, known: frozenset[str]) -> tuple[list[list
         raise ContractError("out-of-range", "a ts does not fit DateTime64 (Unix ms, Int64)")
     if not (_U64[0] <= frame.epoch <= _U64[1] and frame.last_seq <= _U64[1]):
         raise ContractError("out-of-range", f"epoch {frame.epoch} or seq does not fit UInt64")
+    _check_utf8("source", frame.source)
     if known.issuperset(frame.tag):
         return [frame.tag, frame.ts, frame.value, frame.quality, [frame.source] * n,
                 [frame.epoch] * n, list(range(frame.seq, frame.seq + n))], []
@@ -96,8 +97,24 @@ def event_columns(event: Any) -> list[list[Any]]:
         bounds = _INT_RANGES.get(f.name)
         if bounds and value is not None and not bounds[0] <= value <= bounds[1]:
             raise ContractError("out-of-range", f"{f.name}={value} does not fit its column")
+        if isinstance(value, str):
+            _check_utf8(f.name, value)
+        elif isinstance(value, int) and not bounds:  # a JSON integer for a Float64 column
+            try:
+                float(value)
+            except OverflowError as exc:
+                raise ContractError("out-of-range",
+                                    f"{f.name} is too large for a Float64") from exc
         cols.append([value])
     return cols
+
+
+def _check_utf8(name: str, value: str) -> None:
+    """JSON may carry lone surrogates ("\\ud800"); they cannot be written as UTF-8."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ContractError("bad-field", f"{name} is not valid Unicode ({exc.reason})") from exc
 
 
 class ClickHouseSink(BatchingSink):

@@ -59,3 +59,24 @@ def test_event_with_value_too_big_for_its_column_is_rejected() -> None:
                        offset=0, key=None, value=b"x")
     with pytest.raises(ContractError):
         event_columns(dl)
+
+
+def test_event_that_could_never_be_inserted_is_rejected() -> None:
+    # JSON allows both; clickhouse-connect cannot serialise either, so one such message
+    # would make its whole batch fail on every retry and stall the sink for good
+    huge = Aggregate("p/a", 0, 1000, 3, 10**400, 2.0, 1.5, 0.5, 1.0, 2.0)
+    with pytest.raises(ContractError):
+        event_columns(huge)
+    surrogate = CommandResult.decode(b'{"schema":"millstream.command-results.v1",'
+                                     b'"command_id":"c\\ud800","setpoint":"p/sp",'
+                                     b'"requested":5,"readback":null,"status":"failed",'
+                                     b'"detail":"x","executed_at":12}')
+    with pytest.raises(ContractError):
+        event_columns(surrogate)
+
+
+def test_frame_whose_source_cannot_be_encoded_is_rejected() -> None:
+    f = frame()
+    bad = ReadingFrame.decode(f.encode().replace(b'"src"', b'"s\\udc80"'))
+    with pytest.raises(ContractError):
+        frame_columns(bad, frozenset(f.tag))
