@@ -192,10 +192,14 @@ class ClickHouseSink(BatchingSink):
                                on_delivery=self._delivered)
         self.counts["deadlettered"] += 1
 
-    def _delivered(self, err: Any, _msg: Message) -> None:
+    def _delivered(self, err: Any, msg: Message) -> None:
         if err is not None:
+            # produce it again: until it is delivered the producer is not empty, so
+            # ready_to_commit() holds back the offset of the message it stands for
             self.counts["deadletter_errors"] += 1
-            logger.error("a dead letter was not delivered: %s", err)
+            logger.error("a dead letter was not delivered, retrying: %s", err)
+            self._producer.produce(msg.topic() or self.topics.deadletter, msg.value(),
+                                   msg.key(), on_delivery=self._delivered)
 
     def ready_to_commit(self) -> bool:
         # dead letters first: a message is only committed once its dead letter is stored

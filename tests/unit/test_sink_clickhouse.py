@@ -80,3 +80,23 @@ def test_frame_whose_source_cannot_be_encoded_is_rejected() -> None:
     bad = ReadingFrame.decode(f.encode().replace(b'"src"', b'"s\\udc80"'))
     with pytest.raises(ContractError):
         frame_columns(bad, frozenset(f.tag))
+
+
+def test_a_dead_letter_that_was_not_delivered_holds_back_the_commit() -> None:
+    """A failed delivery must not leave the producer's queue empty: the base would then
+    commit the rejected message's offset, and the message would be lost."""
+    from confluent_kafka import Message, Producer
+
+    from schemas.topics import Topics
+    from sinks.base import Reject
+    from sinks.clickhouse import ClickHouseSink
+
+    sink = ClickHouseSink.__new__(ClickHouseSink)  # no chDB, no consumer: the dead-letter path
+    sink.topics = Topics("unit")
+    sink.counts = {"deadlettered": 0, "deadletter_malformed": 0, "deadletter_errors": 0}
+    sink._producer = Producer({"bootstrap.servers": "127.0.0.1:9", "message.timeout.ms": "100"})
+    sink.on_reject(Message(topic="unit.readings", partition=0, offset=3, value=b"x"),
+                   Reject("not-json", "x"))
+    assert sink.ready_to_commit() is False
+    assert sink.counts["deadletter_errors"] >= 1
+    sink._producer.purge()
