@@ -12,6 +12,7 @@ a timer (closes windows of silent sources); ``flush(now_ms)`` on shutdown;
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -107,6 +108,13 @@ class FrameProcessor:
 
     def _closed(self, aggs: list[Aggregate], now_ms: int, out: Output) -> None:
         for agg in aggs:
+            if not (math.isfinite(agg.mean) and math.isfinite(agg.std)):
+                # finite readings near the float64 limit overflow the sums: such a window
+                # cannot be encoded (JSON has no inf) and would poison the detector
+                logger.warning("window %s@%d dropped: its mean/std overflow float64 "
+                               "(values of magnitude ~1e154 and above); check the "
+                               "tag's scaling at the source", agg.tag, agg.window_start)
+                continue
             found = self.detector.observe(agg, now_ms)
             cmds = self.rules.evaluate(agg, found, now_ms)
             out.aggregates.append(agg)
@@ -114,7 +122,7 @@ class FrameProcessor:
             out.commands.extend(cmds)
             self.anomalies += len(found)
             self.commands += len(cmds)
-        self.aggregates += len(aggs)
+            self.aggregates += 1
 
     def _dead(self, out: Output, reason: str, detail: str, topic: str, partition: int,
               offset: int, key: bytes | None, value: bytes | None) -> None:

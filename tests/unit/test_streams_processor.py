@@ -113,3 +113,17 @@ def test_late_and_bad_quality_counted(proc: FrameProcessor) -> None:
 def test_never_raises_on_garbage(catalog: Catalog, payload: bytes) -> None:
     out = FrameProcessor(catalog).process(None, payload, "t", 0, 0, 0)
     assert len(out.deadletters) == 1
+
+
+def test_extreme_values_never_produce_unencodable_outputs(proc: FrameProcessor) -> None:
+    # finite readings whose sum or squared deviation overflows float64: the window's
+    # statistics would be inf, which JSON cannot carry and which crashed the Faust agent
+    temp = f"{CNC}/spindle_temp"
+    ok = f"{CNC}/coolant_temp"
+    out = proc.process(None, _frame([(temp, T0, 1e200), (temp, T0 + 1, -1e200),
+                                     (temp, T0 + 2, 1.7e308), (temp, T0 + 3, 1.7e308),
+                                     (ok, T0, 20.0)]), "t", 0, 0, 0)
+    out.aggregates += proc.flush(0).aggregates
+    for event in [*out.aggregates, *out.anomalies, *out.commands, *out.deadletters]:
+        event.encode()
+    assert [a.tag for a in out.aggregates] == [ok]
