@@ -143,6 +143,8 @@ class _Executor:
             command = Command.decode(msg.value())
         except ContractError as exc:
             published = self._dead_letter(msg, exc.reason, exc.detail)
+        except Exception as exc:  # e.g. RecursionError on deeply nested JSON: never crash
+            published = self._dead_letter(msg, "decode-error", repr(exc)[:500])
         else:
             result = await self._execute(command)
             self.counters[result.status] += 1
