@@ -16,6 +16,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ STAGE = "executor"  # the stage name in dead-letter records
 _POLL_S = 0.5
 _STATUS_EVERY_S = 1.0
 _FLUSH_S = 5.0
+_REMEMBERED_RESULTS = 100_000  # results kept to answer a redelivered command identically
 
 
 def matches(requested: float, readback: float) -> bool:
@@ -96,6 +98,9 @@ class _Executor:
         self.attempts = attempts
         self.gateway = SafetyGateway(catalog, max_rate_per_setpoint=max_rate_per_setpoint)
         self.devices = DevicePool(catalog, endpoints)
+        # command_results is keyed by command_id (ReplacingMergeTree): a redelivered command
+        # gets its first result again, not a "duplicate" rejection that would replace it
+        self._results: OrderedDict[str, CommandResult] = OrderedDict()
         self.counters = dict.fromkeys(
             ("received", "applied", "rejected", "failed", "deadlettered"), 0
         )
@@ -146,11 +151,19 @@ class _Executor:
         except Exception as exc:  # e.g. RecursionError on deeply nested JSON: never crash
             published = self._dead_letter(msg, "decode-error", repr(exc)[:500])
         else:
-            result = await self._execute(command)
-            self.counters[result.status] += 1
-            log = logger.info if result.status == CommandStatus.APPLIED else logger.warning
-            log("command %s %s=%g: %s (%s)", result.command_id, result.setpoint,
-                result.requested, result.status, result.detail)
+            result = self._results.get(command.command_id)
+            if result is not None:
+                logger.warning("command %s was redelivered; publishing its result again (%s)",
+                               command.command_id, result.status)
+            else:
+                result = await self._execute(command)
+                self._results[command.command_id] = result
+                while len(self._results) > _REMEMBERED_RESULTS:
+                    self._results.popitem(last=False)
+                self.counters[result.status] += 1
+                log = logger.info if result.status == CommandStatus.APPLIED else logger.warning
+                log("command %s %s=%g: %s (%s)", result.command_id, result.setpoint,
+                    result.requested, result.status, result.detail)
             published = self._publish(
                 self.topics.command_results, result.key(), result.encode()
             )
