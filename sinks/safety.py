@@ -116,6 +116,10 @@ class SafetyGateway:
                 "add both so the gateway can check values",
             ), None
         value = command.value
+        try:
+            value = float(value)  # a JSON integer may be too large for a float
+        except OverflowError:
+            value = math.inf if value > 0 else -math.inf
         if not math.isfinite(value) or not spec.min <= value <= spec.max:
             unit = f" {spec.unit}" if spec.unit else ""
             return Verdict(

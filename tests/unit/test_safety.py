@@ -185,3 +185,9 @@ def test_rate_limit_never_exceeded_in_any_minute(limit: int, gaps: list[int]) ->
         assert len(in_window) <= limit
     # and the gateway is not stricter than the rule: the first `limit` always pass
     assert len(allowed) >= min(limit, len(gaps))
+
+
+def test_an_integer_too_big_for_a_float_is_refused_not_raised(gateway: SafetyGateway) -> None:
+    # JSON integers are unbounded: Command.decode accepts 10**400 as a number
+    verdict = gateway.check(command(value=10**400), NOW)
+    assert not verdict.allowed and verdict.reason.startswith("out of limits")
