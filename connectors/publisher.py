@@ -12,7 +12,7 @@ import logging
 from collections import deque
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from connectors.exceptions import ConnectorConfigError
 from schemas.readings import ReadingFrame
@@ -132,6 +132,10 @@ class ReadingPublisher:
                 )
             except BufferError:
                 return  # the local queue is full; poll() retries
+            except KafkaException as exc:  # refused outright (too large, fatal): never retried
+                self._backlog.popleft()
+                self._on_delivery(n, exc.args[0] if exc.args else str(exc), None)
+                continue
             self._backlog.popleft()
             self.produced += n
             self.frames += 1

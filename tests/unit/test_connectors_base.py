@@ -192,3 +192,17 @@ def test_publisher_close_counts_the_undelivered_as_failed() -> None:
 def test_publisher_names_a_bad_setting() -> None:
     with pytest.raises(ConnectorConfigError, match="MILLSTREAM_KAFKA"):
         ReadingPublisher("127.0.0.1:1", Topics("unit"), kafka_config={"no.such.key": "1"})
+
+
+def test_publisher_counts_a_frame_kafka_refuses_outright_and_goes_on() -> None:
+    """produce() itself refuses a frame (too large): counted failed, not stuck at the head."""
+    pub = ReadingPublisher("127.0.0.1:1", Topics("unit"),
+                           kafka_config={"message.max.bytes": "2000"})
+    big = ReadingFrame("s", 1, 1, ["t" * 100] * 50, [1] * 50, [1.0] * 50, [0] * 50)
+    pub.publish(big)  # does not raise
+    assert (pub.failed, pub.backlog) == (50, 0)
+    assert "too large" in str(pub.last_delivery_error).lower()
+    pub.publish(ReadingFrame("s", 1, 51, ["t"], [1], [1.0], [0]))
+    assert pub.produced == 1 and pub.backlog == 0
+    pub.close()
+    assert pub.failed == 51
