@@ -92,8 +92,11 @@ def check_read_only(sql: str) -> str:
         allowed = "/".join(sorted(READ_ONLY_KEYWORDS))
         raise QueryRejected(sql, f"only read-only statements ({allowed}) are served, "
                                  f"not {keyword or 'this'}")
-    if re.search(r"\bINTO\s+OUTFILE\b", code, re.I):
-        raise QueryRejected(sql, "INTO OUTFILE writes files; fetch the rows instead")
+    # readonly=1 does not stop chDB writing INTO OUTFILE; look in the raw text too, since
+    # quoting the literal stripper does not know (heredocs, $$...$$) can hide it from `code`
+    if re.search(r"\bINTO\s+OUTFILE\b", code, re.I) or re.search(r"OUTFILE", sql, re.I):
+        raise QueryRejected(sql, "INTO OUTFILE writes files; fetch the rows instead (the "
+                                 "word OUTFILE is refused anywhere in the query)")
     return sql.strip().rstrip(";").rstrip()
 
 

@@ -32,6 +32,10 @@ def test_read_only_statements_pass(sql: str) -> None:
     ("SET readonly = 0", "not SET"),
     ("SELECT 1; DROP TABLE readings", "one statement"),
     ("SELECT 1 INTO OUTFILE '/tmp/x.csv'", "INTO OUTFILE"),
+    # heredoc strings ($$...$$), which the literal stripper does not know, hid OUTFILE
+    # from it; chDB writes the file in the sink's process even with readonly=1
+    ("SELECT $$'$$ INTO OUTFILE '/tmp/x.csv' -- '", "INTO OUTFILE"),
+    ("SELECT $$/*$$ INTO/**/OUTFILE '/tmp/x.csv'", "INTO OUTFILE"),
     ("  ;  ", "empty"),
     ("-- SELECT\nTRUNCATE readings", "not TRUNCATE"),
 ])
