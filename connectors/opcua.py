@@ -105,6 +105,8 @@ class OpcUaSource(Source):
         self.client: Client | None = None
         self.notifications = 0
         self.reconnects = 0
+        self.repeats = 0  # notifications of a value already published (resent on resubscribe)
+        self._last: dict[str, tuple[int, float | None, Quality]] = {}
         self._lost = asyncio.Event()
 
     async def run(self) -> None:
@@ -196,9 +198,13 @@ class OpcUaSource(Source):
         async for event in sub:
             if isinstance(event, DataChangeEvent):
                 self.notifications += 1
-                ts, value, quality = reading_of(event.value, event.data.monitored_item.Value,
-                                                now_ms())
-                self.emit(str(event.node.nodeid.Identifier), ts, value, quality)
+                reading = reading_of(event.value, event.data.monitored_item.Value, now_ms())
+                tag = str(event.node.nodeid.Identifier)
+                if self._last.get(tag) == reading:  # a new session resends current values
+                    self.repeats += 1
+                    continue
+                self._last[tag] = reading
+                self.emit(tag, *reading)
             elif isinstance(event, StatusChangeEvent) and quality_of(
                 event.notification.Status
             ) is Quality.BAD:
