@@ -19,7 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from asyncua import Client, ua
-from asyncua.common.subscription import DataChangeEvent, StatusChangeEvent, Subscription
+from asyncua.common.subscription import (
+    DataChangeEvent,
+    StatusChangeEvent,
+    SubEvent,
+    Subscription,
+)
 
 from connectors.base import FramePublisher, Source, now_ms
 from connectors.exceptions import ConnectorConfigError, DeviceError
@@ -195,21 +200,33 @@ class OpcUaSource(Source):
 
     async def _consume(self, sub: Subscription) -> None:
         """Move one subscription's notifications into the frame builder."""
-        async for event in sub:
-            if isinstance(event, DataChangeEvent):
-                self.notifications += 1
-                reading = reading_of(event.value, event.data.monitored_item.Value, now_ms())
-                tag = str(event.node.nodeid.Identifier)
-                if self._last.get(tag) == reading:  # a new session resends current values
-                    self.repeats += 1
-                    continue
-                self._last[tag] = reading
-                self.emit(tag, *reading)
-            elif isinstance(event, StatusChangeEvent) and quality_of(
-                event.notification.Status
-            ) is Quality.BAD:
-                logger.warning("subscription status %s", event.notification.Status)
-                self._lost.set()
+        try:
+            async for event in sub:
+                self._handle(event)
+        finally:  # cancelled (stop, lost session): what asyncua already queued still counts
+            queue = getattr(sub, "_event_queue", None)  # asyncua has no public non-blocking get
+            while queue is not None and not queue.empty():
+                event = queue.get_nowait()
+                if event is None:  # the iterator's end sentinel
+                    break
+                self._handle(event)
+
+    def _handle(self, event: SubEvent) -> None:
+        """One notification into the frame builder; a BAD subscription status ends the session."""
+        if isinstance(event, DataChangeEvent):
+            self.notifications += 1
+            reading = reading_of(event.value, event.data.monitored_item.Value, now_ms())
+            tag = str(event.node.nodeid.Identifier)
+            if self._last.get(tag) == reading:  # a new session resends current values
+                self.repeats += 1
+                return
+            self._last[tag] = reading
+            self.emit(tag, *reading)
+        elif isinstance(event, StatusChangeEvent) and quality_of(
+            event.notification.Status
+        ) is Quality.BAD:
+            logger.warning("subscription status %s", event.notification.Status)
+            self._lost.set()
 
     async def _on_lost(self, exc: Exception) -> None:
         logger.warning("lost the connection to OPC-UA server %s: %r", self.endpoint, exc)

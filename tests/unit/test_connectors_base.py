@@ -8,12 +8,19 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from asyncua import ua
+from asyncua import Node, ua
+from asyncua.common.subscription import (
+    DataChangeEvent,
+    DataChangeNotif,
+    Subscription,
+    SubscriptionItemData,
+)
 
 from connectors.base import Source
 from connectors.exceptions import ConnectorConfigError
-from connectors.opcua import quality_of, reading_of, to_unix_ms
+from connectors.opcua import OpcUaSource, quality_of, reading_of, to_unix_ms
 from connectors.publisher import ReadingPublisher
+from schemas.catalog import load_catalog
 from schemas.readings import Quality, ReadingFrame
 from schemas.status import read_status
 from schemas.topics import Topics
@@ -206,3 +213,32 @@ def test_publisher_counts_a_frame_kafka_refuses_outright_and_goes_on() -> None:
     assert pub.produced == 1 and pub.backlog == 0
     pub.close()
     assert pub.failed == 51
+
+
+def test_opcua_notifications_already_received_are_emitted_when_the_consumer_stops() -> None:
+    """Stop or a lost session cancels the consumer; notifications asyncua had already
+    queued for it are readings that entered the connector: they go out, not vanish."""
+    catalog = load_catalog()
+    pub = MemoryPublisher()
+    src = OpcUaSource(catalog, catalog.source("opcua-sim"), pub)
+    stamp_ = stamp(datetime(2025, 1, 2, tzinfo=UTC))
+
+    def event(path: str, value: float) -> DataChangeEvent:
+        node = Node(cast(Any, None), ua.NodeId(ua.String(path), ua.Int16(2)))
+        dv = ua.DataValue(ua.Variant(value), SourceTimestamp=stamp_)
+        item = ua.MonitoredItemNotification(ClientHandle=1, Value=dv)
+        return DataChangeEvent(node, value, DataChangeNotif(SubscriptionItemData(), item))
+
+    async def go() -> None:
+        sub = Subscription(cast(Any, None), ua.CreateSubscriptionParameters(), queue_maxsize=0)
+        consumer = asyncio.create_task(src._consume(sub))
+        await asyncio.sleep(0)  # the consumer waits for the queue
+        for i, path in enumerate(src.tags[:3]):
+            sub._deliver(event(path, float(i)))  # as asyncua's publish callback does
+        consumer.cancel()  # before it ran again
+        await asyncio.gather(consumer, return_exceptions=True)
+
+    asyncio.run(go())
+    src._publish_pending()
+    assert [f.tag for f in pub.sent] == [src.tags[:3]]
+    assert src.notifications == 3
