@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from schemas.exceptions import MillstreamError
+from sinks.exceptions import QueryRejected
 from sinks.query_server import (
     chdb_path,
+    check_read_only,
     endpoint_file_for,
     json_safe,
     locked_by_another_process,
@@ -104,21 +106,29 @@ def _via_server(endpoint: Path, sql: str, timeout: float) -> QueryResult | None:
         except ValueError:
             err = exc.reason
         raise QueryError(f"the query failed: {err}") from exc
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError, ValueError) as exc:
         logger.debug("query server %s does not answer (%s); opening chDB directly", url, exc)
         return None
     return QueryResult(list(body["columns"]), list(body["types"]), list(body["rows"]))
 
 
 def _direct(dsn: str, sql: str) -> QueryResult:
+    """Open the database ourselves. Read-only, as through the sink's query server."""
     import clickhouse_connect  # only here: the server path needs no ClickHouse client
 
+    try:
+        sql = check_read_only(sql)
+    except QueryRejected as exc:
+        raise QueryError(str(exc)) from exc
+    # chDB honours readonly=1 (INTO OUTFILE aside, which check_read_only refuses); a server
+    # user may already be read-only and then may not set it, so only for chdb://
+    settings = {"readonly": "1"} if dsn.startswith("chdb:") else None
     try:
         client = clickhouse_connect.get_client(dsn=dsn, tz_mode="schema")
     except Exception as exc:
         raise QueryError(f"cannot open ClickHouse at {dsn}: {exc}") from exc
     try:
-        result = client.query(sql.strip().rstrip(";"))
+        result = client.query(sql, settings=settings)
         return QueryResult(list(result.column_names), [t.name for t in result.column_types],
                            [[json_safe(v) for v in row] for row in result.result_rows])
     except Exception as exc:

@@ -46,6 +46,16 @@ class ModbusRegister(_Frozen):
     def width(self) -> int:
         return 2 if self.type in ("float32", "uint32") else 1
 
+    @model_validator(mode="after")
+    def _fits(self) -> ModbusRegister:
+        if self.type == "bool" and self.table not in ("coil", "discrete"):
+            raise ValueError(f"a bool lives in a coil or discrete table, not {self.table!r}")
+        if self.type != "bool" and self.table in ("coil", "discrete"):
+            raise ValueError(f"{self.table} tables hold bits: use type bool, not {self.type!r}")
+        if self.address + self.width - 1 > 65535:
+            raise ValueError(f"a {self.type} at address {self.address} runs past register 65535")
+        return self
+
 
 class TagSpec(_Frozen):
     name: str = Field(pattern=r"^[a-z0-9_]+$")
@@ -162,9 +172,17 @@ class Catalog(_Frozen):
             if len({t.name for t in m.tags}) != len(m.tags):
                 raise ValueError(f"machine {m.name!r} has duplicate tag names")
             if by_name[m.source].protocol == "modbus":
+                used: dict[tuple[str, int], str] = {}
                 for t in m.tags:
                     if t.modbus is None:
                         raise ValueError(f"Modbus tag {m.name}/{t.name} needs a 'register'")
+                    for i in range(t.modbus.width):
+                        slot = (t.modbus.table, t.modbus.address + i)
+                        if slot in used:
+                            raise ValueError(
+                                f"Modbus tags {m.name}/{used[slot]} and {m.name}/{t.name} "
+                                f"overlap at {slot[0]} register {slot[1]}")
+                        used[slot] = t.name
         for r in self.rules:
             self._resolve_info(r.tag)
             sp = self._resolve_info(r.action.setpoint)

@@ -71,3 +71,25 @@ def test_unknown_source_is_refused(tmp_path: Path, catalog: Catalog) -> None:
     doc["machines"][0]["source"] = "nowhere"
     with pytest.raises(CatalogError, match="unknown source 'nowhere'"):
         load_catalog(_write(tmp_path, doc))
+
+
+def test_overlapping_modbus_registers_are_refused(tmp_path: Path, catalog: Catalog) -> None:
+    doc = catalog.model_dump(by_alias=True)
+    press = next(m for m in doc["machines"] if m["name"] == "press-01")
+    press["tags"][2]["register"]["address"] = 1  # oil_temp float32 at 1-2 overlaps pressure 0-1
+    with pytest.raises(CatalogError, match="overlap at input register 1"):
+        load_catalog(_write(tmp_path, doc))
+
+
+@pytest.mark.parametrize(("register", "message"), [
+    ({"table": "input", "address": 65535, "type": "float32"}, "runs past register 65535"),
+    ({"table": "holding", "address": 3, "type": "bool"}, "a bool lives in a coil"),
+    ({"table": "coil", "address": 3, "type": "uint16"}, "tables hold bits"),
+])
+def test_impossible_registers_are_refused(
+        tmp_path: Path, catalog: Catalog, register: dict[str, object], message: str) -> None:
+    doc = catalog.model_dump(by_alias=True)
+    press = next(m for m in doc["machines"] if m["name"] == "press-01")
+    press["tags"][0]["register"] = register
+    with pytest.raises(CatalogError, match=message):
+        load_catalog(_write(tmp_path, doc))
