@@ -36,7 +36,8 @@ class _Frozen(BaseModel):
 
 
 class ModbusRegister(_Frozen):
-    """Where a tag lives on a Modbus device. 32-bit types span two registers, high word first."""
+    """Where a tag lives on a Modbus device. 32-bit types span two registers, high word first;
+    a bool is a coil/discrete bit, or a register read as 0/1 (as many PLC maps do)."""
 
     table: Literal["input", "holding", "coil", "discrete"]
     address: int = Field(ge=0, le=65535)
@@ -48,8 +49,6 @@ class ModbusRegister(_Frozen):
 
     @model_validator(mode="after")
     def _fits(self) -> ModbusRegister:
-        if self.type == "bool" and self.table not in ("coil", "discrete"):
-            raise ValueError(f"a bool lives in a coil or discrete table, not {self.table!r}")
         if self.type != "bool" and self.table in ("coil", "discrete"):
             raise ValueError(f"{self.table} tables hold bits: use type bool, not {self.type!r}")
         if self.address + self.width - 1 > 65535:

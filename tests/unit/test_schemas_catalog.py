@@ -83,7 +83,6 @@ def test_overlapping_modbus_registers_are_refused(tmp_path: Path, catalog: Catal
 
 @pytest.mark.parametrize(("register", "message"), [
     ({"table": "input", "address": 65535, "type": "float32"}, "runs past register 65535"),
-    ({"table": "holding", "address": 3, "type": "bool"}, "a bool lives in a coil"),
     ({"table": "coil", "address": 3, "type": "uint16"}, "tables hold bits"),
 ])
 def test_impossible_registers_are_refused(
