@@ -15,7 +15,8 @@ class MemorySink(BatchingSink):
     """Rows go to a list; ``fail`` makes writes raise. Messages: b"table:n" or b"bad"."""
 
     def __init__(self, policy: BatchPolicy) -> None:
-        super().__init__({"bootstrap.servers": "127.0.0.1:9", "group.id": "unit"}, ["t"],
+        super().__init__({"bootstrap.servers": "127.0.0.1:9", "group.id": "unit", "log_level": "0"},
+                         ["t"],
                          {"a": ("x",), "b": ("x",)}, policy)
         self.written: list[tuple[str, list[Any]]] = []
         self.rejected: list[Reject] = []

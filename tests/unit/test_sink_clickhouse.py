@@ -94,7 +94,8 @@ def test_a_dead_letter_that_was_not_delivered_holds_back_the_commit() -> None:
     sink = ClickHouseSink.__new__(ClickHouseSink)  # no chDB, no consumer: the dead-letter path
     sink.topics = Topics("unit")
     sink.counts = {"deadlettered": 0, "deadletter_malformed": 0, "deadletter_errors": 0}
-    sink._producer = Producer({"bootstrap.servers": "127.0.0.1:9", "message.timeout.ms": "100"})
+    sink._producer = Producer({"bootstrap.servers": "127.0.0.1:9", "message.timeout.ms": "100",
+                               "log_level": 0})  # the refusals are expected
     sink.on_reject(Message(topic="unit.readings", partition=0, offset=3, value=b"x"),
                    Reject("not-json", "x"))
     assert sink.ready_to_commit() is False

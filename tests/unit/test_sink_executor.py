@@ -43,7 +43,7 @@ def catalog() -> Catalog:
 @pytest.fixture
 def executor(catalog: Catalog) -> Any:
     ex: Any = _Executor(catalog, bootstrap="127.0.0.1:9", topics=Topics("unit"), endpoints=None,
-                   group_id="unit", kafka_config=None, status_file=None,
+                   group_id="unit", kafka_config={"log_level": "0"}, status_file=None,
                    stop=threading.Event(), max_rate_per_setpoint=6, attempts=1)
     ex.consumer = FakeConsumer()
     ex.devices = FakeDevices()
