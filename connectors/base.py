@@ -12,23 +12,19 @@ import abc
 import asyncio
 import contextlib
 import logging
-import time
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from schemas.events import now_ms
 from schemas.readings import FrameBuilder, Quality, ReadingFrame
 from schemas.status import write_status
 
-__all__ = ["STATUS_EVERY_S", "FramePublisher", "Source", "now_ms"]
+__all__ = ["STATUS_EVERY_S", "FramePublisher", "Source"]
 
 logger = logging.getLogger(__name__)
 
 STATUS_EVERY_S = 1.0
 FLUSH_TIMEOUT_S = 10.0
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class FramePublisher(Protocol):

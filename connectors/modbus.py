@@ -19,10 +19,12 @@ from typing import Any
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from connectors.base import FramePublisher, Source, now_ms
+from connectors.base import FramePublisher, Source
 from connectors.exceptions import ConnectorConfigError
-from connectors.modbus_map import BIT_TABLES, ReadBlock, decode_block, parse_endpoint, plan_reads
+from connectors.modbus_map import ReadBlock, decode_block, plan_reads
 from schemas.catalog import Catalog, SourceSpec
+from schemas.events import now_ms
+from schemas.modbus import BIT_TABLES, parse_endpoint
 from schemas.readings import Quality
 
 __all__ = ["MachinePlan", "ModbusSource"]

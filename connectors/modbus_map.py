@@ -2,32 +2,25 @@
 
 Pure functions, no network: :func:`plan_reads` groups a machine's tags into contiguous
 blocks (one request per block, not one per register), :func:`decode_block` turns a block's
-registers or bits back into values. 32-bit values span two registers, high word first,
-each word big-endian (struct ``>f`` / ``>I`` over the four bytes).
+registers or bits back into values with the catalog's encoding (:mod:`schemas.modbus`).
 """
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from connectors.exceptions import ConnectorConfigError
 from schemas.catalog import ModbusRegister
+from schemas.modbus import BIT_TABLES, decode
 
 __all__ = [
-    "BIT_TABLES",
     "MAX_BITS",
     "MAX_REGISTERS",
     "ReadBlock",
     "decode_block",
-    "decode_value",
-    "encode_value",
-    "parse_endpoint",
     "plan_reads",
 ]
 
-BIT_TABLES = frozenset({"coil", "discrete"})
 MAX_REGISTERS = 125  # the protocol's limit for one read of holding/input registers
 MAX_BITS = 2000  # the protocol's limit for one read of coils/discrete inputs
 DEFAULT_MAX_GAP = 4  # unused registers a block may span to save a request
@@ -101,60 +94,5 @@ def decode_block(block: ReadBlock, data: Sequence[int] | Sequence[bool]) -> list
         if reg.table in BIT_TABLES:
             out.append((path, 1.0 if data[offset] else 0.0))
         else:
-            out.append((path, decode_value(reg.type, data[offset : offset + reg.width])))
+            out.append((path, decode(data[offset : offset + reg.width], reg.type)))
     return out
-
-
-def decode_value(kind: str, words: Sequence[int]) -> float:
-    """One value from its register words (high word first for 32-bit types)."""
-    raw = struct.pack(f">{len(words)}H", *(int(w) & 0xFFFF for w in words))
-    if kind == "float32":
-        return float(struct.unpack(">f", raw)[0])
-    if kind == "uint32":
-        return float(struct.unpack(">I", raw)[0])
-    if kind == "int16":
-        return float(struct.unpack(">h", raw)[0])
-    if kind == "uint16":
-        return float(struct.unpack(">H", raw)[0])
-    if kind == "bool":
-        return 1.0 if struct.unpack(">H", raw)[0] else 0.0
-    raise ValueError(f"unknown Modbus register type {kind!r}")
-
-
-def encode_value(kind: str, value: float) -> list[int]:
-    """The register words for a value: the inverse of :func:`decode_value` (for tests, writes)."""
-    if kind == "float32":
-        raw = struct.pack(">f", value)
-    elif kind == "uint32":
-        raw = struct.pack(">I", int(value))
-    elif kind == "int16":
-        raw = struct.pack(">h", int(value))
-    elif kind == "uint16":
-        raw = struct.pack(">H", int(value))
-    elif kind == "bool":
-        raw = struct.pack(">H", 1 if value else 0)
-    else:
-        raise ValueError(f"unknown Modbus register type {kind!r}")
-    return list(struct.unpack(f">{len(raw) // 2}H", raw))
-
-
-def parse_endpoint(endpoint: str, default_port: int = 502) -> tuple[str, int]:
-    """``host:port`` (optionally ``tcp://`` or ``modbus://`` in front) -> (host, port)."""
-    text = endpoint.strip()
-    for scheme in ("modbus+tcp://", "modbus://", "tcp://"):
-        if text.startswith(scheme):
-            text = text[len(scheme) :]
-    text = text.rstrip("/")
-    host, sep, port_text = text.rpartition(":")
-    if not sep:
-        host, port_text = text, str(default_port)
-    host = host.strip("[]")
-    try:
-        port = int(port_text)
-    except ValueError:
-        port = -1
-    if not host or not 0 < port < 65536:
-        raise ConnectorConfigError(
-            f"Modbus endpoint {endpoint!r} is not host:port; write it like 127.0.0.1:5020"
-        )
-    return host, port

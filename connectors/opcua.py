@@ -26,9 +26,10 @@ from asyncua.common.subscription import (
     Subscription,
 )
 
-from connectors.base import FramePublisher, Source, now_ms
+from connectors.base import FramePublisher, Source
 from connectors.exceptions import ConnectorConfigError, DeviceError
 from schemas.catalog import Catalog, SourceSpec
+from schemas.events import now_ms
 from schemas.readings import Quality
 
 __all__ = ["OpcUaSource", "quality_of", "reading_of", "to_unix_ms"]

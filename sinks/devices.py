@@ -3,7 +3,7 @@
 A :class:`DeviceWriter` keeps its connection open between commands; when a write fails
 on the connection it drops it and the next call reconnects. :class:`DevicePool` picks the
 writer of a tag's source from the catalog. Modbus values travel as registers in the
-catalog's encoding (:func:`encode_registers`): float32 is two registers, high word first,
+catalog's encoding (:mod:`schemas.modbus`): float32 is two registers, high word first,
 each word big-endian.
 
 Lifecycle: ``pool = DevicePool(catalog, endpoints)``; ``await pool.write_and_read_back(path,
@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import abc
 import logging
-import struct
 
 from asyncua import Client, ua
 from asyncua.common.node import Node
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
+from schemas import modbus
 from schemas.catalog import Catalog, SourceSpec, TagInfo
 from sinks.exceptions import DeviceError
 
@@ -30,8 +30,7 @@ __all__ = [
     "DeviceWriter",
     "ModbusWriter",
     "OpcUaWriter",
-    "decode_registers",
-    "encode_registers",
+    "setpoint_words",
 ]
 
 logger = logging.getLogger(__name__)
@@ -49,32 +48,11 @@ class DeviceWriter(abc.ABC):
         """Close the connection; a later write reconnects."""
 
 
-# -- Modbus register encoding ---------------------------------------------------------------
-_INT_RANGES = {"uint16": (0, 0xFFFF), "int16": (-0x8000, 0x7FFF), "uint32": (0, 0xFFFF_FFFF)}
-
-
-def encode_registers(value: float, kind: str) -> list[int]:
-    """``value`` as 16-bit registers: float32/uint32 high word first, big-endian words."""
-    if kind == "float32":
-        raw = struct.pack(">f", value)
-    elif kind in _INT_RANGES:
-        lo, hi = _INT_RANGES[kind]
-        n = round(value)
-        if not lo <= n <= hi:
-            raise ValueError(f"{value:g} does not fit a {kind} register (range {lo}..{hi})")
-        raw = struct.pack({"uint16": ">H", "int16": ">h", "uint32": ">I"}[kind], n)
-    else:
-        raise ValueError(f"a {kind!r} register cannot hold a setpoint")
-    return [int.from_bytes(raw[i : i + 2], "big") for i in range(0, len(raw), 2)]
-
-
-def decode_registers(registers: list[int], kind: str) -> float:
-    """The inverse of :func:`encode_registers`."""
-    raw = b"".join(r.to_bytes(2, "big") for r in registers)
-    fmt = {"float32": ">f", "uint16": ">H", "int16": ">h", "uint32": ">I"}.get(kind)
-    if fmt is None:
-        raise ValueError(f"a {kind!r} register cannot hold a setpoint")
-    return float(struct.unpack(fmt, raw)[0])
+def setpoint_words(value: float, reg_type: str) -> list[int]:
+    """The holding-register words for a setpoint; a bool register cannot hold one."""
+    if reg_type == "bool":
+        raise ValueError("a 'bool' register cannot hold a setpoint")
+    return modbus.encode(value, reg_type)
 
 
 class ModbusWriter(DeviceWriter):
@@ -82,15 +60,11 @@ class ModbusWriter(DeviceWriter):
 
     def __init__(self, catalog: Catalog, source: SourceSpec, endpoint: str,
                  *, timeout: float = 2.0) -> None:
-        host, sep, port = endpoint.rpartition(":")
-        if not sep or not port.isdigit():
-            raise ValueError(
-                f"Modbus endpoint {endpoint!r} of source {source.name!r} must be host:port"
-            )
+        host, port = modbus.parse_endpoint(endpoint)
         self.catalog = catalog
         self.source = source
         self.endpoint = endpoint
-        self._host, self._port, self._timeout = host, int(port), timeout
+        self._host, self._port, self._timeout = host, port, timeout
         self._client: AsyncModbusTcpClient | None = None
 
     async def _connected(self) -> AsyncModbusTcpClient:
@@ -118,7 +92,7 @@ class ModbusWriter(DeviceWriter):
             raise DeviceError(self.source.name, tag_path,
                               f"{where}; a setpoint must map to a holding register")
         try:
-            words = encode_registers(value, reg.type)
+            words = setpoint_words(value, reg.type)
         except ValueError as exc:
             raise DeviceError(self.source.name, tag_path, str(exc)) from exc
         unit = info.machine.unit_id
@@ -135,7 +109,7 @@ class ModbusWriter(DeviceWriter):
                 raise DeviceError(self.source.name, tag_path,
                                   f"device {unit} refused the read-back of holding register "
                                   f"{reg.address}: {rr}")
-            return decode_registers(list(rr.registers), reg.type)
+            return modbus.decode(rr.registers, reg.type)
         except (ModbusException, OSError, TimeoutError) as exc:
             await self.close()
             raise DeviceError(self.source.name, tag_path,

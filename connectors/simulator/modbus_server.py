@@ -20,6 +20,7 @@ from pymodbus.simulator.simutils import SimUtils
 from connectors.simulator.exceptions import PortInUseError
 from connectors.simulator.registers import decode, encode
 from schemas.catalog import Catalog, MachineSpec, TagSpec
+from schemas.modbus import BIT_TABLES
 
 __all__ = ["DeviceImage", "ModbusSide"]
 
@@ -27,7 +28,6 @@ logger = logging.getLogger(__name__)
 
 _FC_TABLE = {1: "coil", 5: "coil", 15: "coil", 2: "discrete", 4: "input"}
 _FC_TABLE.update({fc: "holding" for fc in (3, 6, 16, 22, 23)})
-_BIT_TABLES = ("coil", "discrete")
 
 
 class DeviceImage:
@@ -44,7 +44,7 @@ class DeviceImage:
             size[t.modbus.table] = max(size[t.modbus.table], end)
             if t.writable and t.modbus.table in self.writable:
                 self.writable[t.modbus.table].update(range(t.modbus.address, end))
-        for table in _BIT_TABLES:  # whole 16-bit words of bits
+        for table in BIT_TABLES:  # whole 16-bit words of bits
             size[table] = -(-size[table] // 16) * 16
         self.size = size
         self.words: dict[str, list[int]] = {"input": [0] * size["input"],
@@ -55,7 +55,7 @@ class DeviceImage:
     def set(self, tag: TagSpec, value: float) -> None:
         reg = tag.modbus
         assert reg is not None
-        if reg.table in _BIT_TABLES:
+        if reg.table in BIT_TABLES:
             self.bits[reg.table][reg.address] = bool(value)
         else:
             words = encode(value, reg)
@@ -64,7 +64,7 @@ class DeviceImage:
     def get(self, tag: TagSpec) -> float:
         reg = tag.modbus
         assert reg is not None
-        if reg.table in _BIT_TABLES:
+        if reg.table in BIT_TABLES:
             return 1.0 if self.bits[reg.table][reg.address] else 0.0
         return decode(self.words[reg.table][reg.address : reg.address + reg.width], reg)
 
@@ -98,13 +98,13 @@ class DeviceImage:
             span = range(address, address + len(set_values))
             if not set(span) <= self.writable.get(table, set()):
                 return ExcCodes.ILLEGAL_ADDRESS
-            if table in _BIT_TABLES:
+            if table in BIT_TABLES:
                 for i, v in zip(span, set_values, strict=True):
                     self.bits[table][i] = bool(v)
             else:
                 for i, v in zip(span, set_values, strict=True):
                     self.words[table][i] = int(v) & 0xFFFF
-        if table in _BIT_TABLES:
+        if table in BIT_TABLES:
             packed = SimUtils.bitsToRegisters(self.bits[table])
             current_registers[: len(packed)] = packed
         else:

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import math
-import struct
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connectors.exceptions import ConnectorConfigError
 from connectors.modbus import machine_plans
 from connectors.modbus_map import (
     MAX_REGISTERS,
     ReadBlock,
     decode_block,
-    decode_value,
-    encode_value,
-    parse_endpoint,
     plan_reads,
 )
 from schemas.catalog import Catalog, ModbusRegister
+from schemas.modbus import encode
 
 
 def reg(table: str, address: int, type_: str = "float32") -> ModbusRegister:
@@ -92,44 +86,15 @@ def test_plan_covers_every_tag_once_within_limits(
             assert b.address <= r.address and r.address + width <= b.address + b.count
 
 
-def test_float32_is_high_word_first_big_endian() -> None:
-    # 1.0f is 0x3F800000: high word 0x3F80 comes first
-    assert decode_value("float32", [0x3F80, 0x0000]) == 1.0
-    assert encode_value("float32", 1.0) == [0x3F80, 0x0000]
-    assert decode_value("uint32", [0x0001, 0x0002]) == 65538.0
-    assert decode_value("int16", [0xFFFF]) == -1.0
-    assert decode_value("uint16", [0xFFFF]) == 65535.0
-    assert decode_value("bool", [7]) == 1.0
 
 
-@given(st.floats(width=32, allow_nan=False))
-def test_float32_round_trip(x: float) -> None:
-    words = encode_value("float32", x)
-    assert len(words) == 2 and all(0 <= w <= 0xFFFF for w in words)
-    assert decode_value("float32", words) == x
-    assert struct.pack(">HH", *words) == struct.pack(">f", x)
 
-
-@given(st.integers(0, 2**32 - 1))
-def test_uint32_round_trip(n: int) -> None:
-    words = encode_value("uint32", n)
-    assert words == [n >> 16, n & 0xFFFF]
-    assert decode_value("uint32", words) == n
-
-
-@given(st.integers(-(2**15), 2**15 - 1))
-def test_int16_round_trip(n: int) -> None:
-    assert decode_value("int16", encode_value("int16", n)) == n
-
-
-def test_float32_nan_decodes_to_nan() -> None:
-    assert math.isnan(decode_value("float32", [0x7FC0, 0]))
 
 
 def test_decode_block_uses_offsets_and_padded_bits() -> None:
     items = (("p", reg("input", 10)), ("n", reg("input", 14, "uint32")))
     block = ReadBlock("input", 10, 6, items)
-    words = [*encode_value("float32", 2.5), 0, 0, *encode_value("uint32", 70000)]
+    words = [*encode(2.5, "float32"), 0, 0, *encode(70000, "uint32")]
     assert decode_block(block, words) == [("p", 2.5), ("n", 70000.0)]
     bits_block = ReadBlock("coil", 3, 2, (("a", reg("coil", 3, "bool")),
                                           ("b", reg("coil", 4, "bool"))))
@@ -137,13 +102,6 @@ def test_decode_block_uses_offsets_and_padded_bits() -> None:
     with pytest.raises(ValueError, match="expected 6"):
         decode_block(block, words[:4])
 
-
-def test_parse_endpoint() -> None:
-    assert parse_endpoint("127.0.0.1:5020") == ("127.0.0.1", 5020)
-    assert parse_endpoint("modbus://plc.local:502/") == ("plc.local", 502)
-    assert parse_endpoint("plc.local") == ("plc.local", 502)
-    with pytest.raises(ConnectorConfigError, match="host:port"):
-        parse_endpoint("plc:notaport")
 
 
 def test_catalog_press_is_three_reads(catalog: Catalog) -> None:
