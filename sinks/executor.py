@@ -88,6 +88,7 @@ class _Executor:
         stop: threading.Event,
         max_rate_per_setpoint: int,
         attempts: int,
+        remembered_results: int = _REMEMBERED_RESULTS,
     ) -> None:
         if attempts < 1:
             raise ValueError(f"attempts={attempts}: a command needs at least 1 write attempt")
@@ -98,8 +99,10 @@ class _Executor:
         self.attempts = attempts
         self.gateway = SafetyGateway(catalog, max_rate_per_setpoint=max_rate_per_setpoint)
         self.devices = DevicePool(catalog, endpoints)
-        # command_results is keyed by command_id (ReplacingMergeTree): a redelivered command
-        # gets its first result again, not a "duplicate" rejection that would replace it
+        # the one memory of commands seen: a redelivered command is never written twice and
+        # gets its first result again (command_results is a ReplacingMergeTree by command_id,
+        # so a second, different result would replace the first in the audit)
+        self.remembered_results = remembered_results
         self._results: OrderedDict[str, CommandResult] = OrderedDict()
         self.counters = dict.fromkeys(
             ("received", "applied", "rejected", "failed", "deadlettered"), 0
@@ -158,7 +161,7 @@ class _Executor:
             else:
                 result = await self._execute(command)
                 self._results[command.command_id] = result
-                while len(self._results) > _REMEMBERED_RESULTS:
+                while len(self._results) > self.remembered_results:
                     self._results.popitem(last=False)
                 self.counters[result.status] += 1
                 log = logger.info if result.status == CommandStatus.APPLIED else logger.warning

@@ -2,19 +2,20 @@
 
 Pure logic, no I/O. :meth:`SafetyGateway.check` refuses a command that names an unknown or
 non-writable tag, a machine the setpoint does not belong to, a value outside the
-setpoint's ``[min, max]``, a command received after it expired, a ``command_id`` already
-seen (redelivery must not write twice), or one more command than the per-setpoint rate
-limit allows in a sliding minute. It fails closed: a setpoint without limits is refused.
+setpoint's ``[min, max]``, a command received after it expired, or one more command than
+the per-setpoint rate limit allows in a sliding minute. It fails closed: a setpoint
+without limits is refused. A redelivered command never reaches it: the executor answers
+it with the result it already published.
 
-Lifecycle: one gateway per executor process; :meth:`check` remembers the ids it has seen
-and the times of the commands it allowed, so call it once per received command.
+Lifecycle: one gateway per executor process; :meth:`check` remembers the times of the
+commands it allowed (for the rate limit), so call it once per command.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass
 
 from schemas.catalog import Catalog, TagInfo
@@ -40,11 +41,9 @@ _OK = Verdict(True, "ok")
 
 
 class SafetyGateway:
-    """Checks commands against the catalog's setpoint limits and the gateway's own memory.
+    """Checks commands against the catalog's setpoint limits and a per-setpoint rate limit.
 
-    ``max_rate_per_setpoint`` is the number of commands allowed per setpoint per minute;
-    ``max_remembered_ids`` bounds the duplicate memory (oldest ids are forgotten first,
-    and ids of expired commands are dropped, since an expired command is refused anyway).
+    ``max_rate_per_setpoint`` is the number of commands allowed per setpoint per minute.
     """
 
     def __init__(
@@ -52,7 +51,6 @@ class SafetyGateway:
         catalog: Catalog,
         *,
         max_rate_per_setpoint: int = 6,
-        max_remembered_ids: int = 100_000,
     ) -> None:
         if max_rate_per_setpoint < 1:
             raise ValueError(
@@ -61,22 +59,11 @@ class SafetyGateway:
             )
         self.catalog = catalog
         self.max_rate_per_setpoint = max_rate_per_setpoint
-        self.max_remembered_ids = max_remembered_ids
         self._tags = catalog.tags()
-        self._seen: OrderedDict[str, int] = OrderedDict()  # command_id -> expires_at
         self._allowed_at: dict[str, deque[int]] = {}  # setpoint path -> times allowed
-        self._next_sweep_ms = 0
 
     def check(self, command: Command, now_ms: int) -> Verdict:
-        """Decide whether ``command`` may be written; remembers it either way."""
-        self._forget_expired(now_ms)
-        if command.command_id in self._seen:
-            return Verdict(
-                False,
-                f"duplicate: command {command.command_id} was already received; "
-                "a redelivered command is not written twice",
-            )
-        self._remember(command)
+        """Decide whether ``command`` may be written (an allowed one counts for the rate)."""
         verdict, info = self._static_checks(command)
         if not verdict.allowed or info is None:
             return verdict
@@ -142,17 +129,3 @@ class SafetyGateway:
             )
         times.append(now_ms)
         return _OK
-
-    def _remember(self, command: Command) -> None:
-        self._seen[command.command_id] = command.expires_at
-        while len(self._seen) > self.max_remembered_ids:
-            self._seen.popitem(last=False)
-
-    def _forget_expired(self, now_ms: int) -> None:
-        """Drop ids of commands that have expired: a redelivery would be refused as expired."""
-        if len(self._seen) < 1024 or now_ms < self._next_sweep_ms:
-            return
-        self._next_sweep_ms = now_ms + 10_000
-        stale = [cid for cid, exp in self._seen.items() if exp < now_ms]
-        for cid in stale:
-            del self._seen[cid]

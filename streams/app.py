@@ -136,8 +136,12 @@ def create_app(
     async def flush(sender: Any, *args: Any, **kwargs: Any) -> None:
         out = proc.flush(now_ms())
         logger.info("shutdown: flushing %d open windows", len(out.aggregates))
-        with contextlib.suppress(Exception):
+        try:
             await send(out)
+        except Exception:  # shutting down anyway: say what was not sent, and why
+            logger.exception("shutdown: could not send the last %d aggregates, %d anomalies, "
+                             "%d commands", len(out.aggregates), len(out.anomalies),
+                             len(out.commands))
         status(running=False)
 
     app.on_before_shutdown.connect(flush)  # type: ignore[arg-type]
@@ -166,8 +170,8 @@ def run_worker(
     except SystemExit as exc:
         if exc.code not in (None, 0):
             raise WorkerError(
-                f"the streams worker {app_id} stopped with exit code {exc.code}; "
-                f"is Kafka reachable at {bootstrap}?", app_id=app_id, bootstrap=bootstrap,
+                f"the streams worker {app_id} stopped with exit code {exc.code}; the log "
+                f"above says why (Kafka at {bootstrap})", app_id=app_id, bootstrap=bootstrap,
             ) from exc
     finally:
         app.streams_status(running=False)  # type: ignore[attr-defined]

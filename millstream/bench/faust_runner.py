@@ -7,10 +7,6 @@ group, then SIGKILL) — on success, timeout, error and Ctrl-C alike.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -19,28 +15,14 @@ from pathlib import Path
 
 from millstream.bench.broker import progress
 from millstream.bench.raw import Run
+from millstream.stack.processes import terminate
+from schemas.status import read_status
 
 __all__ = ["run_faust"]
 
 
 def _read(path: Path) -> dict[str, object]:
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
-
-
-def _end(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    return read_status(path) or {}
 
 
 def _tail(log: Path, n: int = 600) -> str:
@@ -73,7 +55,7 @@ def run_faust(bootstrap: str, topic: str, mode: str, target: int, *,
                 except subprocess.TimeoutExpired:
                     progress(f"faust {mode}: worker slow to shut down; ending it")
         finally:
-            _end(proc)
+            terminate(proc, 10.0)
         doc = _read(result)
         if note is not None:
             tail = _tail(log)

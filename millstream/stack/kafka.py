@@ -8,10 +8,8 @@ broker as a Java child process, waits until it answers, and stops it (SIGTERM, t
 from __future__ import annotations
 
 import logging
-import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +20,7 @@ from types import TracebackType
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from millstream.exceptions import StackError
+from millstream.stack.processes import terminate
 from schemas.topics import Topics
 
 __all__ = ["EmbeddedKafka", "ensure_topics", "fetch_kafka", "free_port", "wait_for_kafka"]
@@ -253,14 +252,8 @@ class EmbeddedKafka:
 
     def stop(self, timeout: float = 20.0) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        if proc is not None:
+            terminate(proc, timeout)
 
     def __enter__(self) -> EmbeddedKafka:
         self.start()

@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["Child"]
+__all__ = ["Child", "terminate"]
+
+
+def terminate(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
+    """SIGTERM, so the process can flush and close; its whole session killed after ``timeout``.
+
+    The children here start in their own session (``start_new_session=True``), so the
+    SIGKILL reaches whatever they started too.
+    """
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode
 
 
 class Child:
@@ -43,17 +62,9 @@ class Child:
         return None if self.proc is None else self.proc.poll()
 
     def stop(self, timeout: float = 30.0) -> int | None:
-        proc = self.proc
-        if proc is None:
+        if self.proc is None:
             return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        return proc.returncode
+        return terminate(self.proc, timeout)
 
     def tail(self, lines: int = 20) -> str:
         try:

@@ -105,21 +105,6 @@ def test_a_command_received_exactly_at_expiry_is_allowed(gateway: SafetyGateway)
     assert gateway.check(command(expires_at=NOW), NOW).allowed
 
 
-def test_duplicate_command_id_is_refused(gateway: SafetyGateway) -> None:
-    first = command(command_id="c-1")
-    assert gateway.check(first, NOW).allowed
-    verdict = gateway.check(first, NOW + 10)
-    assert not verdict.allowed
-    assert verdict.reason.startswith("duplicate")
-    assert "c-1" in verdict.reason
-
-
-def test_an_id_refused_once_is_still_a_duplicate(gateway: SafetyGateway) -> None:
-    bad = command(value=1e9, command_id="c-2")
-    assert gateway.check(bad, NOW).reason.startswith("out of limits")
-    assert gateway.check(bad, NOW).reason.startswith("duplicate")
-
-
 def test_machine_mismatch_is_refused(gateway: SafetyGateway) -> None:
     verdict = gateway.check(command(machine=PRESS), NOW)
     assert not verdict.allowed
@@ -151,14 +136,6 @@ def test_refused_commands_do_not_use_the_rate_budget(catalog: Catalog) -> None:
 def test_rate_limit_must_be_positive(catalog: Catalog) -> None:
     with pytest.raises(ValueError, match="at least 1"):
         SafetyGateway(catalog, max_rate_per_setpoint=0)
-
-
-def test_duplicate_memory_is_bounded(catalog: Catalog) -> None:
-    gateway = SafetyGateway(catalog, max_rate_per_setpoint=1000, max_remembered_ids=2)
-    for cid in ("a", "b", "c"):
-        gateway.check(command(command_id=cid), NOW)
-    assert gateway.check(command(command_id="a"), NOW).allowed  # forgotten, oldest first
-    assert not gateway.check(command(command_id="c"), NOW).allowed
 
 
 @given(st.floats(allow_nan=False, allow_infinity=False, min_value=-1e6, max_value=1e6))

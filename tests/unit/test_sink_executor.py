@@ -79,3 +79,25 @@ def test_a_redelivered_command_republishes_its_first_result(executor: Any) -> No
     assert first.status == "applied"
     assert second == first
     assert executor.consumer.committed == [0, 0]
+
+
+def test_a_refused_command_redelivered_is_refused_again_and_never_written(
+        executor: Any) -> None:
+    now = now_ms()
+    cmd = Command("c-2", "r", CNC, CNC_SP, 1e9, "test", now, now + 60_000).encode()
+    asyncio.run(executor._on_message(msg(0, cmd)))
+    asyncio.run(executor._on_message(msg(0, cmd)))
+    first, second = (CommandResult.decode(v) for _, v in executor.published)
+    assert first.status == "rejected" and "out of limits" in first.detail
+    assert second == first
+    assert executor.devices.writes == []
+
+
+def test_the_memory_of_commands_is_bounded_oldest_first(executor: Any) -> None:
+    executor.remembered_results = 2
+    now = now_ms()
+    for i, cid in enumerate(("a", "b", "c")):
+        value = 5000.0 + i
+        cmd = Command(cid, "r", CNC, CNC_SP, value, "test", now, now + 60_000)
+        asyncio.run(executor._on_message(msg(i, cmd.encode())))
+    assert list(executor._results) == ["b", "c"]  # "a" forgotten first
