@@ -8,7 +8,9 @@ full path. OPC-UA sources expose each tag as the string node id ``ns=<i>;s=<path
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -183,8 +185,8 @@ class Catalog(_Frozen):
                                 f"overlap at {slot[0]} register {slot[1]}")
                         used[slot] = t.name
         for r in self.rules:
-            self._resolve_info(r.tag)
-            sp = self._resolve_info(r.action.setpoint)
+            self.info(r.tag)
+            sp = self.info(r.action.setpoint)
             if not sp.spec.writable:
                 raise ValueError(f"rule {r.name!r}: {r.action.setpoint} is not a setpoint")
         return self
@@ -196,36 +198,36 @@ class Catalog(_Frozen):
     def tag_path(self, m: MachineSpec, t: TagSpec) -> str:
         return f"{self.machine_path(m)}/{t.name}"
 
-    def tags(self) -> dict[str, TagInfo]:
-        """Every tag by its full ISA-95 path."""
+    def tags(self) -> Mapping[str, TagInfo]:
+        """Every tag by its full ISA-95 path (built once: the catalog is frozen)."""
+        return self._index[0]
+
+    @cached_property
+    def _index(self) -> tuple[dict[str, TagInfo], dict[str, TagInfo]]:
+        """Tags by full path, and by ``machine/tag``."""
         src = {s.name: s for s in self.sources}
-        return {
-            self.tag_path(m, t): TagInfo(self.tag_path(m, t), m, t, src[m.source])
-            for m in self.machines
-            for t in m.tags
-        }
+        full: dict[str, TagInfo] = {}
+        short: dict[str, TagInfo] = {}
+        for m in self.machines:
+            for t in m.tags:
+                info = TagInfo(self.tag_path(m, t), m, t, src[m.source])
+                full[info.path] = short[f"{m.name}/{t.name}"] = info
+        return full, short
 
     def resolve(self, short: str) -> str:
         """``machine/tag`` (or a full path) -> full ISA-95 path; CatalogError if unknown."""
-        return self._resolve_info(short).path
+        return self.info(short).path
 
     def info(self, path: str) -> TagInfo:
-        return self._resolve_info(path)
-
-    def _resolve_info(self, short: str) -> TagInfo:
-        tags = self.tags()
-        if short in tags:
-            return tags[short]
-        machine, _, tag = short.rpartition("/")
-        for m in self.machines:
-            if m.name == machine:
-                for t in m.tags:
-                    if t.name == tag:
-                        return tags[self.tag_path(m, t)]
-        raise CatalogError(
-            f"tag {short!r} is not in the catalog; name it as 'machine/tag' "
-            f"(machines: {', '.join(m.name for m in self.machines)})"
-        )
+        """The tag named by its full path or ``machine/tag``; CatalogError if unknown."""
+        full, short = self._index
+        found = full.get(path) or short.get(path)
+        if found is None:
+            raise CatalogError(
+                f"tag {path!r} is not in the catalog; name it as 'machine/tag' "
+                f"(machines: {', '.join(m.name for m in self.machines)})"
+            )
+        return found
 
     def source(self, name: str) -> SourceSpec:
         for s in self.sources:
