@@ -85,7 +85,7 @@ class Source(abc.ABC):
     # -- what a source calls -----------------------------------------------------------
     def emit(self, tag: str, ts: int, value: float | None, quality: Quality = Quality.GOOD) -> None:
         """Queue one reading; a full frame goes to Kafka at once."""
-        self.builder.add(tag, ts, value, quality if value is not None else Quality.BAD)
+        self.builder.add(tag, ts, value, quality)
         if self.builder.full:
             self._publish_pending()
 
@@ -135,7 +135,7 @@ class Source(abc.ABC):
             )
         self.publisher.close()
         status = self.status()
-        self._write(status)
+        write_status(self.status_file, status)
         logger.info("source %s stopped: %s", self.name, status)
         return status
 
@@ -170,12 +170,4 @@ class Source(abc.ABC):
     async def _status_loop(self) -> None:
         while True:
             await asyncio.sleep(STATUS_EVERY_S)
-            self._write(self.status())
-
-    def _write(self, status: dict[str, Any]) -> None:
-        if self.status_file is None:
-            return
-        try:
-            write_status(self.status_file, status)
-        except OSError as exc:
-            logger.warning("cannot write the status file %s: %s", self.status_file, exc)
+            write_status(self.status_file, self.status())

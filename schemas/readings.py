@@ -196,7 +196,7 @@ class FrameBuilder:
     _quality: list[int] = field(default_factory=list)
 
     def add(self, tag: str, ts: int, value: float | None, quality: Quality = Quality.GOOD) -> None:
-        if value is not None and not math.isfinite(value):
+        if value is None or not math.isfinite(value):  # no usable value: BAD, by contract
             value, quality = None, Quality.BAD
         self._tag.append(tag)
         self._ts.append(int(ts))

@@ -8,17 +8,27 @@ rewrites a small JSON object there atomically every second and once more when it
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 __all__ = ["read_status", "write_status"]
 
+logger = logging.getLogger(__name__)
 
-def write_status(path: Path, doc: dict[str, Any]) -> None:
+
+def write_status(path: Path | None, doc: dict[str, Any]) -> None:
+    """Replace the status at ``path`` (nothing when None). Best effort: a status file is a
+    supervision aid, so a full disk or a missing folder is logged, never raised."""
+    if path is None:
+        return
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, sort_keys=True))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(doc, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError as exc:
+        logger.warning("cannot write the status file %s: %s", path, exc)
 
 
 def read_status(path: Path) -> dict[str, Any] | None:

@@ -242,12 +242,7 @@ class ClickHouseSink(BatchingSink):
         }
 
     def write_status(self, *, running: bool = True) -> None:
-        if self.status_file is None:
-            return
-        try:
-            write_status(self.status_file, self.status(running=running))
-        except OSError as exc:
-            logger.warning("cannot write status %s: %s", self.status_file, exc)
+        write_status(self.status_file, self.status(running=running))
 
     def close(self) -> None:
         """Deliver outstanding dead letters and close the ClickHouse client."""

@@ -250,12 +250,7 @@ class _Executor:
         return {**self.counters, "updated_at": now_ms()}
 
     def _write_status(self) -> None:
-        if self.status_file is None:
-            return
-        try:
-            write_status(self.status_file, self.status())
-        except OSError as exc:
-            logger.warning("executor: cannot write status file %s: %s", self.status_file, exc)
+        write_status(self.status_file, self.status())
 
 
 def _collect(errors: list[str]) -> Callable[[KafkaError | None, Message], None]:

@@ -14,7 +14,6 @@ windows here close by the idle timer (and the new owner starts its own).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import ssl
 import tempfile
@@ -111,11 +110,8 @@ def create_app(
             await outs["deadletter"].send(key=dl.key_bytes(), value=dl.encode())
 
     def status(running: bool) -> None:
-        if status_file is not None:
-            doc = {"stage": "streams", "app_id": app_id, "running": running, "at": now_ms(),
-                   **proc.counters()}
-            with contextlib.suppress(OSError):
-                write_status(status_file, doc)
+        write_status(status_file, {"stage": "streams", "app_id": app_id, "running": running,
+                                   "at": now_ms(), **proc.counters()})
 
     @app.agent(readings)
     async def process(stream: faust.StreamT) -> None:

@@ -36,7 +36,9 @@ def test_builder_frames_round_trip_and_number_without_gaps(
     assert seqs == list(range(1, len(rows) + 1))
     assert b.produced == len(rows)
     got = [(r.tag, r.ts, r.value, r.quality) for f in decoded for r in f.readings()]
-    assert got == [(t, ts, None if v is None else float(v), q) for t, ts, v, q in rows]
+    # a reading without a value is BAD, whatever quality it was given
+    assert got == [(t, ts, None, Quality.BAD) if v is None else (t, ts, float(v), q)
+                   for t, ts, v, q in rows]
 
 
 def test_arrays_turn_null_into_nan_and_number_seqs() -> None:
