@@ -21,7 +21,7 @@ from typing import Any
 
 from millstream.exceptions import StackError
 from millstream.settings import Settings
-from millstream.stack.kafka import EmbeddedKafka, ensure_topics, fetch_kafka, free_port
+from millstream.stack.kafka import ensure_topics, free_port, kafka_for
 from millstream.stack.locate import broker_file, write_broker_file
 from millstream.stack.processes import Child
 from millstream.summary import SourceRun, summarize
@@ -59,15 +59,14 @@ class _Interrupted(KeyboardInterrupt):
 
 @contextlib.contextmanager
 def _kafka(settings: Settings) -> Iterator[str]:
-    if settings.kafka_bootstrap:
-        yield settings.kafka_bootstrap
-        return
-    libs = fetch_kafka(settings.cache_dir, settings.kafka_version)
-    _say("starting Apache Kafka (embedded, KRaft) ...")
-    with EmbeddedKafka(libs, settings.data_dir / "kafka", port=settings.kafka_port) as kafka:
-        write_broker_file(settings, kafka.bootstrap)
+    """Kafka for the demo; an embedded broker is advertised for other terminals."""
+    with kafka_for(settings, settings.data_dir / "kafka", port=settings.kafka_port) as bootstrap:
+        if settings.kafka_bootstrap:
+            yield bootstrap
+            return
+        write_broker_file(settings, bootstrap)
         try:
-            yield kafka.bootstrap
+            yield bootstrap
         finally:
             broker_file(settings).unlink(missing_ok=True)
 
@@ -142,7 +141,7 @@ def run_demo(settings: Settings, opts: DemoOptions) -> dict[str, Any]:
             _say("stopping (Ctrl-C) ...")
         finally:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # let the shutdown finish
-            runs = _shutdown(children, connectors, sim, sink, worker, executor, run_dir,
+            runs = _shutdown(connectors, sim, sink, worker, executor, run_dir,
                              opts.drain_timeout)
             signal.signal(signal.SIGINT, old)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -220,8 +219,8 @@ def _wait_until(cond: Any, timeout: float) -> bool:
     return False
 
 
-def _shutdown(children: list[Child], connectors: list[Child], sim: Child, sink: Child,
-              worker: Child, executor: Child, run_dir: Path,
+def _shutdown(connectors: list[Child], sim: Child, sink: Child, worker: Child,
+              executor: Child, run_dir: Path,
               drain_timeout: float) -> list[SourceRun]:
     """Stop in data order: sources first, then wait for the sink to store what they sent."""
     _say("stopping connectors and draining the pipeline ...")
@@ -262,6 +261,4 @@ def _shutdown(children: list[Child], connectors: list[Child], sim: Child, sink: 
         _wait_until(_sink_quiet, 15)
     sink.stop()
     sim.stop()
-    for c in children:
-        c.stop(5)
     return runs

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from millstream.settings import Settings
-from millstream.stack.kafka import EmbeddedKafka, ensure_topics, fetch_kafka, free_port
+from millstream.stack.kafka import ensure_topics, free_port, kafka_for
 from schemas.catalog import Catalog, load_catalog
 from schemas.topics import Topics
 
@@ -25,13 +25,8 @@ def catalog() -> Catalog:
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Kafka: MILLSTREAM_KAFKA_BOOTSTRAP if set, else the embedded broker."""
-    settings = Settings()
-    if settings.kafka_bootstrap:
-        yield settings.kafka_bootstrap
-        return
-    libs = fetch_kafka(settings.cache_dir, settings.kafka_version)
-    with EmbeddedKafka(libs, tmp_path_factory.mktemp("kafka")) as kafka:
-        yield kafka.bootstrap
+    with kafka_for(Settings(), tmp_path_factory.mktemp("kafka")) as bootstrap:
+        yield bootstrap
 
 
 @pytest.fixture

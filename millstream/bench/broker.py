@@ -77,15 +77,13 @@ def bench_kafka(settings: Settings) -> Iterator[BenchKafka]:
         progress(f"using Kafka at {k.bootstrap}")
         yield k
         return
-    from millstream.stack.kafka import EmbeddedKafka, fetch_kafka
+    from millstream.stack.kafka import kafka_for
 
-    libs = fetch_kafka(settings.cache_dir, settings.kafka_version)
     with tempfile.TemporaryDirectory(prefix="millstream-bench-kafka-") as tmp:
-        progress(f"starting embedded Kafka {settings.kafka_version} ...")
         t0 = time.monotonic()
-        with EmbeddedKafka(libs, Path(tmp)) as broker:
-            progress(f"Kafka up at {broker.bootstrap} in {time.monotonic() - t0:.1f}s")
-            yield BenchKafka(broker.bootstrap, f"embedded {settings.kafka_version}")
+        with kafka_for(settings, Path(tmp)) as bootstrap:
+            progress(f"Kafka up at {bootstrap} in {time.monotonic() - t0:.1f}s")
+            yield BenchKafka(bootstrap, f"embedded {settings.kafka_version}")
         progress("embedded Kafka stopped")
 
 

@@ -14,16 +14,26 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from millstream.exceptions import StackError
+from millstream.settings import Settings
 from millstream.stack.processes import terminate
 from schemas.topics import Topics
 
-__all__ = ["EmbeddedKafka", "ensure_topics", "fetch_kafka", "free_port", "wait_for_kafka"]
+__all__ = [
+    "EmbeddedKafka",
+    "ensure_topics",
+    "fetch_kafka",
+    "free_port",
+    "kafka_for",
+    "wait_for_kafka",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -262,3 +272,17 @@ class EmbeddedKafka:
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+@contextmanager
+def kafka_for(settings: Settings, data_dir: Path, *, port: int | None = None) -> Iterator[str]:
+    """The bootstrap of MILLSTREAM_KAFKA_BOOTSTRAP's cluster, or of an embedded broker
+    that runs in ``data_dir`` (fresh) for the duration of the ``with``."""
+    if settings.kafka_bootstrap:
+        yield settings.kafka_bootstrap
+        return
+    libs = fetch_kafka(settings.cache_dir, settings.kafka_version)
+    print(f"millstream: starting Apache Kafka {settings.kafka_version} (embedded, KRaft) ...",
+          file=sys.stderr, flush=True)
+    with EmbeddedKafka(libs, data_dir, port=port) as kafka:
+        yield kafka.bootstrap
