@@ -30,6 +30,8 @@ from connectors.base import FramePublisher, Source
 from connectors.exceptions import ConnectorConfigError, DeviceError
 from schemas.catalog import Catalog, SourceSpec
 from schemas.events import now_ms
+from schemas.exceptions import CatalogError
+from schemas.opcua_nodes import resolve_nodes
 from schemas.readings import Quality
 
 __all__ = ["OpcUaSource", "quality_of", "reading_of", "to_unix_ms"]
@@ -98,11 +100,13 @@ class OpcUaSource(Source):
     ) -> None:
         super().__init__(spec.name, publisher, status_file=status_file, frame_ms=frame_ms)
         self.endpoint = endpoint or spec.endpoint
-        self.namespace = spec.namespace
         self.interval_ms = spec.interval_ms
         self.chunk = chunk
         self.timeout_s = timeout_s
-        self.tags = [catalog.tag_path(m, t) for m in catalog.machines_of(spec.name) for t in m.tags]
+        self.spec = spec
+        self.tag_specs = [(catalog.tag_path(m, t), t) for m in catalog.machines_of(spec.name)
+                          for t in m.tags]
+        self.tags = [path for path, _ in self.tag_specs]
         if not self.tags:
             raise ConnectorConfigError(
                 f"OPC-UA source {spec.name!r} has no machines in the catalog; "
@@ -113,6 +117,7 @@ class OpcUaSource(Source):
         self.reconnects = 0
         self.repeats = 0  # notifications of a value already published (resent on resubscribe)
         self._last: dict[str, tuple[int, float | None, Quality]] = {}
+        self._path_of: dict[ua.NodeId, str] = {}
         self._lost = asyncio.Event()
 
     async def run(self) -> None:
@@ -153,16 +158,18 @@ class OpcUaSource(Source):
             ) from exc
         self.client = client  # connected: _close() disconnects it
         try:
-            idx = await client.get_namespace_index(self.namespace)
-        except ValueError as exc:
-            raise ConnectorConfigError(
-                f"OPC-UA server {self.endpoint} has no namespace {self.namespace!r}; "
-                "set the source's 'namespace' in the catalog to one the server exposes"
-            ) from exc
+            nodes, missing = await resolve_nodes(client, self.spec, self.endpoint, self.tag_specs)
+        except CatalogError as exc:
+            raise ConnectorConfigError(str(exc)) from exc
         except (TimeoutError, OSError, ConnectionError, ua.UaError) as exc:
-            raise DeviceError(self.endpoint, f"reading the namespaces of OPC-UA server "
+            raise DeviceError(self.endpoint, f"resolving the nodes at OPC-UA server "
                               f"{self.endpoint} failed: {exc!r}; retrying") from exc
-        subs = await self._subscribe(client, idx)
+        if missing:
+            path, why = next(iter(missing.items()))
+            self._error(f"OPC-UA server {self.endpoint}: {len(missing)} tag(s) not found, e.g. "
+                        f"{path}: {why}; check the catalog against the server", loud=True)
+        self._path_of = {nodeid: path for path, nodeid in nodes.items()}
+        subs = await self._subscribe(client, nodes)
         self.connected = True
         logger.info("subscribed to %d tags at %s in %d subscription(s)", len(self.tags),
                     self.endpoint, len(subs))
@@ -177,13 +184,14 @@ class OpcUaSource(Source):
         raise DeviceError(self.endpoint, f"lost the connection to OPC-UA server {self.endpoint}; "
                           "reconnecting")
 
-    async def _subscribe(self, client: Client, idx: int) -> list[Subscription]:
+    async def _subscribe(self, client: Client, found: dict[str, ua.NodeId]) -> list[Subscription]:
         subs = []
+        tags = [t for t in self.tags if t in found]
         try:
-            for start in range(0, len(self.tags), self.chunk):
-                paths = self.tags[start : start + self.chunk]
+            for start in range(0, len(tags), self.chunk):
+                paths = tags[start : start + self.chunk]
                 sub = await client.create_subscription(self.interval_ms, None, queue_maxsize=0)
-                nodes = [client.get_node(f"ns={idx};s={p}") for p in paths]
+                nodes = [client.get_node(found[p]) for p in paths]
                 results = await sub.subscribe_data_change(
                     nodes, sampling_interval=ua.Double(self.interval_ms)
                 )
@@ -192,7 +200,8 @@ class OpcUaSource(Source):
                        if isinstance(r, ua.StatusCode)]
                 if bad:
                     self._error(f"OPC-UA server {self.endpoint} has no node for {len(bad)} tag(s), "
-                                f"e.g. ns={idx};s={bad[0]}; check the catalog against the server",
+                                f"e.g. {bad[0]} ({found[bad[0]].to_string()}); check the catalog "
+                                "against the server",
                                 loud=True)
         except (TimeoutError, OSError, ConnectionError, ua.UaError) as exc:
             raise DeviceError(self.endpoint, f"subscribing at OPC-UA server {self.endpoint} "
@@ -217,7 +226,9 @@ class OpcUaSource(Source):
         if isinstance(event, DataChangeEvent):
             self.notifications += 1
             reading = reading_of(event.value, event.data.monitored_item.Value, now_ms())
-            tag = str(event.node.nodeid.Identifier)
+            tag = self._path_of.get(event.node.nodeid)
+            if tag is None:
+                return
             if self._last.get(tag) == reading:  # a new session resends current values
                 self.repeats += 1
                 return

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from millstream import commands
 from millstream.settings import Settings, load_settings
 from schemas.catalog import Catalog, load_catalog
 from schemas.exceptions import MillstreamError
@@ -273,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--json", action="store_true", help="one JSON line (default: indented)")
     p.add_argument("--readings", type=int, default=None, help="workload size")
+
+    for module in commands.MODULES:
+        module.register(add)
     return parser
 
 

@@ -2,8 +2,10 @@
 
 Every tag is named by its ISA-95 path ``enterprise/site/area/line/machine/tag``. Rules and
 setpoints refer to tags as ``machine/tag``; :meth:`Catalog.resolve` turns that into the
-full path. OPC-UA sources expose each tag as the string node id ``ns=<i>;s=<path>`` where
-``i`` is the index of the source's ``namespace`` URI; Modbus tags carry a register map.
+full path. An OPC-UA tag names its node (``node`` or ``browse_path``, :mod:`schemas.opcua`);
+a Modbus tag carries a register map entry (``register``, :mod:`schemas.registers`), written
+in the YAML or loaded from a vendor CSV (``register_map``). The catalog describes the plant
+only: how the simulator behaves is the simulator's own configuration.
 """
 
 from __future__ import annotations
@@ -12,12 +14,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from schemas.catalog_errors import describe_validation_error
 from schemas.exceptions import CatalogError
+from schemas.opcua import MonitoringSpec, OpcUaSecurity, parse_browse_path, parse_node_ref
+from schemas.register_csv import read_register_csv
+from schemas.registers import ModbusRegister
 
 __all__ = [
     "Catalog",
@@ -37,31 +43,10 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
 
-class ModbusRegister(_Frozen):
-    """Where a tag lives on a Modbus device. 32-bit types span two registers, high word first;
-    a bool is a coil/discrete bit, or a register read as 0/1 (as many PLC maps do)."""
-
-    table: Literal["input", "holding", "coil", "discrete"]
-    address: int = Field(ge=0, le=65535)
-    type: Literal["float32", "uint16", "int16", "uint32", "bool"] = "float32"
-
-    @property
-    def width(self) -> int:
-        return 2 if self.type in ("float32", "uint32") else 1
-
-    @model_validator(mode="after")
-    def _fits(self) -> ModbusRegister:
-        if self.type != "bool" and self.table in ("coil", "discrete"):
-            raise ValueError(f"{self.table} tables hold bits: use type bool, not {self.type!r}")
-        if self.address + self.width - 1 > 65535:
-            raise ValueError(f"a {self.type} at address {self.address} runs past register 65535")
-        return self
-
-
 class TagSpec(_Frozen):
     name: str = Field(pattern=r"^[a-z0-9_]+$")
     unit: str = ""
-    kind: Literal["analog", "counter", "state", "setpoint"] = "analog"
+    kind: Literal["analog", "counter", "state", "setpoint", "text"] = "analog"
     description: str = ""
     # normal operating range (documentation and dashboards; rules set their own limits)
     low: float | None = None
@@ -70,31 +55,78 @@ class TagSpec(_Frozen):
     min: float | None = None
     max: float | None = None
     default: float | None = None
-    # Modbus tags only: where the value lives (YAML key "register")
+    # OPC-UA tags: the node, by node id or by browse path from Objects (one of the two)
+    node: str | None = None
+    browse_path: str | None = None
+    monitoring: MonitoringSpec | None = None  # overrides the source's, field by field
+    # Modbus tags: where the value lives (YAML key "register")
     modbus: ModbusRegister | None = Field(default=None, alias="register")
 
     @property
     def writable(self) -> bool:
         return self.kind == "setpoint"
 
+    @model_validator(mode="after")
+    def _addressing(self) -> TagSpec:
+        if self.node is not None and self.browse_path is not None:
+            raise ValueError(f"tag {self.name!r}: give 'node' or 'browse_path', not both")
+        if self.node is not None:
+            parse_node_ref(self.node)
+        if self.browse_path is not None:
+            parse_browse_path(self.browse_path)
+        if self.modbus is not None and (self.node or self.browse_path):
+            raise ValueError(f"tag {self.name!r}: a tag is OPC-UA (node) or Modbus (register)")
+        if self.modbus is not None and (self.modbus.type == "string") != (self.kind == "text"):
+            raise ValueError(
+                f"tag {self.name!r}: a string register needs kind text, and kind text a string")
+        return self
+
 
 class MachineSpec(_Frozen):
     name: str = Field(pattern=r"^[a-z0-9-]+$")
     area: str
     line: str
-    model: Literal["cnc", "press", "compressor"]  # which physics the simulator runs
     source: str
-    unit_id: int = 1  # Modbus unit (slave) id
-    tags: list[TagSpec]
+    description: str = ""
+    # Modbus: the device's unit (slave) id, its own poll period and largest read
+    unit_id: int = Field(default=1, ge=0, le=255)
+    poll_ms: int | None = Field(default=None, ge=10)
+    max_block: int | None = Field(default=None, ge=1, le=125)
+    # Modbus: a vendor register map (CSV, relative to the catalog file) adding tags
+    register_map: Path | None = None
+    tags: list[TagSpec] = []
 
 
 class SourceSpec(_Frozen):
     name: str = Field(pattern=r"^[a-z0-9-]+$")
     protocol: Literal["opcua", "modbus"]
-    # opc.tcp://host:port/path for OPC-UA, host:port for Modbus TCP
+    # opc.tcp://host:port/path for OPC-UA, host:port for Modbus TCP (or RTU over TCP)
     endpoint: str
-    namespace: str = "urn:millstream:plant"
-    interval_ms: int = Field(default=200, ge=10)  # OPC-UA sampling / Modbus polling period
+    interval_ms: int = Field(default=200, ge=10)  # OPC-UA sampling+publishing / Modbus poll
+    # OPC-UA: the namespace of browse names without a prefix; aliases usable in nsu=/paths
+    namespace: str | None = None
+    namespaces: dict[str, str] = {}
+    monitoring: MonitoringSpec = MonitoringSpec()
+    security: OpcUaSecurity = OpcUaSecurity()
+    # Modbus: framing, timeout, read coalescing, devices polled at once
+    framer: Literal["tcp", "rtu"] = "tcp"  # rtu: RTU frames over a TCP serial gateway
+    timeout_ms: int = Field(default=1000, ge=10)
+    max_gap: int = Field(default=4, ge=0, le=124)  # unused registers a read may span
+    max_block: int = Field(default=125, ge=1, le=125)  # registers per read
+    max_bits: int = Field(default=2000, ge=1, le=2000)  # coils/discrete inputs per read
+    concurrency: int = Field(default=4, ge=1, le=256)
+
+    def monitoring_of(self, tag: TagSpec) -> MonitoringSpec:
+        """The tag's monitored-item settings: the source's, then the tag's overrides."""
+        base = self.monitoring.merged(None)
+        if base.sampling_ms is None or base.publishing_ms is None:
+            base = base.model_copy(update={
+                "sampling_ms": base.sampling_ms if base.sampling_ms is not None
+                else float(self.interval_ms),
+                "publishing_ms": base.publishing_ms if base.publishing_ms is not None
+                else float(self.interval_ms),
+            })
+        return base.merged(tag.monitoring)
 
 
 class StreamsSpec(_Frozen):
@@ -173,17 +205,9 @@ class Catalog(_Frozen):
             if len({t.name for t in m.tags}) != len(m.tags):
                 raise ValueError(f"machine {m.name!r} has duplicate tag names")
             if by_name[m.source].protocol == "modbus":
-                used: dict[tuple[str, int], str] = {}
-                for t in m.tags:
-                    if t.modbus is None:
-                        raise ValueError(f"Modbus tag {m.name}/{t.name} needs a 'register'")
-                    for i in range(t.modbus.width):
-                        slot = (t.modbus.table, t.modbus.address + i)
-                        if slot in used:
-                            raise ValueError(
-                                f"Modbus tags {m.name}/{used[slot]} and {m.name}/{t.name} "
-                                f"overlap at {slot[0]} register {slot[1]}")
-                        used[slot] = t.name
+                _check_registers(m)
+            else:
+                _check_nodes(m, by_name[m.source])
         for r in self.rules:
             self.info(r.tag)
             sp = self.info(r.action.setpoint)
@@ -240,11 +264,51 @@ class Catalog(_Frozen):
         return [m for m in self.machines if m.source == source]
 
 
+def _check_registers(m: MachineSpec) -> None:
+    """Every tag of a Modbus machine has a register, and no two share one (bits of one
+    register may go to different tags)."""
+    whole: dict[tuple[int, str, int], str] = {}
+    bits: dict[tuple[int, str, int], dict[int, str]] = {}
+    for t in m.tags:
+        if t.modbus is None:
+            raise ValueError(f"Modbus tag {m.name}/{t.name} needs a 'register' "
+                             "(table, address, type), or a row in the machine's register_map")
+        reg = t.modbus
+        unit = m.unit_id if reg.unit_id is None else reg.unit_id
+        for address in range(reg.address, reg.end):
+            slot = (unit, reg.table, address)
+            taken = bits.get(slot, {})
+            clash = whole.get(slot) or (
+                taken.get(reg.bit) if reg.bit is not None else next(iter(taken.values()), None))
+            if clash is not None:
+                raise ValueError(
+                    f"Modbus tags {m.name}/{clash} and {m.name}/{t.name} overlap at unit "
+                    f"{unit} {reg.table} address {address}; give each its own register")
+            if reg.bit is None:
+                whole[slot] = t.name
+            else:
+                bits.setdefault(slot, {})[reg.bit] = t.name
+
+
+def _check_nodes(m: MachineSpec, source: SourceSpec) -> None:
+    """Every tag of an OPC-UA machine names its node, in a namespace the source knows."""
+    for t in m.tags:
+        if t.modbus is not None:
+            raise ValueError(f"tag {m.name}/{t.name} has a Modbus register but its source "
+                             f"{source.name!r} is OPC-UA; give it a 'node' or 'browse_path'")
+        if t.node is None and t.browse_path is None:
+            raise ValueError(
+                f"OPC-UA tag {m.name}/{t.name} needs a 'node' (e.g. ns=2;s=Temperature, or "
+                "nsu=urn:your:namespace;i=1234) or a 'browse_path' (e.g. Plant/Press/Temp); "
+                "`millstream browse opcua URL` lists them")
+
+
 DEFAULT_CATALOG = Path(__file__).resolve().parent / "plant.yaml"
 
 
 def load_catalog(path: str | Path | None = None) -> Catalog:
-    """Read and validate the catalog YAML; errors name the file and the bad entry."""
+    """Read and validate the catalog YAML (and the CSV register maps it names); errors
+    name the file, the line, the entry, the value and what to do."""
     p = Path(path) if path is not None else DEFAULT_CATALOG
     try:
         text = p.read_text()
@@ -257,7 +321,39 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise CatalogError(f"the plant catalog {p} is not valid YAML: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise CatalogError(f"the plant catalog {p} must be a YAML mapping with enterprise, "
+                           "site, sources and machines; see README.md 'Connect your plant'")
+    doc = _with_register_maps(doc, p)
     try:
         return Catalog.model_validate(doc)
     except ValidationError as exc:
-        raise CatalogError(f"the plant catalog {p} is invalid:\n{exc}") from exc
+        raise CatalogError(describe_validation_error(p, text, exc)) from exc
+
+
+def _with_register_maps(doc: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Machines with ``register_map: FILE.csv`` get one tag per CSV row, each row checked
+    on its own so that an error names the CSV file and line."""
+    machines = doc.get("machines")
+    if not isinstance(machines, list):
+        return doc
+    out = []
+    for m in machines:
+        if isinstance(m, dict) and m.get("register_map"):
+            csv_path = (path.parent / str(m["register_map"])).resolve()
+            tags = list(m.get("tags") or [])
+            for line, row in read_register_csv(csv_path):
+                try:
+                    TagSpec.model_validate(row)
+                except ValidationError as exc:
+                    problems = "; ".join(
+                        f"{'.'.join(map(str, e['loc'])) or 'row'}: "
+                        f"{str(e['msg']).removeprefix('Value error, ')}"
+                        for e in exc.errors(include_url=False))
+                    raise CatalogError(
+                        f"register map {csv_path} line {line} (machine {m.get('name')!r}) "
+                        f"is invalid: {problems}; fix that row of the CSV") from exc
+                tags.append(row)
+            m = {**m, "tags": tags}
+        out.append(m)
+    return {**doc, "machines": out}

@@ -22,6 +22,8 @@ from pymodbus.exceptions import ModbusException
 
 from schemas import modbus
 from schemas.catalog import Catalog, SourceSpec, TagInfo
+from schemas.exceptions import CatalogError
+from schemas.opcua_nodes import resolve_nodes
 from sinks.exceptions import DeviceError
 
 __all__ = [
@@ -122,17 +124,20 @@ class ModbusWriter(DeviceWriter):
 
 
 class OpcUaWriter(DeviceWriter):
-    """Writes Double variables over OPC-UA with an asyncua client.
+    """Writes setpoint variables over OPC-UA with an asyncua client.
 
-    The node of a tag is ``ns=<index of the source's namespace URI>;s=<ISA-95 path>``.
+    A tag's node is the one the catalog names (``node`` or ``browse_path``), resolved once
+    per session; the value is written in the variable's own data type (Float, Int16, ...).
     """
 
-    def __init__(self, source: SourceSpec, endpoint: str, *, timeout: float = 3.0) -> None:
+    def __init__(self, catalog: Catalog, source: SourceSpec, endpoint: str, *,
+                 timeout: float = 3.0) -> None:
+        self.catalog = catalog
         self.source = source
         self.endpoint = endpoint
         self._timeout = timeout
         self._client: Client | None = None
-        self._ns = 0
+        self._nodes: dict[str, ua.NodeId] = {}
 
     async def _connected(self) -> Client:
         if self._client is not None:
@@ -146,25 +151,30 @@ class OpcUaWriter(DeviceWriter):
                 f"cannot connect to OPC-UA server {self.endpoint}: {exc!r}; check that it "
                 "is reachable or set the source's endpoint"
             ) from exc
-        try:
-            self._ns = await client.get_namespace_index(self.source.namespace)
-        except (ValueError, ua.UaError) as exc:
-            await _quietly_disconnect(client, self.endpoint)
-            raise ConnectionError(
-                f"OPC-UA server {self.endpoint} has no namespace {self.source.namespace!r}; "
-                "set the source's namespace to the server's URI"
-            ) from exc
         self._client = client
+        self._nodes = {}
         return client
 
-    def _node(self, client: Client, tag_path: str) -> Node:
-        return client.get_node(f"ns={self._ns};s={tag_path}")
+    async def _node(self, client: Client, tag_path: str) -> Node:
+        if tag_path not in self._nodes:
+            info = self.catalog.info(tag_path)
+            try:
+                found, missing = await resolve_nodes(
+                    client, self.source, self.endpoint, [(info.path, info.spec)])
+            except CatalogError as exc:
+                raise DeviceError(self.source.name, tag_path, str(exc)) from exc
+            if info.path in missing:
+                raise DeviceError(self.source.name, tag_path,
+                                  f"OPC-UA server {self.endpoint}: {missing[info.path]}")
+            self._nodes[tag_path] = found[info.path]
+        return client.get_node(self._nodes[tag_path])
 
     async def write_and_read_back(self, tag_path: str, value: float) -> float:
         try:
             client = await self._connected()
-            node = self._node(client, tag_path)
-            await node.write_value(ua.DataValue(ua.Variant(float(value), ua.VariantType.Double)))
+            node = await self._node(client, tag_path)
+            current = await node.read_data_value()
+            await node.write_value(ua.DataValue(_variant_like(value, current.Value)))
             readback = await node.read_value()
         except ua.UaStatusCodeError as exc:  # the server answered: keep the session
             raise DeviceError(self.source.name, tag_path,
@@ -182,6 +192,25 @@ class OpcUaWriter(DeviceWriter):
         client, self._client = self._client, None
         if client is not None:
             await _quietly_disconnect(client, self.endpoint)
+
+
+_INTEGER_VARIANTS = frozenset({
+    ua.VariantType.SByte, ua.VariantType.Byte, ua.VariantType.Int16, ua.VariantType.UInt16,
+    ua.VariantType.Int32, ua.VariantType.UInt32, ua.VariantType.Int64, ua.VariantType.UInt64,
+})
+
+
+def _variant_like(value: float, current: ua.Variant | None) -> ua.Variant:
+    """``value`` in the variable's current data type: PLC setpoints are often Float or
+    Int16, and a server refuses a Double written to them."""
+    kind = current.VariantType if current is not None else ua.VariantType.Double
+    if kind == ua.VariantType.Boolean:
+        return ua.Variant(bool(value), kind)
+    if kind in _INTEGER_VARIANTS:
+        return ua.Variant(round(value), kind)
+    if kind == ua.VariantType.Float:
+        return ua.Variant(float(value), kind)
+    return ua.Variant(float(value), ua.VariantType.Double)
 
 
 async def _quietly_disconnect(client: Client, endpoint: str) -> None:
@@ -204,7 +233,7 @@ class DevicePool:
         if src.name not in self._writers:
             endpoint = self.endpoints.get(src.name, src.endpoint)
             self._writers[src.name] = (
-                OpcUaWriter(src, endpoint) if src.protocol == "opcua"
+                OpcUaWriter(self.catalog, src, endpoint) if src.protocol == "opcua"
                 else ModbusWriter(self.catalog, src, endpoint)
             )
         return self._writers[src.name]

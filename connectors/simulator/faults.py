@@ -14,6 +14,7 @@ from enum import Enum
 import numpy as np
 
 from connectors.simulator.exceptions import FaultSpecError
+from connectors.simulator.models import model_of
 from schemas.catalog import Catalog, MachineSpec
 
 __all__ = ["DEFAULT_DURATION_S", "Fault", "FaultKind", "FaultPlan", "applies_to"]
@@ -38,7 +39,7 @@ _MODELS: dict[FaultKind, frozenset[str]] = {
 
 
 def applies_to(kind: FaultKind, machine: MachineSpec) -> bool:
-    return machine.model in _MODELS[kind] and (
+    return model_of(machine) in _MODELS[kind] and (
         kind is not FaultKind.STUCK_SENSOR or bool(_analog_tags(machine))
     )
 
@@ -145,7 +146,7 @@ def _parse_one(spec: str, catalog: Catalog) -> Fault:
     if not applies_to(kind, machine):
         ok = ", ".join(sorted(_MODELS[kind]))
         raise FaultSpecError(
-            spec, f"{kind.value} does not apply to a {machine.model} machine (applies to: {ok})"
+            spec, f"{kind.value} does not apply to a {model_of(machine)} machine (applies to: {ok})"
         )
     tag = m["tag"]
     analog = _analog_tags(machine)

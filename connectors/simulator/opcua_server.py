@@ -1,7 +1,7 @@
 """The simulator's OPC-UA side: an asyncua Server with one Variable per tag.
 
-Address space: Objects / enterprise / site / area / line / machine (an object) / tag, every
-node with the string NodeId ``ns=<idx>;s=<ISA-95 path>`` in the source's namespace.
+Address space: Objects / Plant / area / line / machine / tag, each variable with the node
+id the catalog gives it (``node``); a tag named by ``browse_path`` sits at that path.
 Setpoints are writable by clients; the simulator reads them back each tick.
 """
 
@@ -14,21 +14,53 @@ from typing import cast
 from asyncua import Node, Server, ua
 
 from connectors.simulator.exceptions import PortInUseError
-from schemas.catalog import Catalog, TagSpec
+from schemas.catalog import Catalog, SourceSpec, TagSpec
+from schemas.opcua import parse_browse_path, parse_node_ref
 
 __all__ = ["OpcUaSide"]
 
 logger = logging.getLogger(__name__)
 
 
-def _nodeid(path: str, idx: int) -> ua.NodeId:
-    return ua.NodeId(ua.String(path), ua.Int16(idx))
-
-
 def _variant(value: float, tag: TagSpec) -> ua.Variant:
     if tag.kind == "state":
         return ua.Variant(bool(value), ua.VariantType.Boolean)
     return ua.Variant(float(value), ua.VariantType.Double)
+
+
+class _Namespaces:
+    """A source's namespace URIs and aliases, registered on the server on first use."""
+
+    def __init__(self, server: Server, source: SourceSpec) -> None:
+        self.server = server
+        self.source = source
+
+    async def index(self, ns: int | str | None) -> int:
+        if isinstance(ns, int):
+            return ns
+        uri = self.source.namespace or "urn:millstream:plant" if ns is None else (
+            self.source.namespaces.get(ns, ns))
+        return int(await self.server.register_namespace(uri))
+
+
+class _Folders:
+    """Folders under Objects, created on first use, by browse names."""
+
+    def __init__(self, root: Node, namespaces: _Namespaces) -> None:
+        self.root = root
+        self.namespaces = namespaces
+        self._made: dict[tuple[tuple[int, str], ...], Node] = {}
+
+    async def get(self, names: list[tuple[int | str | None, str]]) -> Node:
+        node: Node = self.root
+        key: tuple[tuple[int, str], ...] = ()
+        for ns, name in names:
+            idx = await self.namespaces.index(ns)
+            key = (*key, (idx, name))
+            if key not in self._made:
+                self._made[key] = await node.add_folder(idx, name)
+            node = self._made[key]
+        return node
 
 
 class OpcUaSide:
@@ -62,37 +94,34 @@ class OpcUaSide:
         logger.info("OPC-UA simulator serving %d tag(s) at %s", len(self._nodes), self.endpoint)
 
     async def _build(self, server: Server, values: dict[str, float]) -> None:
-        folders: dict[str, Node] = {}
         now = datetime.now(UTC)
         for source in self.catalog.sources:
             if source.protocol != "opcua":
                 continue
-            idx = await server.register_namespace(source.namespace)
+            namespaces = _Namespaces(server, source)
+            home = await namespaces.index(None)
+            folders = _Folders(server.nodes.objects, namespaces)
             for m in self.catalog.machines_of(source.name):
-                parent = server.nodes.objects
-                parts = [self.catalog.enterprise, self.catalog.site, m.area, m.line]
-                for depth, name in enumerate(parts, start=1):
-                    key = f"{idx}:" + "/".join(parts[:depth])
-                    if key not in folders:
-                        folders[key] = await parent.add_folder(
-                            _nodeid("/".join(parts[:depth]), idx), ua.QualifiedName(name, idx)
-                        )
-                    parent = folders[key]
-                obj = await parent.add_object(
-                    _nodeid(self.catalog.machine_path(m), idx), ua.QualifiedName(m.name, idx)
-                )
+                machine = ["Plant", m.area, m.line, m.name]
                 for tag in m.tags:
                     path = self.catalog.tag_path(m, tag)
-                    nodeid = _nodeid(path, idx)
-                    var = await obj.add_variable(
-                        nodeid, ua.QualifiedName(tag.name, idx), _variant(values[path], tag)
-                    )
+                    if tag.browse_path is not None:
+                        *parents, (ns, name) = parse_browse_path(tag.browse_path)
+                        parent = await folders.get(parents)
+                        idx = await namespaces.index(ns)
+                        nodeid = ua.NodeId(ua.String(f"auto/{path}"), ua.Int16(home))
+                    else:
+                        parent = await folders.get([(None, part) for part in machine])
+                        ref = parse_node_ref(str(tag.node))
+                        idx, name = await namespaces.index(ref.namespace), tag.name
+                        nodeid = ua.NodeId.from_string(ref.with_index(idx))
+                    var = await parent.add_variable(
+                        nodeid, ua.QualifiedName(name, idx), _variant(values[path], tag))
                     if tag.writable:
                         await var.set_writable()
                     self._nodes[path] = (nodeid, tag)
                     await server.write_attribute_value(
-                        nodeid, self._datavalue(values[path], tag, now)
-                    )
+                        nodeid, self._datavalue(values[path], tag, now))
 
     @staticmethod
     def _datavalue(value: float, tag: TagSpec, ts: datetime) -> ua.DataValue:

@@ -19,7 +19,8 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from millstream.stack.kafka import free_port
-from schemas.catalog import Catalog
+from schemas.catalog import Catalog, load_catalog
+from schemas.opcua import parse_node_ref
 from sinks.devices import DeviceError, DevicePool
 
 pytestmark = pytest.mark.integration
@@ -28,14 +29,16 @@ CNC_SP = "acme/plant1/machining/line1/cnc-01/spindle_speed_sp"
 PRESS_SP = "acme/plant1/forming/line2/press-01/pressure_sp"  # holding 0, float32, unit 1
 
 
-async def opcua_server(port: int, uri: str = "urn:millstream:plant") -> tuple[Server, Node]:
+async def opcua_server(port: int, uri: str = "urn:millstream:plant",
+                       kind: ua.VariantType = ua.VariantType.Double) -> tuple[Server, Node]:
+    """A server with the CNC setpoint at the node id the catalog gives it."""
     server = Server()
     await server.init()
     server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/millstream/")
     idx = await server.register_namespace(uri)
+    ident = parse_node_ref(str(load_catalog().info(CNC_SP).spec.node)).identifier
     node = await server.nodes.objects.add_variable(
-        f"ns={idx};s={CNC_SP}", "spindle_speed_sp", 8000.0, varianttype=ua.VariantType.Double
-    )
+        ua.NodeId(ident, idx), "spindle_speed_sp", ua.Variant(8000, kind))
     await node.set_writable()
     await server.start()
     return server, node
@@ -68,6 +71,24 @@ def test_opcua_write_reads_back_and_reconnects(catalog: Catalog) -> None:
             server, node = await opcua_server(port)  # the device comes back
             assert await pool.write_and_read_back(CNC_SP, 6500.5) == 6500.5
             assert await node.read_value() == 6500.5
+        finally:
+            await pool.close()
+            await server.stop()
+
+    run(catalog, test)
+
+
+@pytest.mark.parametrize("kind", [ua.VariantType.Float, ua.VariantType.Int32])
+def test_opcua_write_keeps_the_variables_data_type(catalog: Catalog, kind: ua.VariantType) -> None:
+    """PLC setpoints are often Float or Int32: a Double written to them is refused."""
+    async def test(catalog: Catalog) -> None:
+        port = free_port()
+        server, node = await opcua_server(port, kind=kind)
+        pool = DevicePool(catalog, {"opcua-sim": f"opc.tcp://127.0.0.1:{port}/millstream/"})
+        try:
+            assert await pool.write_and_read_back(CNC_SP, 5000.0) == 5000.0
+            variant = (await node.read_data_value()).Value
+            assert variant is not None and variant.VariantType == kind
         finally:
             await pool.close()
             await server.stop()

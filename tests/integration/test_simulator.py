@@ -15,6 +15,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from connectors.simulator import FaultPlan, PlantSimulator, PortInUseError, run_simulator
 from millstream.stack.kafka import free_port
 from schemas.catalog import Catalog
+from schemas.opcua_nodes import resolve_nodes
 
 pytestmark = pytest.mark.integration
 
@@ -30,12 +31,20 @@ def f32_words(value: float) -> list[int]:
     return list(struct.unpack(">HH", struct.pack(">f", value)))
 
 
+async def _nodes(client: Client, catalog: Catalog, endpoint: str) -> dict[str, ua.NodeId]:
+    """Every OPC-UA tag's node, found the way the connector finds it (node or browse path)."""
+    tags = [(p, i.spec) for p, i in catalog.tags().items() if i.source.protocol == "opcua"]
+    found, missing = await resolve_nodes(client, catalog.source("opcua-sim"), endpoint, tags)
+    assert not missing
+    return found
+
+
 async def _opcua(sim: PlantSimulator, catalog: Catalog) -> None:
     async with Client(sim.opcua_endpoint, timeout=10) as client:
-        idx = await client.get_namespace_index("urn:millstream:plant")
+        found = await _nodes(client, catalog, sim.opcua_endpoint)
 
         def node(path: str) -> Node:
-            return client.get_node(f"ns={idx};s={path}")
+            return client.get_node(found[path])
 
         for path, info in catalog.tags().items():
             if info.source.protocol != "opcua":
@@ -144,8 +153,8 @@ def test_run_simulator_serves_faults_until_stopped(catalog: Catalog) -> None:
                 await asyncio.sleep(0.2)
         try:
             await asyncio.sleep(1.0)  # the fault starts at 0.5 s
-            idx = await client.get_namespace_index("urn:millstream:plant")
-            fault = await client.get_node(f"ns={idx};s={CNC}/fault").read_value()
+            found = await _nodes(client, catalog, endpoint)
+            fault = await client.get_node(found[f"{CNC}/fault"]).read_value()
             assert fault is True
         finally:
             await client.disconnect()

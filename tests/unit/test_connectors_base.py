@@ -229,6 +229,9 @@ def test_opcua_notifications_already_received_are_emitted_when_the_consumer_stop
         item = ua.MonitoredItemNotification(ClientHandle=1, Value=dv)
         return DataChangeEvent(node, value, DataChangeNotif(SubscriptionItemData(), item))
 
+    # node ids as resolve_nodes() would have mapped them at subscribe time
+    src._path_of = {ua.NodeId(ua.String(p), ua.Int16(2)): p for p in src.tags}
+
     async def go() -> None:
         sub = Subscription(cast(Any, None), ua.CreateSubscriptionParameters(), queue_maxsize=0)
         consumer = asyncio.create_task(src._consume(sub))

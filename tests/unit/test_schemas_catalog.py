@@ -77,13 +77,13 @@ def test_overlapping_modbus_registers_are_refused(tmp_path: Path, catalog: Catal
     doc = catalog.model_dump(by_alias=True)
     press = next(m for m in doc["machines"] if m["name"] == "press-01")
     press["tags"][2]["register"]["address"] = 1  # oil_temp float32 at 1-2 overlaps pressure 0-1
-    with pytest.raises(CatalogError, match="overlap at input register 1"):
+    with pytest.raises(CatalogError, match="overlap at unit 1 input address 1"):
         load_catalog(_write(tmp_path, doc))
 
 
 @pytest.mark.parametrize(("register", "message"), [
-    ({"table": "input", "address": 65535, "type": "float32"}, "runs past register 65535"),
-    ({"table": "coil", "address": 3, "type": "uint16"}, "tables hold bits"),
+    ({"table": "input", "address": 65535, "type": "float32"}, "runs past address 65535"),
+    ({"table": "coil", "address": 3, "type": "uint16"}, "tables hold single bits"),
 ])
 def test_impossible_registers_are_refused(
         tmp_path: Path, catalog: Catalog, register: dict[str, object], message: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from connectors.simulator import Fault, FaultKind, FaultPlan, FaultSpecError
+from connectors.simulator.models import model_of
 from schemas.catalog import Catalog
 
 
@@ -52,7 +53,7 @@ def test_random_plan_is_seeded_and_well_formed(catalog: Catalog) -> None:
     for a, b in zip(plan.faults, plan.faults[1:], strict=False):
         assert a.end_s <= b.start_s  # one at a time
     for f in plan.faults:
-        model = machines[f.machine].model
+        model = model_of(machines[f.machine])
         if f.kind is FaultKind.PRESSURE_LOSS:
             assert model in ("press", "compressor")
         if f.kind is FaultKind.STUCK_SENSOR:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from connectors.simulator import Fault, FaultKind, FaultPlan, Plant
+from connectors.simulator.models import model_of
 from connectors.simulator.physics import CncModel, make_model
 from connectors.simulator.registers import decode, encode
 from schemas.catalog import Catalog, ModbusRegister
@@ -32,7 +33,7 @@ def test_same_seed_same_values(catalog: Catalog) -> None:
 
 
 def test_machines_get_different_noise(catalog: Catalog) -> None:
-    cnc = next(m for m in catalog.machines if m.model == "cnc")
+    cnc = next(m for m in catalog.machines if model_of(m) == "cnc")
     other = cnc.model_copy(update={"name": "cnc-02"})
     a, b = make_model(cnc, 7), make_model(other, 7)
     assert a.step(DT, DT)["spindle_temp"] != b.step(DT, DT)["spindle_temp"]
@@ -127,7 +128,7 @@ def test_stuck_sensor_freezes_only_its_tag(catalog: Catalog) -> None:
 
 
 def test_model_steps_without_a_plant(catalog: Catalog) -> None:
-    cnc = next(m for m in catalog.machines if m.model == "cnc")
+    cnc = next(m for m in catalog.machines if model_of(m) == "cnc")
     model = CncModel(cnc, np.random.default_rng(1))
     model.set_faults([Fault(FaultKind.OVERHEAT, "cnc-01", None, 0.0, 60.0)])
     out = {}

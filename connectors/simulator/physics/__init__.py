@@ -1,4 +1,5 @@
-"""One small physics model per machine model of the catalog ("cnc", "press", "compressor")."""
+"""One small physics model per kind of machine ("cnc", "press", "compressor"); which one
+simulates a machine is the simulator's configuration (:mod:`connectors.simulator.models`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import zlib
 
 import numpy as np
 
+from connectors.simulator.models import model_of
 from connectors.simulator.physics.base import MachineModel
 from connectors.simulator.physics.cnc import CncModel
 from connectors.simulator.physics.compressor import CompressorModel
@@ -26,4 +28,4 @@ MODELS: dict[str, type[MachineModel]] = {
 def make_model(machine: MachineSpec, seed: int) -> MachineModel:
     """The model for ``machine``, with a noise generator seeded from ``seed`` and its name."""
     rng = np.random.default_rng([seed & SEED_MASK, zlib.crc32(machine.name.encode())])
-    return MODELS[machine.model](machine, rng)
+    return MODELS[model_of(machine)](machine, rng)
