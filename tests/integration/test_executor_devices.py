@@ -38,7 +38,7 @@ async def opcua_server(port: int, uri: str = "urn:millstream:plant",
     idx = await server.register_namespace(uri)
     ident = parse_node_ref(str(load_catalog().info(CNC_SP).spec.node)).identifier
     node = await server.nodes.objects.add_variable(
-        ua.NodeId(ident, idx), "spindle_speed_sp", ua.Variant(8000, kind))
+        ua.NodeId(ua.String(ident), ua.Int16(idx)), "spindle_speed_sp", ua.Variant(8000, kind))
     await node.set_writable()
     await server.start()
     return server, node
