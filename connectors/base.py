@@ -83,9 +83,12 @@ class Source(abc.ABC):
         """Close the device client. Called once after ``run()`` has ended or been cancelled."""
 
     # -- what a source calls -----------------------------------------------------------
-    def emit(self, tag: str, ts: int, value: float | None, quality: Quality = Quality.GOOD) -> None:
-        """Queue one reading; a full frame goes to Kafka at once."""
-        self.builder.add(tag, ts, value, quality)
+    def emit(self, tag: str, ts: int, value: float | None, quality: Quality = Quality.GOOD, *,
+             server_ts: int | None = None, status: str | None = None,
+             text: str | None = None) -> None:
+        """Queue one reading; a full frame goes to Kafka at once. ``status`` names the
+        device's status or why there is no value; ``text`` is a text tag's value."""
+        self.builder.add(tag, ts, value, quality, server_ts=server_ts, status=status, text=text)
         if self.builder.full:
             self._publish_pending()
 

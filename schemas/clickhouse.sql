@@ -10,10 +10,18 @@ CREATE TABLE IF NOT EXISTS readings (
     source LowCardinality(String),
     epoch UInt64,
     seq UInt64,
-    ingested_at DateTime64(3, 'UTC') DEFAULT now64(3)
+    ingested_at DateTime64(3, 'UTC') DEFAULT now64(3),
+    server_ts Nullable(DateTime64(3, 'UTC')),
+    status LowCardinality(String) DEFAULT '',
+    text Nullable(String)
 ) ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMMDD(ts)
 ORDER BY (tag, ts, source, epoch, seq);
+
+-- tables created before these columns existed get them
+ALTER TABLE readings ADD COLUMN IF NOT EXISTS server_ts Nullable(DateTime64(3, 'UTC'));
+ALTER TABLE readings ADD COLUMN IF NOT EXISTS status LowCardinality(String) DEFAULT '';
+ALTER TABLE readings ADD COLUMN IF NOT EXISTS text Nullable(String);
 
 CREATE TABLE IF NOT EXISTS aggregates (
     tag LowCardinality(String),

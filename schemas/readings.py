@@ -10,6 +10,11 @@ One Kafka message on ``millstream.readings`` is one *frame*: the readings one so
 
 Reading ``i`` of the frame has sequence number ``seq + i``. Sequence numbers count up
 from 1 per (source, epoch) with no gaps, so a consumer can prove nothing was lost.
+Three more arrays are optional, present only when some reading has an entry:
+``server_ts`` (the OPC-UA server timestamp, Unix ms), ``status`` (the device's status
+name when it is not plain Good, e.g. ``BadNodeIdUnknown``, or why a reading has no value,
+e.g. ``gap: connection lost``) and ``text`` (the value of a text tag, whose ``value`` is
+null).
 Why frames: Faust's cost per Kafka message dominates (DESIGN.md), so a message carries
 hundreds of readings and the per-reading work is vectorised with NumPy.
 """
@@ -51,6 +56,9 @@ class Reading:
     source: str
     epoch: int
     seq: int
+    server_ts: int | None = None  # OPC-UA server timestamp, Unix ms
+    status: str | None = None  # device status name or the reason there is no value
+    text: str | None = None  # value of a text tag (value is then None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +83,9 @@ class ReadingFrame:
     ts: list[int]
     value: list[float | None]
     quality: list[int]
+    server_ts: list[int | None] | None = None
+    status: list[str | None] | None = None
+    text: list[str | None] | None = None
 
     def __len__(self) -> int:
         return len(self.tag)
@@ -88,20 +99,21 @@ class ReadingFrame:
         return self.source.encode()
 
     def encode(self) -> bytes:
-        return json.dumps(
-            {
-                "schema": SCHEMA,
-                "source": self.source,
-                "epoch": self.epoch,
-                "seq": self.seq,
-                "tag": self.tag,
-                "ts": self.ts,
-                "value": self.value,
-                "quality": self.quality,
-            },
-            separators=(",", ":"),
-            allow_nan=False,
-        ).encode()
+        doc: dict[str, Any] = {
+            "schema": SCHEMA,
+            "source": self.source,
+            "epoch": self.epoch,
+            "seq": self.seq,
+            "tag": self.tag,
+            "ts": self.ts,
+            "value": self.value,
+            "quality": self.quality,
+        }
+        for name in _OPTIONAL:
+            col = getattr(self, name)
+            if col is not None and any(x is not None for x in col):
+                doc[name] = col
+        return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
 
     @classmethod
     def decode(cls, payload: bytes | str | None) -> ReadingFrame:
@@ -146,7 +158,9 @@ class ReadingFrame:
         floats = np.asarray(value, dtype=np.float64)  # null -> NaN; JSON has no NaN or inf
         if np.isinf(floats).any() or np.isnan(floats).sum() != value.count(None):
             raise ContractError("bad-field", "every value must be a finite number or null")
-        return cls(source, epoch, seq, cols["tag"], cols["ts"], cols["value"], cols["quality"])
+        extra = {name: _optional(doc, name, n) for name in _OPTIONAL}
+        return cls(source, epoch, seq, cols["tag"], cols["ts"], cols["value"], cols["quality"],
+                   **extra)
 
     def arrays(self) -> FrameArrays:
         n = len(self.tag)
@@ -168,11 +182,33 @@ class ReadingFrame:
                 self.source,
                 self.epoch,
                 self.seq + i,
+                None if self.server_ts is None else self.server_ts[i],
+                None if self.status is None else self.status[i],
+                None if self.text is None else self.text[i],
             )
 
 
 _QUALITIES = frozenset({0, 1, 2})
 _VALUE_TYPES = frozenset({int, float, type(None)})
+_OPTIONAL = ("server_ts", "status", "text")
+_OPTIONAL_TYPES: dict[str, frozenset[type]] = {
+    "server_ts": frozenset({int, type(None)}),
+    "status": frozenset({str, type(None)}),
+    "text": frozenset({str, type(None)}),
+}
+
+
+def _optional(doc: dict[str, Any], name: str, n: int) -> list[Any] | None:
+    """An optional column: absent or null is None; else an array of n entries of its type."""
+    col = doc.get(name)
+    if col is None:
+        return None
+    if not isinstance(col, list) or len(col) != n:
+        raise ContractError("bad-field", f"{name} must be an array as long as tag ({n})")
+    if not set(map(type, col)) <= _OPTIONAL_TYPES[name]:
+        bad = next(x for x in col if type(x) not in _OPTIONAL_TYPES[name])
+        raise ContractError("bad-field", f"{name} entry {bad!r} has the wrong type")
+    return col
 
 
 def _is_int(x: object) -> bool:
@@ -194,14 +230,34 @@ class FrameBuilder:
     _ts: list[int] = field(default_factory=list)
     _value: list[float | None] = field(default_factory=list)
     _quality: list[int] = field(default_factory=list)
+    # optional columns, created when a reading first has an entry
+    _server_ts: list[int | None] | None = None
+    _status: list[str | None] | None = None
+    _text: list[str | None] | None = None
 
-    def add(self, tag: str, ts: int, value: float | None, quality: Quality = Quality.GOOD) -> None:
-        if value is None or not math.isfinite(value):  # no usable value: BAD, by contract
+    def add(self, tag: str, ts: int, value: float | None, quality: Quality = Quality.GOOD, *,
+            server_ts: int | None = None, status: str | None = None,
+            text: str | None = None) -> None:
+        """One reading. A missing or non-finite value is BAD quality (a text tag's value is
+        its ``text``); ``status`` says why, or names the device's status."""
+        if text is not None:
+            value = None
+        elif value is None or not math.isfinite(value):  # no usable value: BAD, by contract
             value, quality = None, Quality.BAD
+        n = len(self._tag)
         self._tag.append(tag)
         self._ts.append(int(ts))
         self._value.append(None if value is None else float(value))
         self._quality.append(int(quality))
+        if server_ts is not None or self._server_ts is not None:
+            self._server_ts = self._server_ts if self._server_ts is not None else [None] * n
+            self._server_ts.append(None if server_ts is None else int(server_ts))
+        if status is not None or self._status is not None:
+            self._status = self._status if self._status is not None else [None] * n
+            self._status.append(status)
+        if text is not None or self._text is not None:
+            self._text = self._text if self._text is not None else [None] * n
+            self._text.append(text)
 
     @property
     def pending(self) -> int:
@@ -220,8 +276,10 @@ class FrameBuilder:
         if not self._tag:
             return None
         frame = ReadingFrame(
-            self.source, self.epoch, self.next_seq, self._tag, self._ts, self._value, self._quality
+            self.source, self.epoch, self.next_seq, self._tag, self._ts, self._value,
+            self._quality, self._server_ts, self._status, self._text,
         )
         self.next_seq += len(self._tag)
         self._tag, self._ts, self._value, self._quality = [], [], [], []
+        self._server_ts = self._status = self._text = None
         return frame

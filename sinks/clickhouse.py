@@ -36,7 +36,8 @@ __all__ = ["READINGS_COLUMNS", "ClickHouseSink", "event_columns", "frame_columns
 
 logger = logging.getLogger(__name__)
 
-READINGS_COLUMNS = ("tag", "ts", "value", "quality", "source", "epoch", "seq")
+READINGS_COLUMNS = ("tag", "ts", "value", "quality", "source", "epoch", "seq", "server_ts",
+                    "status", "text")
 _EVENTS: dict[str, type[Any]] = {
     "aggregates": Aggregate, "anomalies": Anomaly, "commands": Command,
     "command_results": CommandResult, "deadletter": DeadLetter,
@@ -78,15 +79,22 @@ def frame_columns(frame: ReadingFrame, known: frozenset[str]) -> tuple[list[list
     if not (_U64[0] <= frame.epoch <= _U64[1] and frame.last_seq <= _U64[1]):
         raise ContractError("out-of-range", f"epoch {frame.epoch} or seq does not fit UInt64")
     _check_utf8("source", frame.source)
+    server_ts = frame.server_ts or [None] * n
+    if frame.server_ts and any(t is not None and not lo <= t <= hi for t in server_ts):
+        raise ContractError("out-of-range", "a server_ts does not fit DateTime64 (Unix ms)")
+    status = [s or "" for s in frame.status] if frame.status else [""] * n
+    text = frame.text or [None] * n
+    for name, col in (("status", status), ("text", text)):
+        for entry in col:
+            if entry:
+                _check_utf8(name, entry)
+    columns: list[list[Any]] = [frame.tag, frame.ts, frame.value, frame.quality, [frame.source] * n,
+               [frame.epoch] * n, list(range(frame.seq, frame.seq + n)), server_ts, status, text]
     if known.issuperset(frame.tag):
-        return [frame.tag, frame.ts, frame.value, frame.quality, [frame.source] * n,
-                [frame.epoch] * n, list(range(frame.seq, frame.seq + n))], []
+        return columns, []
     keep = [i for i, t in enumerate(frame.tag) if t in known]
     unknown = [t for t in frame.tag if t not in known]
-    return [[frame.tag[i] for i in keep], [frame.ts[i] for i in keep],
-            [frame.value[i] for i in keep], [frame.quality[i] for i in keep],
-            [frame.source] * len(keep), [frame.epoch] * len(keep),
-            [frame.seq + i for i in keep]], unknown
+    return [[col[i] for i in keep] for col in columns], unknown
 
 
 def event_columns(event: Any) -> list[list[Any]]:

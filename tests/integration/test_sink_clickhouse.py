@@ -23,7 +23,7 @@ from confluent_kafka import Producer
 from millstream.query import QueryError, endpoint_file_for, run_query
 from schemas.catalog import Catalog
 from schemas.events import Aggregate, Anomaly, Command, CommandResult
-from schemas.readings import FrameBuilder
+from schemas.readings import FrameBuilder, Quality
 from schemas.status import read_status
 from schemas.topics import Topics
 
@@ -111,7 +111,10 @@ def produce_events_and_garbage(bootstrap: str, topics: Topics, catalog: Catalog)
         p.produce(topic, ev.encode(), ev.key())
     ghost = FrameBuilder("ghost-src", epoch=1)
     ghost.add(UNKNOWN_TAG, now, 1.0)
-    ghost.add(tag, now, 2.0)  # the known reading of the same frame is stored
+    # the known readings of the same frame are stored, with their optional columns
+    ghost.add(tag, now, 2.0, Quality.UNCERTAIN, server_ts=now + 5,
+              status="UncertainLastUsableValue")
+    ghost.add(tag, now + 1, None, text="LOT-42")
     frame = ghost.flush()
     assert frame is not None
     p.produce(topics.readings, frame.encode(), frame.key())
@@ -129,7 +132,7 @@ def test_sink_stores_everything_once_and_dead_letters_bad_input(
     assert endpoint is not None
     produced = produce_readings(kafka_bootstrap, topics, catalog, sources=3, frames=100)
     produce_events_and_garbage(kafka_bootstrap, topics, catalog)
-    expected = produced + 1  # + the known reading of the ghost frame
+    expected = produced + 2  # + the known readings of the ghost frame
     proc = start_sink(kafka_bootstrap, topics, chdb_dsn, status)
     try:
         wait_for(endpoint.exists, 60, "the query endpoint file")
@@ -145,6 +148,10 @@ def test_sink_stores_everything_once_and_dead_letters_bad_input(
         assert q("SELECT count(), uniqExact(source, epoch, seq) FROM readings") == [
             [expected, expected]]
         assert q(f"SELECT count() FROM readings WHERE tag = '{UNKNOWN_TAG}'") == [[0]]
+        assert q("SELECT value, quality, toUnixTimestamp64Milli(server_ts), status, text "
+                 "FROM readings WHERE source = 'ghost-src' ORDER BY ts") == [
+            [2.0, 1, 1_763_760_000_005, "UncertainLastUsableValue", None],
+            [None, 0, None, "", "LOT-42"]]
         for table in ("aggregates", "anomalies", "commands", "command_results"):
             assert q(f"SELECT count() FROM {table}") == [[1]], table
         assert q("SELECT status, readback FROM command_audit") == [["applied", 1000.0]]

@@ -47,7 +47,8 @@ def test_event_round_trips_and_matches_its_json_schema(suffix: str) -> None:
 def test_reading_frame_matches_its_json_schema() -> None:
     b = FrameBuilder("opcua-sim", 17)
     b.add("a/b/c/d/m/t", 5, 1.0)
-    b.add("a/b/c/d/m/u", 5, None)
+    b.add("a/b/c/d/m/u", 5, None, status="gap: connection lost", server_ts=4)
+    b.add("a/b/c/d/m/v", 5, None, text="LOT-42")
     frame = b.flush()
     assert frame is not None
     jsonschema.validate(json.loads(frame.encode()), _schema("millstream.readings"))

@@ -98,3 +98,44 @@ def test_decode_rejects_with_a_stable_reason(payload: bytes | None, reason: str)
 def test_nan_in_json_is_rejected() -> None:
     with pytest.raises(ContractError, match="finite"):
         ReadingFrame.decode(_doc().replace(b"[1.0]", b"[NaN]"))
+
+
+extras = st.lists(
+    st.tuples(st.one_of(st.none(), st.integers(0, 2**42)),
+              st.one_of(st.none(), st.sampled_from(["BadNodeIdUnknown", "gap: connection lost"])),
+              st.one_of(st.none(), st.text(max_size=8))),
+    min_size=1, max_size=30,
+)
+
+
+@given(extras)
+def test_optional_columns_round_trip_and_stay_aligned(rows: list[tuple[int | None, str | None,
+                                                                         str | None]]) -> None:
+    """server_ts, status and text appear only when some reading has one, and stay aligned
+    with the readings even when the first readings of a frame have none."""
+    b = FrameBuilder("s", 1)
+    for i, (server_ts, status, text) in enumerate(rows):
+        b.add(f"a/b/c/d/m/t{i}", i, float(i), server_ts=server_ts, status=status, text=text)
+    frame = b.flush()
+    assert frame is not None
+    doc = json.loads(frame.encode())
+    for name, col in (("server_ts", 0), ("status", 1), ("text", 2)):
+        assert (name in doc) == any(r[col] is not None for r in rows)
+    got = [(r.server_ts, r.status, r.text) for r in ReadingFrame.decode(frame.encode()).readings()]
+    assert got == rows
+    # a text tag's value is its text: value null, quality as given (not BAD)
+    for r, (_, _, text) in zip(ReadingFrame.decode(frame.encode()).readings(), rows, strict=True):
+        assert (r.value is None) == (text is not None)
+        assert r.quality == Quality.GOOD
+
+
+@pytest.mark.parametrize(("extra", "reason"), [
+    ({"status": ["x", "y"]}, "status must be an array as long as tag"),
+    ({"server_ts": ["1"]}, "server_ts entry '1' has the wrong type"),
+    ({"text": [5]}, "text entry 5 has the wrong type"),
+])
+def test_optional_columns_are_validated(extra: dict[str, object], reason: str) -> None:
+    doc = {"schema": SCHEMA, "source": "s", "epoch": 1, "seq": 1, "tag": ["t"], "ts": [1],
+           "value": [1.0], "quality": [0], **extra}
+    with pytest.raises(ContractError, match=reason):
+        ReadingFrame.decode(json.dumps(doc))

@@ -25,8 +25,9 @@ def test_known_frame_becomes_columns() -> None:
     assert unknown == []
     assert len(cols) == len(READINGS_COLUMNS)
     rows = list(zip(*cols, strict=True))
-    assert rows == [("p/a", 1000, 1.5, 0, "src", 7, 100), ("p/x", 1001, None, 2, "src", 7, 101),
-                    ("p/b", 1002, 3.0, 1, "src", 7, 102)]
+    assert rows == [("p/a", 1000, 1.5, 0, "src", 7, 100, None, "", None),
+                    ("p/x", 1001, None, 2, "src", 7, 101, None, "", None),
+                    ("p/b", 1002, 3.0, 1, "src", 7, 102, None, "", None)]
 
 
 def test_unknown_tags_are_left_out_and_keep_their_seq() -> None:
