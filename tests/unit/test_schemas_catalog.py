@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from schemas.catalog import Catalog, load_catalog
+from schemas.catalog import DEFAULT_CATALOG, Catalog, load_catalog
 from schemas.exceptions import CatalogError
 
 
@@ -90,5 +90,34 @@ def test_impossible_registers_are_refused(
     doc = catalog.model_dump(by_alias=True)
     press = next(m for m in doc["machines"] if m["name"] == "press-01")
     press["tags"][0]["register"] = register
+    with pytest.raises(CatalogError, match=message):
+        load_catalog(_write(tmp_path, doc))
+
+
+def test_invalid_entry_names_the_line_the_path_and_the_value(tmp_path: Path) -> None:
+    text = DEFAULT_CATALOG.read_text().replace(
+        "register: {table: input, address: 2}", "register: {table: input, address: 2, "
+        "order: XYZW}")
+    line = next(i for i, ln in enumerate(text.splitlines(), 1) if "XYZW" in ln)
+    path = tmp_path / "plant.yaml"
+    path.write_text(text)
+    with pytest.raises(CatalogError) as err:
+        load_catalog(path)
+    msg = str(err.value)
+    assert f"line {line}, machines[1].tags[2].register.order = 'XYZW'" in msg
+    assert "'ABCD', 'BADC', 'CDAB' or 'DCBA'" in msg and str(path) in msg
+
+
+@pytest.mark.parametrize(("tag", "message"), [
+    ({"name": "t", "node": "ns=x;i=5"}, "ns= takes a namespace index"),
+    ({"name": "t", "node": "Temperature"}, "is not an OPC UA node id"),
+    ({"name": "t", "node": "ns=2;i=5", "browse_path": "A/B"}, "not both"),
+    ({"name": "t"}, "needs a 'node'"),
+    ({"name": "t", "browse_path": "A//B"}, "empty segment"),
+])
+def test_opcua_tags_must_name_their_node(tmp_path: Path, catalog: Catalog,
+                                         tag: dict[str, object], message: str) -> None:
+    doc = catalog.model_dump(by_alias=True, exclude_none=True)
+    doc["machines"][0]["tags"][0] = tag
     with pytest.raises(CatalogError, match=message):
         load_catalog(_write(tmp_path, doc))
