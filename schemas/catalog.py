@@ -88,7 +88,9 @@ class MachineSpec(_Frozen):
     line: str
     source: str
     description: str = ""
-    # Modbus: the device's unit (slave) id, its own poll period and largest read
+    # Modbus: the device's own host:port when it is not the source's (one connector polls
+    # many devices, ``concurrency`` at a time), its unit (slave) id, poll period, largest read
+    endpoint: str | None = None
     unit_id: int = Field(default=1, ge=0, le=255)
     poll_ms: int | None = Field(default=None, ge=10)
     max_block: int | None = Field(default=None, ge=1, le=125)
