@@ -30,7 +30,8 @@ from connectors.base import FramePublisher, Source
 from connectors.exceptions import ConnectorConfigError, DeviceError
 from schemas.catalog import Catalog, SourceSpec
 from schemas.events import now_ms
-from schemas.exceptions import CatalogError
+from schemas.exceptions import CatalogError, OpcUaSecurityError
+from schemas.opcua_client import connect_client
 from schemas.opcua_nodes import resolve_nodes
 from schemas.readings import Quality
 
@@ -97,12 +98,14 @@ class OpcUaSource(Source):
         frame_ms: int = 200,
         chunk: int = CHUNK,
         timeout_s: float = 4.0,
+        pki_dir: Path | None = None,
     ) -> None:
         super().__init__(spec.name, publisher, status_file=status_file, frame_ms=frame_ms)
         self.endpoint = endpoint or spec.endpoint
         self.interval_ms = spec.interval_ms
         self.chunk = chunk
         self.timeout_s = timeout_s
+        self.pki_dir = pki_dir  # OPC-UA certificates; needed when the source is secured
         self.spec = spec
         self.tag_specs = [(catalog.tag_path(m, t), t) for m in catalog.machines_of(spec.name)
                           for t in m.tags]
@@ -146,10 +149,14 @@ class OpcUaSource(Source):
     async def _session(self) -> None:
         """Connect, subscribe, and consume until the connection is lost."""
         self._lost = asyncio.Event()
-        client = Client(self.endpoint, timeout=self.timeout_s)
-        client.connection_lost_callback = self._on_lost
         try:
-            await client.connect()
+            client = await connect_client(self.spec, self.endpoint, self.pki_dir,
+                                          timeout=self.timeout_s, on_lost=self._on_lost)
+        except OpcUaSecurityError as exc:  # retried too: an admin may trust us or it later
+            if str(exc) != self.last_error:  # loud once per new refusal, then in the status
+                logger.error("%s", exc)
+                self.last_error = str(exc)
+            raise DeviceError(self.endpoint, str(exc)) from exc
         except (TimeoutError, OSError, ua.UaError) as exc:  # connect() cleans up after itself
             raise DeviceError(
                 self.endpoint,

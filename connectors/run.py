@@ -28,6 +28,7 @@ def make_source(
     endpoint: str | None = None,
     status_file: Path | None = None,
     frame_ms: int = 200,
+    pki_dir: Path | None = None,
 ) -> Source:
     """The :class:`Source` for the catalog's source ``source_name``, by its protocol."""
     spec = catalog.source(source_name)  # CatalogError names the known sources
@@ -41,6 +42,9 @@ def make_source(
             f"source {source_name!r} speaks {spec.protocol!r}, which `millstream connect` "
             f"does not bridge (it bridges: {', '.join(kinds)})"
         )
+    if spec.protocol == "opcua":
+        return OpcUaSource(catalog, spec, publisher, endpoint=endpoint, status_file=status_file,
+                           frame_ms=frame_ms, pki_dir=pki_dir)
     return kind(catalog, spec, publisher, endpoint=endpoint, status_file=status_file,
                 frame_ms=frame_ms)
 
@@ -56,19 +60,21 @@ async def run_connector(
     status_file: Path | None = None,
     frame_ms: int = 200,
     stop: asyncio.Event | None = None,
+    pki_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Bridge ``source_name`` into ``topics.readings`` until ``stop`` is set.
 
     Returns the final status (the same object the status file holds at the end). Device
     outages are retried and counted in the status; configuration errors raise
-    :class:`~connectors.exceptions.ConnectorConfigError`.
+    :class:`~connectors.exceptions.ConnectorConfigError`. ``pki_dir`` holds the OPC-UA
+    certificates (own and trusted): a secured OPC-UA source needs it.
     """
     publisher = ReadingPublisher(
         bootstrap, topics, kafka_config=kafka_config, client_id=f"millstream-{source_name}"
     )
     try:
         source = make_source(catalog, source_name, publisher, endpoint=endpoint,
-                             status_file=status_file, frame_ms=frame_ms)
+                             status_file=status_file, frame_ms=frame_ms, pki_dir=pki_dir)
         logger.info("bridging %s (%s) at %s into %s", source_name, source.protocol,
                     getattr(source, "endpoint", "?"), topics.readings)
         return await source.serve(stop)

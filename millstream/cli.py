@@ -120,6 +120,7 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_connect(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.run import run_connector
     from millstream.stack.locate import resolve_bootstrap
+    from schemas.opcua_pki import default_pki_dir
 
     catalog = _catalog(settings)
     catalog.source(args.source)  # names the known sources if this one is not
@@ -130,7 +131,7 @@ def cmd_connect(args: argparse.Namespace, settings: Settings) -> int:
             catalog, args.source, bootstrap=bootstrap, topics=_topics(settings),
             kafka_config=settings.kafka_client_config(), endpoint=args.endpoint,
             status_file=_path(args.status_file), frame_ms=args.frame_ms,
-            stop=_async_stop_event(),
+            stop=_async_stop_event(), pki_dir=default_pki_dir(settings.data_dir),
         )
 
     final = asyncio.run(_main())
@@ -166,6 +167,7 @@ def cmd_sink(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_executor(args: argparse.Namespace, settings: Settings) -> int:
     from millstream.stack.locate import resolve_bootstrap
+    from schemas.opcua_pki import default_pki_dir
     from sinks.executor import run_executor
 
     endpoints: dict[str, str] = {}
@@ -178,7 +180,8 @@ def cmd_executor(args: argparse.Namespace, settings: Settings) -> int:
     final = run_executor(_catalog(settings), bootstrap=resolve_bootstrap(settings),
                          topics=_topics(settings), endpoints=endpoints or None,
                          kafka_config=settings.kafka_client_config(),
-                         status_file=_path(args.status_file), stop=stop)
+                         status_file=_path(args.status_file), stop=stop,
+                         pki_dir=default_pki_dir(settings.data_dir))
     print(json.dumps(final, default=str), flush=True)
     return 0
 

@@ -22,3 +22,22 @@ class ContractError(MillstreamError):
 
 class CatalogError(MillstreamError):
     """The plant catalog (tags, sources, rules) is missing or invalid."""
+
+
+class OpcUaSecurityError(MillstreamError):
+    """An OPC-UA secure connection was refused: the server's certificate is not trusted,
+    expired or missing, the credentials were refused or cannot be read, or the server does
+    not offer the configured policy.
+
+    ``reason`` is short and stable (``untrusted``, ``expired``, ``credentials``,
+    ``access_denied``, ``client_rejected``, ``policy``, ``config``); ``thumbprint`` is the
+    server certificate's SHA-1 thumbprint when one is involved. The message never holds a
+    secret.
+    """
+
+    def __init__(self, endpoint: str, reason: str, message: str,
+                 thumbprint: str | None = None) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+        self.reason = reason
+        self.thumbprint = thumbprint

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import logging
+from pathlib import Path
 
 from asyncua import Client, ua
 from asyncua.common.node import Node
@@ -22,7 +23,8 @@ from pymodbus.exceptions import ModbusException
 
 from schemas import modbus
 from schemas.catalog import Catalog, SourceSpec, TagInfo
-from schemas.exceptions import CatalogError
+from schemas.exceptions import CatalogError, OpcUaSecurityError
+from schemas.opcua_client import connect_client
 from schemas.opcua_nodes import resolve_nodes
 from sinks.exceptions import DeviceError
 
@@ -131,22 +133,22 @@ class OpcUaWriter(DeviceWriter):
     """
 
     def __init__(self, catalog: Catalog, source: SourceSpec, endpoint: str, *,
-                 timeout: float = 3.0) -> None:
+                 timeout: float = 3.0, pki_dir: Path | None = None) -> None:
         self.catalog = catalog
         self.source = source
         self.endpoint = endpoint
         self._timeout = timeout
+        self.pki_dir = pki_dir  # OPC-UA certificates; needed when the source is secured
         self._client: Client | None = None
         self._nodes: dict[str, ua.NodeId] = {}
 
     async def _connected(self) -> Client:
         if self._client is not None:
             return self._client
-        client = Client(self.endpoint, timeout=self._timeout)
         try:
-            await client.connect()
-        except (OSError, TimeoutError, ua.UaError) as exc:
-            await _quietly_disconnect(client, self.endpoint)
+            client = await connect_client(self.source, self.endpoint, self.pki_dir,
+                                          timeout=self._timeout)
+        except (OSError, TimeoutError, ua.UaError) as exc:  # connect() cleans up after itself
             raise ConnectionError(
                 f"cannot connect to OPC-UA server {self.endpoint}: {exc!r}; check that it "
                 "is reachable or set the source's endpoint"
@@ -176,6 +178,8 @@ class OpcUaWriter(DeviceWriter):
             current = await node.read_data_value()
             await node.write_value(ua.DataValue(_variant_like(value, current.Value)))
             readback = await node.read_value()
+        except OpcUaSecurityError as exc:  # refused before a session: nothing to close
+            raise DeviceError(self.source.name, tag_path, str(exc)) from exc
         except ua.UaStatusCodeError as exc:  # the server answered: keep the session
             raise DeviceError(self.source.name, tag_path,
                               f"OPC-UA server {self.endpoint} refused: {exc}") from exc
@@ -221,11 +225,14 @@ async def _quietly_disconnect(client: Client, endpoint: str) -> None:
 
 
 class DevicePool:
-    """One writer per source, created on first use; ``endpoints`` overrides the catalog's."""
+    """One writer per source, created on first use; ``endpoints`` overrides the catalog's;
+    ``pki_dir`` holds the OPC-UA certificates (a secured OPC-UA source needs it)."""
 
-    def __init__(self, catalog: Catalog, endpoints: dict[str, str] | None = None) -> None:
+    def __init__(self, catalog: Catalog, endpoints: dict[str, str] | None = None,
+                 pki_dir: Path | None = None) -> None:
         self.catalog = catalog
         self.endpoints = dict(endpoints or {})
+        self.pki_dir = pki_dir
         self._writers: dict[str, DeviceWriter] = {}
 
     def writer(self, info: TagInfo) -> DeviceWriter:
@@ -233,7 +240,8 @@ class DevicePool:
         if src.name not in self._writers:
             endpoint = self.endpoints.get(src.name, src.endpoint)
             self._writers[src.name] = (
-                OpcUaWriter(self.catalog, src, endpoint) if src.protocol == "opcua"
+                OpcUaWriter(self.catalog, src, endpoint, pki_dir=self.pki_dir)
+                if src.protocol == "opcua"
                 else ModbusWriter(self.catalog, src, endpoint)
             )
         return self._writers[src.name]

@@ -59,17 +59,19 @@ def run_executor(
     stop: threading.Event | None = None,
     max_rate_per_setpoint: int = 6,
     attempts: int = 3,
+    pki_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Execute commands until ``stop`` is set; returns the final counters.
 
     ``endpoints`` maps a source name to the endpoint to use instead of the catalog's;
     ``kafka_config`` is added to the consumer's and producer's librdkafka settings (TLS,
-    SASL); ``attempts`` bounds the writes of one command when the device errors.
+    SASL); ``attempts`` bounds the writes of one command when the device errors;
+    ``pki_dir`` holds the OPC-UA certificates (a secured OPC-UA source needs it).
     """
     executor = _Executor(
         catalog, bootstrap=bootstrap, topics=topics, endpoints=endpoints, group_id=group_id,
         kafka_config=kafka_config, status_file=status_file, stop=stop or threading.Event(),
-        max_rate_per_setpoint=max_rate_per_setpoint, attempts=attempts,
+        max_rate_per_setpoint=max_rate_per_setpoint, attempts=attempts, pki_dir=pki_dir,
     )
     return asyncio.run(executor.run())
 
@@ -89,6 +91,7 @@ class _Executor:
         max_rate_per_setpoint: int,
         attempts: int,
         remembered_results: int = _REMEMBERED_RESULTS,
+        pki_dir: Path | None = None,
     ) -> None:
         if attempts < 1:
             raise ValueError(f"attempts={attempts}: a command needs at least 1 write attempt")
@@ -98,7 +101,7 @@ class _Executor:
         self.stop = stop
         self.attempts = attempts
         self.gateway = SafetyGateway(catalog, max_rate_per_setpoint=max_rate_per_setpoint)
-        self.devices = DevicePool(catalog, endpoints)
+        self.devices = DevicePool(catalog, endpoints, pki_dir)
         # the one memory of commands seen: a redelivered command is never written twice and
         # gets its first result again (command_results is a ReplacingMergeTree by command_id,
         # so a second, different result would replace the first in the audit)

@@ -1,0 +1,1 @@
+"""Helpers shared by tests (certificates, ...); not fixtures, not tests."""
