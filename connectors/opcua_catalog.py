@@ -195,7 +195,7 @@ HEADER = """\
 
 def render_catalog(machines: Sequence[MachineProposal], *, endpoint: str, source: str,
                    namespaces: dict[str, str], enterprise: str, site: str,
-                   partial: str = "") -> str:
+                   partial: str = "", security: dict[str, object] | None = None) -> str:
     """The catalog YAML: a commented header, the source, one flow mapping per tag line."""
     tags = sum(1 for m in machines for t in m.tags if not t.skipped)
     lines = [HEADER.format(endpoint=endpoint, tags=tags, machines=len(machines),
@@ -206,6 +206,9 @@ def render_catalog(machines: Sequence[MachineProposal], *, endpoint: str, source
     if namespaces:
         pairs = ", ".join(f"{a}: {_scalar(u)}" for a, u in namespaces.items())
         lines.append(f"    namespaces: {{{pairs}}}  # aliases used by nsu= in the nodes")
+    if security:  # the options browse connected with (no secrets: only where they live)
+        pairs = ", ".join(f"{k}: {_scalar(str(v))}" for k, v in security.items())
+        lines.append(f"    security: {{{pairs}}}")
     lines += ["", "machines:" + ("" if machines else " []")]
     for m in machines:
         active = [t for t in m.tags if not t.skipped]

@@ -6,27 +6,34 @@ the proposal :mod:`connectors.opcua_catalog`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from pathlib import Path
 from urllib.parse import urlparse
 
 from asyncua import Client, ua
 
 from connectors.opcua_browse import Progress, Walk, Walker
 from connectors.opcua_catalog import namespace_aliases, propose, render_catalog, slug
+from schemas.catalog import SourceSpec
 from schemas.exceptions import MillstreamError
-from schemas.opcua import parse_browse_path, parse_node_ref
+from schemas.opcua import OpcUaSecurity, parse_browse_path, parse_node_ref
+from schemas.opcua_client import connect_client
 
 __all__ = ["browse_opcua", "catalog_text", "make_client", "resolve_root"]
 
 logger = logging.getLogger(__name__)
 
 
-def make_client(url: str, timeout: float) -> Client:
-    """THE place the browse command creates its OPC-UA client. Security None only for now:
-    swap this for the shared secured client factory when it exists. The health watchdog
-    gets the request timeout: asyncua's default gives up on a server after 1 s, and a big
-    server busy answering a large Browse or Read can take longer than that."""
-    return Client(url, timeout=timeout, watchdog_intervall=timeout)
+async def make_client(url: str, timeout: float, security: OpcUaSecurity | None = None,
+                      pki_dir: Path | None = None) -> Client:
+    """THE place the browse command creates and connects its OPC-UA client, secured like a
+    connector (:func:`schemas.opcua_client.connect_client`). The health watchdog gets the
+    request timeout: asyncua's default gives up on a server after 1 s, and a big server
+    busy answering a large Browse or Read can take longer than that."""
+    source = SourceSpec(name="browse", protocol="opcua", endpoint=url,
+                        security=security or OpcUaSecurity())
+    return await connect_client(source, url, pki_dir, timeout=timeout, watchdog_s=timeout)
 
 
 async def resolve_root(client: Client, text: str | None) -> ua.NodeId | None:
@@ -61,21 +68,25 @@ async def resolve_root(client: Client, text: str | None) -> ua.NodeId | None:
 
 async def browse_opcua(url: str, *, root: str | None = None, max_nodes: int | None = None,
                        max_refs: int = 1000, timeout: float = 30.0,
-                       progress: Progress | None = None) -> Walk:
+                       progress: Progress | None = None, security: OpcUaSecurity | None = None,
+                       pki_dir: Path | None = None) -> Walk:
     """Connect, walk from ``root`` and disconnect; errors name the server and what to do."""
-    client = make_client(url, timeout)
     try:
-        async with client:
+        client = await make_client(url, timeout, security, pki_dir)
+        try:
             walker = Walker(client, max_refs=max_refs, max_nodes=max_nodes, progress=progress)
             return await walker.run(await resolve_root(client, root))
+        finally:
+            with contextlib.suppress(Exception):
+                await client.disconnect()
     except (OSError, TimeoutError, ua.UaError) as exc:
         raise MillstreamError(f"cannot browse OPC-UA server {url}: {exc or type(exc).__name__};"
-                              " check the URL, that the server runs, and that it accepts "
-                              "security None") from exc
+                              " check the URL, that the server runs, and the security options "
+                              "(--policy, --mode, --username, --password-env)") from exc
 
 
 def catalog_text(walk: Walk, url: str, *, source: str | None, enterprise: str, site: str,
-                 max_nodes: int | None) -> str:
+                 max_nodes: int | None, security: OpcUaSecurity | None = None) -> str:
     """The proposed catalog for a walk (see :mod:`connectors.opcua_catalog`)."""
     aliases = namespace_aliases(walk.namespaces,
                                 (v.nodeid.NamespaceIndex for v in walk.variables))
@@ -86,4 +97,5 @@ def catalog_text(walk: Walk, url: str, *, source: str | None, enterprise: str, s
     return render_catalog(
         machines, endpoint=url, source=source or f"opcua-{slug(host, '-', 'server')}",
         namespaces={a: walk.namespaces[i] for i, a in aliases.items()},
-        enterprise=enterprise, site=site, partial=partial)
+        enterprise=enterprise, site=site, partial=partial,
+        security=security.model_dump(exclude_defaults=True) if security else None)

@@ -113,7 +113,8 @@ async def server_certificates(client: Client) -> list[tuple[ua.EndpointDescripti
 
 
 async def connect_client(source: SourceSpec, endpoint: str, pki_dir: Path | None, *,
-                         timeout: float, on_lost: OnLost | None = None) -> Client:
+                         timeout: float, on_lost: OnLost | None = None,
+                         watchdog_s: float | None = None) -> Client:
     """A connected client for ``source`` at ``endpoint``, secured as its catalog says.
 
     ``pki_dir`` is the PKI folder; a source with a policy other than None needs one.
@@ -124,7 +125,8 @@ async def connect_client(source: SourceSpec, endpoint: str, pki_dir: Path | None
     """
     sec = source.security
     username, password = read_credentials(sec, source.name, endpoint)
-    client = Client(endpoint, timeout=timeout)
+    client = (Client(endpoint, timeout=timeout) if watchdog_s is None
+              else Client(endpoint, timeout=timeout, watchdog_intervall=watchdog_s))
     client.connection_lost_callback = on_lost
     if sec.policy != "None":
         if pki_dir is None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import yaml
+from pydantic import ValidationError
 
 from millstream.settings import Settings
 
@@ -41,19 +42,39 @@ def register(add: Add) -> None:
     p.add_argument("--site", default="site")
     p.add_argument("--source-name", help="the source's name (default: from the host)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    p.add_argument("--policy", default="None", choices=[
+        "None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"],
+        help="security policy (the server's certificate must be trusted: millstream trust)")
+    p.add_argument("--mode", default=None, choices=["None", "Sign", "SignAndEncrypt"],
+                   help="security mode (default: SignAndEncrypt with a policy, else None)")
+    p.add_argument("--username", help="user name for a server that needs one")
+    p.add_argument("--password-env", help="environment variable holding the password")
 
 
 def cmd_browse(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.opcua_browse import Progress
     from connectors.opcua_discover import browse_opcua, catalog_text
     from schemas.catalog import Catalog
+    from schemas.exceptions import MillstreamError
+    from schemas.opcua import OpcUaSecurity
+    from schemas.opcua_pki import default_pki_dir
 
     if not args.verbose:  # asyncua logs every request at INFO
         logging.getLogger("asyncua").setLevel(logging.WARNING)
+    try:
+        security = OpcUaSecurity(
+            policy=args.policy,
+            mode=args.mode or ("None" if args.policy == "None" else "SignAndEncrypt"),
+            username=args.username, password_env=args.password_env)
+    except ValidationError as exc:
+        problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        raise MillstreamError(f"browse security options: {problems}") from exc
     walk = asyncio.run(browse_opcua(args.url, root=args.root, max_nodes=args.max_nodes,
-                                    timeout=args.timeout, progress=Progress(sys.stderr)))
+                                    timeout=args.timeout, progress=Progress(sys.stderr),
+                                    security=security,
+                                    pki_dir=default_pki_dir(settings.data_dir)))
     text = catalog_text(walk, args.url, source=args.source_name, enterprise=args.enterprise,
-                        site=args.site, max_nodes=args.max_nodes)
+                        site=args.site, max_nodes=args.max_nodes, security=security)
     # never write a catalog that does not load (libyaml: 100,000 tags in seconds, not 20 s)
     Catalog.model_validate(yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
     if args.out:

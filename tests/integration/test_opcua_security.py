@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from connectors.opcua import OpcUaSource
 from millstream.cli import main
 from millstream.stack.kafka import free_port
-from schemas.catalog import Catalog, SourceSpec
+from schemas.catalog import Catalog, SourceSpec, load_catalog
 from schemas.exceptions import OpcUaSecurityError
 from schemas.opcua import OpcUaSecurity
 from schemas.opcua_client import POLICIES, connect_client
@@ -269,6 +269,17 @@ def test_trust_command_pins_the_certificate_then_the_connection_works(
     assert read_sp(plant, source, default_pki_dir(tmp_path)) == 8000.0
     assert main(["trust", "opcua", plant.url, "--yes"]) == 0
     assert "already trusted" in capsys.readouterr().out
+
+    # browse goes through the same secured session, and its catalog says how it connected
+    user = password_user()
+    out_file = tmp_path / "browsed.yaml"
+    assert main(["browse", "opcua", plant.url, "--policy", "Aes256_Sha256_RsaPss", "--mode",
+                 "Sign", "--username", user["username"], "--password-env", user["password_env"],
+                 "--out", str(out_file)]) == 0
+    browsed = load_catalog(out_file)
+    assert browsed.sources[0].security.policy == "Aes256_Sha256_RsaPss"
+    assert browsed.sources[0].security.password_env == PASSWORD_ENV
+    assert PASSWORD not in out_file.read_text()
 
 
 def test_expired_server_certificate_refused_even_when_pinned(
