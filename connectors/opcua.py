@@ -34,7 +34,7 @@ from connectors.base import FramePublisher, Source
 from connectors.exceptions import ConnectorConfigError, DeviceError
 from connectors.opcua_gaps import GapTracker
 from connectors.opcua_items import Group, Item, Subscribed, add_items, plan, subscribe, vanished
-from connectors.opcua_values import Converted, convert, quality_of, to_unix_ms
+from connectors.opcua_values import Converted, convert, quality_of, status_name, to_unix_ms
 from schemas.catalog import Catalog, SourceSpec
 from schemas.events import now_ms
 from schemas.exceptions import CatalogError
@@ -98,6 +98,7 @@ class OpcUaSource(Source):
         self._items: dict[int, str] = {}  # client handle -> tag path (this session)
         self._handle = 0
         self._lost = asyncio.Event()
+        self._audit_now = asyncio.Event()
 
     async def run(self) -> None:
         backoff = BACKOFF_START_S
@@ -140,7 +141,7 @@ class OpcUaSource(Source):
 
     async def _session(self) -> None:
         """Connect, subscribe, and consume until the connection is lost."""
-        self._lost = asyncio.Event()
+        self._lost, self._audit_now = asyncio.Event(), asyncio.Event()
         client = await self._connect()
         client.connection_lost_callback = self._on_lost
         self.client = client  # connected: _close() disconnects it
@@ -215,7 +216,8 @@ class OpcUaSource(Source):
                 self._handle_event(event)
 
     def _handle_event(self, event: SubEvent) -> None:
-        """One notification into the frame builder; a BAD subscription status ends the session."""
+        """One notification into the frame builder; a BAD subscription status ends the
+        session (BadNodeIdUnknown only wakes the node audit)."""
         if isinstance(event, DataChangeEvent):
             self.notifications += 1
             item = event.data.monitored_item
@@ -223,11 +225,13 @@ class OpcUaSource(Source):
             if path is not None:
                 self._publish(path, convert(event.value, item.Value, now_ms(),
                                             text=path in self.text_tags))
-        elif isinstance(event, StatusChangeEvent) and quality_of(
-            event.notification.Status
-        ) is Quality.BAD:
-            logger.warning("subscription status %s", event.notification.Status)
-            self._lost.set()
+        elif isinstance(event, StatusChangeEvent):
+            status = event.notification.Status
+            if status.value == ua.StatusCodes.BadNodeIdUnknown:  # a node went: check them now
+                self._audit_now.set()
+            elif quality_of(status) is Quality.BAD:
+                logger.warning("subscription status %s", status_name(status))
+                self._lost.set()
 
     def _publish(self, path: str, reading: Converted) -> None:
         """Emit one reading of ``path``, closing its gap (see the module docstring)."""
@@ -254,7 +258,9 @@ class OpcUaSource(Source):
         live = [i for g in groups for i in g.items if i.path not in made.failed]
         gone: dict[str, Item] = {}
         while True:
-            await asyncio.sleep(self.audit_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._audit_now.wait(), self.audit_s)
+            self._audit_now.clear()
             try:
                 now_gone = await vanished(client, [*live, *gone.values()], self.chunk)
                 back = [i for p, i in gone.items() if p not in now_gone]

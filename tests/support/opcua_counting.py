@@ -50,7 +50,8 @@ class CountingServer:
         server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
         self.ns = await server.register_namespace(URI)
         batch = NodeBatch(server)
-        line = batch.folder(ua.NodeId(ua.ObjectIds.ObjectsFolder), nid("Line", self.ns), "Line")
+        objects = ua.NodeId(ua.Int32(ua.ObjectIds.ObjectsFolder))
+        line = batch.folder(objects, nid("Line", self.ns), "Line")
         for name in self.names:
             batch.variable(line, nid(name, self.ns), name, "Double", self.value.get(name, 0.0))
         for name in self.constants:

@@ -216,7 +216,7 @@ def test_opcua_notifications_already_received_are_emitted_when_the_consumer_stop
     stamp_ = stamp(datetime(2025, 1, 2, tzinfo=UTC))
 
     def event(handle: int, value: float) -> DataChangeEvent:
-        node = Node(cast(Any, None), ua.NodeId(ua.UInt32(handle), ua.Int16(2)))
+        node = Node(cast(Any, None), ua.NodeId(ua.Int32(handle), ua.Int16(2)))
         dv = ua.DataValue(ua.Variant(value), SourceTimestamp=stamp_)
         item = ua.MonitoredItemNotification(ClientHandle=ua.UInt32(handle), Value=dv)
         return DataChangeEvent(node, value, DataChangeNotif(SubscriptionItemData(), item))

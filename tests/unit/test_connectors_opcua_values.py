@@ -51,7 +51,7 @@ def test_values_that_are_not_numbers_are_bad_with_a_reason() -> None:
         ([1.0, 2.0, 3.0], "not a number: an array of 3 on a numeric tag"),
         (float("nan"), "not finite: nan"),
         (float("inf"), "not finite: inf"),
-        (ua.ExtensionObject(TypeId=ua.NodeId(ua.UInt32(999), ua.UInt16(3))),
+        (ua.ExtensionObject(TypeId=ua.NodeId(ua.Int32(999), ua.Int16(3))),
          "not a number: an undecoded structure (ns=3;i=999) on a numeric tag"),
         (ua.LocalizedText("x"), "not a number: a LocalizedText on a numeric tag"),
     ]
@@ -98,7 +98,8 @@ def test_items_group_by_publishing_interval_in_chunks() -> None:
     fast = MonitoringSpec(sampling_ms=50, publishing_ms=100)
     slow = MonitoringSpec(sampling_ms=1000, publishing_ms=1000, queue_size=3,
                           deadband=Deadband(kind="percent", value=2.5))
-    items = [Item(n, f"t{n}", ua.NodeId(n, 2), fast if n % 3 else slow) for n in range(1, 11)]
+    items = [Item(n, f"t{n}", ua.NodeId(ua.Int32(n), ua.Int16(2)), fast if n % 3 else slow)
+             for n in range(1, 11)]
     groups = plan(items, chunk=4)
     assert [(g.publishing_ms, [i.handle for i in g.items]) for g in groups] == [
         (100.0, [1, 2, 4, 5]), (100.0, [7, 8, 10]), (1000.0, [3, 6, 9])]
