@@ -98,10 +98,12 @@ def request(item: Item, *, with_filter: bool = True) -> ua.MonitoredItemCreateRe
     params = ua.MonitoringParameters(
         ClientHandle=ua.UInt32(item.handle),
         SamplingInterval=ua.Duration(spec.sampling_ms if spec.sampling_ms is not None else -1.0),
-        Filter=data_change_filter(spec.deadband) if with_filter else None,
         QueueSize=ua.UInt32(queue_size(spec)),
         DiscardOldest=True,
     )
+    flt = data_change_filter(spec.deadband) if with_filter else None
+    if flt is not None:  # else the default: a null ExtensionObject, as the standard wants
+        params.Filter = flt
     return ua.MonitoredItemCreateRequest(
         ItemToMonitor=ua.ReadValueId(NodeId=item.nodeid, AttributeId=ua.AttributeIds.Value),
         MonitoringMode=ua.MonitoringMode.Reporting,

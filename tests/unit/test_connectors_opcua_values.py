@@ -94,6 +94,15 @@ def test_gap_marker_then_resumed_value_in_ts_order() -> None:
                                                             status="gap: r")]
 
 
+def test_tag_monitoring_overrides_keep_their_types() -> None:
+    base = MonitoringSpec(sampling_ms=100, publishing_ms=100, queue_size=4)
+    tag = MonitoringSpec(sampling_ms=20, deadband=Deadband(kind="absolute", value=0.5))
+    merged = base.merged(tag)
+    assert merged == MonitoringSpec(sampling_ms=20, publishing_ms=100, queue_size=4,
+                                    deadband=Deadband(kind="absolute", value=0.5))
+    assert isinstance(merged.deadband, Deadband)
+
+
 def test_items_group_by_publishing_interval_in_chunks() -> None:
     fast = MonitoringSpec(sampling_ms=50, publishing_ms=100)
     slow = MonitoringSpec(sampling_ms=1000, publishing_ms=1000, queue_size=3,
@@ -108,5 +117,5 @@ def test_items_group_by_publishing_interval_in_chunks() -> None:
     p = req.RequestedParameters
     assert (p.ClientHandle, p.SamplingInterval, p.QueueSize) == (3, 1000.0, 3)
     assert p.Filter.DeadbandType == ua.DeadbandType.Percent and p.Filter.DeadbandValue == 2.5
-    assert request(items[2], with_filter=False).RequestedParameters.Filter is None
-    assert request(items[0]).RequestedParameters.Filter is None
+    assert not request(items[2], with_filter=False).RequestedParameters.Filter  # null
+    assert not request(items[0]).RequestedParameters.Filter
