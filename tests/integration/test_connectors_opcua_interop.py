@@ -39,7 +39,8 @@ def catalog_for(layout: InteropLayout) -> Catalog:
         {"name": "axis_temp", "browse_path":  # five levels down, no EURange: percent refused
          "Factory/Hall B/dev:Line 1/dev:Cell 4/dev:Robot 7/dev:Axis-1 Temp",
          "monitoring": {"deadband": PERCENT}},
-        {"name": "flame", "kind": "state", "browse_path": "dev:Boiler House/dev:Boiler/dev:Flame On"},
+        {"name": "flame", "kind": "state",
+         "browse_path": "dev:Boiler House/dev:Boiler/dev:Flame On"},
     ]
     return Catalog.model_validate({
         "enterprise": "e", "site": "s",
@@ -119,4 +120,4 @@ def test_opcua_interop_layout_and_monitoring(monkeypatch: pytest.MonkeyPatch,
     axis = next(p for p in source.tags if p.endswith("axis_temp"))
     assert source.unfiltered == {axis: "BadDeadbandFilterInvalid"}
     assert source.errors == 1 and "refused the deadband of " + axis in str(source.last_error)
-    assert [r.message for r in caplog.records].count(source.last_error) == 1
+    assert [r.getMessage() for r in caplog.records].count(str(source.last_error)) == 1

@@ -60,14 +60,23 @@ class CountingServer:
         await server.start()
         self.server = server
         if write:
+            await self.start_writing()
+
+    async def start_writing(self) -> None:
+        """Change every tag once per period from now on."""
+        if self._writer is None:
             self._writer = asyncio.create_task(self._write_loop())
 
-    async def stop(self) -> None:
+    async def stop_writing(self) -> None:
+        """No more changes; the server goes on serving."""
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
+
+    async def stop(self) -> None:
+        await self.stop_writing()
         server, self.server = self.server, None
         if server is not None:
             await server.stop()
