@@ -252,7 +252,7 @@ class OpcUaSource(Source):
 
     async def _audit(self, client: Client, made: Subscribed, groups: list[Group]) -> None:
         """Every ``audit_s``: tags whose node was deleted get a BAD reading; a node that
-        comes back is monitored again. A failed read ends the session (lost)."""
+        comes back is monitored again. A read lost to the network ends the session."""
         sub_of = {i.handle: sub for g, sub in zip(groups, made.subscriptions, strict=True)
                   for i in g.items}
         live = [i for g in groups for i in g.items if i.path not in made.failed]
@@ -271,6 +271,10 @@ class OpcUaSource(Source):
                     sub_of[fresh.handle] = sub_of[item.handle]
                     live.append(fresh)
                     del gone[item.path]
+            except ua.UaStatusCodeError as exc:  # the server refuses the read: no audit
+                self._error(f"OPC-UA server {self.endpoint} refused reading the tags' nodes "
+                            f"({exc!r}); deleted nodes go unnoticed", loud=True)
+                await asyncio.Future()  # the session goes on; cancelled when it ends
             except _NET_ERRORS as exc:
                 logger.warning("checking the nodes at %s failed: %r", self.endpoint, exc)
                 return
