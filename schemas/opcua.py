@@ -116,7 +116,8 @@ class MonitoringSpec(_Frozen):
     def merged(self, override: MonitoringSpec | None) -> MonitoringSpec:
         if override is None:
             return self
-        return self.model_copy(update=override.model_dump(exclude_none=True))
+        # field values as they are: model_dump() would turn a Deadband into a plain dict
+        return self.model_copy(update={k: v for k, v in override if v is not None})
 
 
 SecurityPolicy = Literal["None", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"]

@@ -75,10 +75,11 @@ def test_modbus_reads_blocks_not_registers(catalog: Catalog) -> None:
     assert [r.seq for r in readings] == list(range(1, len(readings) + 1))
 
 
-def test_opcua_reconnect_does_not_repeat_readings(catalog: Catalog) -> None:
-    """After a dropped session the server sends every tag's current value again; a value
-    the connector already published (same tag, source timestamp, value) is not a new
-    reading. The setpoints never change in the simulator, so they would repeat."""
+def test_opcua_reconnect_marks_the_gap_and_resumes_every_tag(catalog: Catalog) -> None:
+    """After a dropped session the server sends every tag's current value again. Each tag
+    gets one gap marker, then its resent value: never published twice with the same
+    timestamp, and a value unchanged over the gap (the setpoints) resumes after its
+    marker. (Before gap markers, resent values were dropped as repeats.)"""
     pub = MemoryPublisher()
     made: list[OpcUaSource] = []
     drops: list[asyncio.Task[None]] = []
@@ -103,4 +104,11 @@ def test_opcua_reconnect_does_not_repeat_readings(catalog: Catalog) -> None:
     keys = [(r.tag, r.ts, r.value) for r in readings]
     repeated = {k for k in keys if keys.count(k) > 1}
     assert not repeated, f"{len(repeated)} reading(s) published twice, e.g. {min(repeated)}"
-    assert source.repeats >= 2  # at least the two setpoints came again
+    markers = [r for r in readings if r.status is not None and r.status.startswith("gap: ")]
+    assert sorted(r.tag for r in markers) == sorted(source.tags)  # one per tag
+    assert all(r.value is None and r.quality is Quality.BAD for r in markers)
+    marker_of = {r.tag: r for r in markers}
+    for tag in source.tags:
+        after = [r for r in readings if r.tag == tag and r.seq > marker_of[tag].seq]
+        assert after and after[0].ts > marker_of[tag].ts, tag  # data again, ordered by ts
+    assert source.gaps.resumed >= 2  # at least the two setpoints came again unchanged

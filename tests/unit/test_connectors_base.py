@@ -18,7 +18,8 @@ from asyncua.common.subscription import (
 
 from connectors.base import Source
 from connectors.exceptions import ConnectorConfigError
-from connectors.opcua import OpcUaSource, quality_of, reading_of, to_unix_ms
+from connectors.opcua import OpcUaSource
+from connectors.opcua_values import quality_of, to_unix_ms
 from connectors.publisher import ReadingPublisher
 from schemas.catalog import load_catalog
 from schemas.readings import Quality, ReadingFrame
@@ -165,16 +166,7 @@ def test_opcua_timestamps_and_values() -> None:
     assert to_unix_ms(t) == ms
     assert to_unix_ms(t.replace(tzinfo=None)) == ms  # naive means UTC
     assert to_unix_ms(t.astimezone(timezone(timedelta(hours=2)))) == ms
-    dv = ua.DataValue(ua.Variant(True), SourceTimestamp=stamp(t),
-                      ServerTimestamp=stamp(t + timedelta(1)))
-    assert reading_of(True, dv, 5) == (ms, 1.0, Quality.GOOD)
-    server_only = ua.DataValue(ua.Variant(3.5), ServerTimestamp=stamp(t))
-    assert reading_of(3.5, server_only, 5) == (ms, 3.5, Quality.GOOD)
-    bad = ua.DataValue(ua.Variant(1.0), code(ua.StatusCodes.BadSensorFailure))
-    assert reading_of(1.0, bad, 5) == (5, 1.0, Quality.BAD)
-    assert reading_of("text", None, 5) == (5, None, Quality.BAD)
-    assert reading_of(float("nan"), None, 5) == (5, None, Quality.BAD)
-    assert reading_of(7, None, 5) == (5, 7.0, Quality.GOOD)
+    # the value mapping itself is tested in test_connectors_opcua_values.py
 
 
 def test_publisher_counts_what_it_could_not_deliver() -> None:
@@ -223,21 +215,21 @@ def test_opcua_notifications_already_received_are_emitted_when_the_consumer_stop
     src = OpcUaSource(catalog, catalog.source("opcua-sim"), pub)
     stamp_ = stamp(datetime(2025, 1, 2, tzinfo=UTC))
 
-    def event(path: str, value: float) -> DataChangeEvent:
-        node = Node(cast(Any, None), ua.NodeId(ua.String(path), ua.Int16(2)))
+    def event(handle: int, value: float) -> DataChangeEvent:
+        node = Node(cast(Any, None), ua.NodeId(ua.Int32(handle), ua.Int16(2)))
         dv = ua.DataValue(ua.Variant(value), SourceTimestamp=stamp_)
-        item = ua.MonitoredItemNotification(ClientHandle=1, Value=dv)
+        item = ua.MonitoredItemNotification(ClientHandle=ua.UInt32(handle), Value=dv)
         return DataChangeEvent(node, value, DataChangeNotif(SubscriptionItemData(), item))
 
-    # node ids as resolve_nodes() would have mapped them at subscribe time
-    src._path_of = {ua.NodeId(ua.String(p), ua.Int16(2)): p for p in src.tags}
+    # client handles as the session would have given the items at subscribe time
+    src._items = {n: p for n, p in enumerate(src.tags, start=1)}
 
     async def go() -> None:
         sub = Subscription(cast(Any, None), ua.CreateSubscriptionParameters(), queue_maxsize=0)
         consumer = asyncio.create_task(src._consume(sub))
         await asyncio.sleep(0)  # the consumer waits for the queue
-        for i, path in enumerate(src.tags[:3]):
-            sub._deliver(event(path, float(i)))  # as asyncua's publish callback does
+        for i in range(3):
+            sub._deliver(event(i + 1, float(i)))  # as asyncua's publish callback does
         consumer.cancel()  # before it ran again
         await asyncio.gather(consumer, return_exceptions=True)
 
