@@ -11,6 +11,7 @@ import argparse
 from collections.abc import Callable
 from types import ModuleType
 
+from millstream.commands import probe
 from millstream.settings import Settings
 
 __all__ = ["MODULES", "Add", "Handler"]
@@ -18,4 +19,4 @@ __all__ = ["MODULES", "Add", "Handler"]
 Handler = Callable[[argparse.Namespace, Settings], int]
 Add = Callable[[str, Handler, str], argparse.ArgumentParser]
 
-MODULES: list[ModuleType] = []
+MODULES: list[ModuleType] = [probe]
