@@ -109,6 +109,8 @@ def test_vendor_map_decodes_every_type_and_order(framer: str, tmp_path: Path) ->
             source = ModbusSource(catalog, catalog.source("plc"), pub)
             status = await run_source(source, 1.5)
             assert source.devices[0].splits == 0
+            assert len(source.links) == 1  # units 1 and 2 share the endpoint's connection
+            assert {b.unit for b in source.devices[0].plan.blocks} == {1, 2}
             return status
         finally:
             await server.shutdown()
