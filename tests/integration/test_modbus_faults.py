@@ -104,7 +104,7 @@ def test_bad_registers_are_isolated_and_bad_devices_do_not_stall_others(tmp_path
             loop = asyncio.get_running_loop()
             loop.call_later(2.5, refuse.update, {"on": False})  # register 4 comes back
             status = await run_source(source, 6.5)
-            good, short, dead = source.devices
+            good, _, dead = source.devices
             stats = {"splits": good.splits, "parts": len(good.parts), "polls": good.polls,
                      "dead_polls": dead.polls, "dead_down": dead.down}
             return status, stats
