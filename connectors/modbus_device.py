@@ -111,6 +111,10 @@ class Link:
             return self._failure
 
     async def read(self, block: ReadBlock) -> list[int] | list[bool]:
+        if not self.client.connected:  # closed under a peer (RTU timeout, lost link)
+            reason = await self.ensure()
+            if reason is not None:
+                raise ModbusIOError("connection", reason)
         self.requests += 1
         try:
             return await read_table(self.client, block.table, block.address, block.count,

@@ -145,3 +145,27 @@ def test_bad_registers_are_isolated_and_bad_devices_do_not_stall_others(tmp_path
     assert stats["dead_down"] and stats["dead_polls"] <= 6, stats
     assert stats["polls"] >= 40, stats  # ~6.5 s at 100 ms: the good device kept its pace
     assert status["errors"] >= len(refused) + len(dead)
+
+
+def test_a_device_that_comes_up_late_is_picked_up(tmp_path: Path) -> None:
+    ports = [free_port() for _ in range(3)]
+    catalog = catalog_of(tmp_path, ports)
+    pub = MemoryPublisher()
+    inputs = {a: w for a, w in enumerate(words(">f", 1.5) * 5)}
+
+    async def go() -> dict[str, Any]:
+        source = ModbusSource(catalog, catalog.source("plc"), pub)
+        task = asyncio.create_task(run_source(source, 4.0))
+        await asyncio.sleep(1.0)  # nobody listens yet
+        assert not source.connected and source.devices[0].down
+        server = await serve([device(1, inputs=inputs)], ports[0])
+        try:
+            return await task
+        finally:
+            await server.shutdown()
+
+    status = asyncio.run(go())
+    readings = of(readings_of(pub), "good-01", "t0")
+    assert readings[0].quality is Quality.BAD and "millstream simulate" in str(readings[0].status)
+    assert readings[-1].quality is Quality.GOOD and readings[-1].value == 1.5
+    assert status["errors"] >= 1 and status["devices"] == 3
