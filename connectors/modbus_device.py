@@ -7,7 +7,9 @@ machine's blocks over its link and reports :class:`~connectors.modbus_map.TagVal
 - an exception response naming an address (codes 2, 3, 4) on a block of several tags splits
   the block in two and reads both halves at once, down to the one register refused; the
   split plan is kept, so later polls read the good parts as they are and retry the bad one
-  with its own exponential backoff (a register that comes back is picked up);
+  with its own exponential backoff (a register that comes back is picked up); once every
+  part has answered for ``MERGE_AFTER_S``, the planned blocks are read again (a transient
+  refusal must not leave a device read one register at a time);
 - a timeout, a lost connection or a busy/gateway exception (5, 6, 10, 11) marks the rest of
   the poll BAD and backs the whole device off (exponential, capped), so a dead device is not
   hammered and its peers, polled by their own tasks, do not wait for it;
@@ -27,12 +29,21 @@ from connectors.modbus_map import split_block as halves_of
 from schemas.events import now_ms
 from schemas.modbus_wire import ModbusIOError, make_client, read_table
 
-__all__ = ["BACKOFF_MAX_S", "BACKOFF_START_S", "Backoff", "Link", "ModbusDevice", "Reporter"]
+__all__ = [
+    "BACKOFF_MAX_S",
+    "BACKOFF_START_S",
+    "MERGE_AFTER_S",
+    "Backoff",
+    "Link",
+    "ModbusDevice",
+    "Reporter",
+]
 
 logger = logging.getLogger(__name__)
 
 BACKOFF_START_S = 0.5
 BACKOFF_MAX_S = 10.0
+MERGE_AFTER_S = 60.0  # a split plan healthy this long goes back to the planned blocks
 SPLIT_CODES = frozenset({2, 3, 4})  # the refusal may be one register's: bisect to find it
 DEVICE_CODES = frozenset({5, 6, 10, 11})  # the device or its gateway is busy or away
 
@@ -152,6 +163,8 @@ class ModbusDevice:
         self.reads = 0
         self.splits = 0
         self.down = False
+        self.merge_after_s = MERGE_AFTER_S
+        self._refused_at = 0.0
 
     @property
     def name(self) -> str:
@@ -195,10 +208,23 @@ class ModbusDevice:
             logger.info("Modbus device %s at %s answers again", self.name, self.link.endpoint)
         self.down = False
         self.backoff.succeeded()
+        self._maybe_merge()
+
+    def _maybe_merge(self) -> None:
+        """Back to the planned blocks once the split parts have all answered for a while."""
+        if len(self.parts) == len(self.plan.blocks) or any(p.backoff.failures
+                                                            for p in self.parts):
+            return
+        if time.monotonic() - self._refused_at >= self.merge_after_s:
+            logger.info("Modbus %s: every part answers again; reading the planned %d "
+                        "block(s) instead of %d parts", self.name, len(self.plan.blocks),
+                        len(self.parts))
+            self.parts = [Part(block) for block in self.plan.blocks]
 
     def _split(self, part: Part, halves: tuple[ReadBlock, ReadBlock]) -> list[Part]:
         """Replace ``part`` in the plan by its two halves (kept for later polls)."""
         new = [Part(h) for h in halves]
+        self._refused_at = time.monotonic()
         at = self.parts.index(part)
         self.parts[at : at + 1] = new
         self.splits += 1
@@ -208,6 +234,7 @@ class ModbusDevice:
 
     def _part_failed(self, reporter: Reporter, part: Part, why: str, ts: int) -> None:
         first = part.backoff.failures == 0
+        self._refused_at = time.monotonic()
         delay = part.backoff.failed(time.monotonic())
         reporter.report_values(ts, bad_values(part.block, why))
         reporter.report_error(f"{why}; retrying in {delay:g} s", loud=first)
