@@ -1,9 +1,12 @@
-"""Modbus TCP source: polls each machine's register blocks every ``interval_ms``.
+"""Modbus source: polls every Modbus machine of one catalog source, each at its own rate.
 
-Every poll reads each contiguous block of a machine's registers in one request
-(:mod:`connectors.modbus_map`), stamps the values with the poll time and emits them. A
-failed read emits the affected tags as BAD with no value, so a gap is visible downstream
-instead of silent; a lost connection is retried with backoff while the poll goes on.
+A source may cover many devices at different endpoints (a machine's own ``endpoint``) and
+unit ids. Each device is polled by its own task every ``poll_ms`` (default the source's
+``interval_ms``), at most ``concurrency`` devices at once; devices at one endpoint share
+one connection (:class:`~connectors.modbus_device.Link`). What a poll reads, how refusals
+and timeouts are handled and backed off is :mod:`connectors.modbus_device`; the blocks and
+their decoding are :mod:`connectors.modbus_map`. Every failed read emits its tags as BAD
+with the reason in ``status``, so a gap is visible downstream instead of silent.
 """
 
 from __future__ import annotations
@@ -11,52 +14,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pymodbus.client import AsyncModbusTcpClient
-from pymodbus.exceptions import ModbusException
-
 from connectors.base import FramePublisher, Source
 from connectors.exceptions import ConnectorConfigError
-from connectors.modbus_map import ReadBlock, decode_block, plan_reads
+from connectors.modbus_device import Link, ModbusDevice
+from connectors.modbus_map import TagValue, machine_plans
 from schemas.catalog import Catalog, SourceSpec
-from schemas.events import now_ms
-from schemas.modbus import BIT_TABLES, parse_endpoint
 from schemas.readings import Quality
 
-__all__ = ["MachinePlan", "ModbusSource"]
+__all__ = ["ModbusSource"]
 
 logger = logging.getLogger(__name__)
 
-BACKOFF_START_S = 0.5
-BACKOFF_MAX_S = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class MachinePlan:
-    """The reads one poll of one machine makes."""
-
-    machine: str
-    unit_id: int
-    blocks: tuple[ReadBlock, ...]
-
-
-def machine_plans(catalog: Catalog, source: str) -> list[MachinePlan]:
-    plans = []
-    for m in catalog.machines_of(source):
-        regs = [(catalog.tag_path(m, t), t.modbus) for t in m.tags if t.modbus is not None]
-        if regs:
-            plans.append(MachinePlan(m.name, m.unit_id, tuple(plan_reads(regs))))
-    return plans
-
 
 class ModbusSource(Source):
-    """Polls one Modbus TCP endpoint (one gateway, one or more unit ids).
+    """Polls the Modbus devices of one catalog source (Modbus TCP, or RTU over TCP).
 
-    Lifecycle as :class:`~connectors.base.Source`; ``run()`` connects, polls and reconnects.
+    Lifecycle as :class:`~connectors.base.Source`; ``run()`` polls each device in its own
+    task until stopped, reconnecting and backing off per device.
     """
 
     protocol = "modbus"
@@ -70,121 +47,83 @@ class ModbusSource(Source):
         endpoint: str | None = None,
         status_file: Path | None = None,
         frame_ms: int = 200,
-        timeout_s: float = 1.0,
+        timeout_s: float | None = None,
     ) -> None:
         super().__init__(spec.name, publisher, status_file=status_file, frame_ms=frame_ms)
+        self.spec = spec
         self.endpoint = endpoint or spec.endpoint
-        self.host, self.port = parse_endpoint(self.endpoint)
-        self.interval_s = spec.interval_ms / 1000
-        self.plans = machine_plans(catalog, spec.name)
-        if not self.plans:
+        plans = machine_plans(catalog, spec.name, endpoint=self.endpoint)
+        if not plans:
             raise ConnectorConfigError(
                 f"Modbus source {spec.name!r} has no machines with registers in the catalog; "
                 f"add machines with 'source: {spec.name}' and a 'register' per tag"
             )
-        # reconnect_delay=0: pymodbus does not reconnect on its own; run() does, with backoff
-        self.client = AsyncModbusTcpClient(
-            self.host, port=self.port, timeout=timeout_s, retries=0, reconnect_delay=0
-        )
-        self.polls = 0
-        self.reads = 0
+        timeout = spec.timeout_ms / 1000 if timeout_s is None else timeout_s
+        self.links: dict[str, Link] = {}
+        for plan in plans:
+            if plan.endpoint not in self.links:
+                self.links[plan.endpoint] = Link(plan.endpoint, framer=spec.framer,
+                                                 timeout_s=timeout)
+        self.devices = [ModbusDevice(plan, self.links[plan.endpoint]) for plan in plans]
+        self.concurrency = spec.concurrency
+
+    @property
+    def polls(self) -> int:
+        """Device polls made (attempted), over all devices."""
+        return sum(d.polls for d in self.devices)
+
+    @property
+    def reads(self) -> int:
+        """Read requests the devices answered with data."""
+        return sum(d.reads for d in self.devices)
 
     async def run(self) -> None:
-        backoff = BACKOFF_START_S
-        retry_at = 0.0
+        slots = asyncio.Semaphore(self.concurrency)
+        tasks = [asyncio.create_task(self._poll_loop(d, slots), name=f"{self.name}-{d.name}")
+                 for d in self.devices]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _poll_loop(self, device: ModbusDevice, slots: asyncio.Semaphore) -> None:
+        interval = device.plan.poll_ms / 1000
         next_tick = time.monotonic()
         while self.running:
-            if not self.client.connected and time.monotonic() >= retry_at:
-                if await self._connect():
-                    backoff = BACKOFF_START_S
-                else:
-                    retry_at = time.monotonic() + backoff
-                    backoff = min(backoff * 2, BACKOFF_MAX_S)
-            if self.client.connected:
-                await self.poll_once()
-            else:
-                self._emit_gap(now_ms(), [t for p in self.plans for b in p.blocks for t in b.tags])
-            next_tick += self.interval_s
+            async with slots:
+                await device.poll(self)
+            self.connected = any(link.connected for link in self.links.values())
+            next_tick += interval
             delay = next_tick - time.monotonic()
-            if delay < 0:  # overran the interval: skip ticks rather than burst to catch up
+            if delay < 0:  # overran the period: skip ticks rather than burst to catch up
                 next_tick, delay = time.monotonic(), 0.0
             await asyncio.sleep(delay)
 
-    async def poll_once(self) -> None:
-        """Read every block of every machine once and emit the values."""
-        self.polls += 1
-        for plan in self.plans:
-            for block in plan.blocks:
-                await self._read_block(plan, block)
-
     async def cleanup(self) -> None:
-        self.client.close()
+        for link in self.links.values():
+            link.close()
 
-    async def _connect(self) -> bool:
-        try:
-            ok = await self.client.connect()
-        except (ModbusException, OSError) as exc:
-            logger.debug("Modbus connect to %s failed: %r", self.endpoint, exc)
-            ok = False
-        was = self.connected
-        self.connected = bool(ok) and self.client.connected
-        if self.connected:
-            logger.info("connected to Modbus server %s", self.endpoint)
-        else:
-            self._error(
-                f"cannot reach Modbus server {self.endpoint}: is the device (or the simulator, "
-                "`millstream simulate`) running and reachable? retrying",
-                loud=was or self.errors == 0,
-            )
-        return self.connected
+    # -- the devices' reporter ---------------------------------------------------------------
+    def report_values(self, ts: int, values: list[TagValue]) -> None:
+        for v in values:
+            if v.text is not None:
+                self.emit(v.path, ts, None, Quality.GOOD, text=v.text)
+            elif v.good:
+                self.emit(v.path, ts, v.value, Quality.GOOD)
+            else:
+                self.emit(v.path, ts, None, Quality.BAD, status=v.status)
 
-    async def _read_block(self, plan: MachinePlan, block: ReadBlock) -> None:
-        ts = now_ms()
-        try:
-            response = await self._reader(block.table)(
-                block.address, count=block.count, device_id=plan.unit_id
-            )
-        except (TimeoutError, ModbusException, OSError) as exc:
-            self._read_failed(plan, block, ts, f"{exc}")
-            return
-        self.reads += 1
-        if response.isError():
-            self._read_failed(plan, block, ts, f"the device answered {response}")
-            return
-        data = response.bits if block.table in BIT_TABLES else response.registers
-        try:
-            values = decode_block(block, data)
-        except ValueError as exc:
-            self._read_failed(plan, block, ts, str(exc))
-            return
-        for path, value in values:
-            self.emit(path, ts, value, Quality.GOOD)
-
-    def _read_failed(self, plan: MachinePlan, block: ReadBlock, ts: int, why: str) -> None:
-        self._emit_gap(ts, block.tags)
-        lost = not self.client.connected
-        if lost and self.connected:
-            logger.warning("lost the connection to Modbus server %s", self.endpoint)
-        self.connected = self.client.connected
-        self._error(
-            f"Modbus read of {block.count} {block.table} value(s) at {block.address} "
-            f"from unit {plan.unit_id} ({plan.machine}) at {self.endpoint} failed: {why}",
-            loud=not lost,
-        )
-
-    def _emit_gap(self, ts: int, tags: list[str]) -> None:
-        for tag in tags:
-            self.emit(tag, ts, None, Quality.BAD)
-
-    def _error(self, message: str, *, loud: bool) -> None:
-        if loud and message != self.last_error:
+    def report_error(self, message: str, *, loud: bool) -> None:
+        if loud:
             logger.warning("%s", message)
+        else:
+            logger.debug("%s", message)
         self.record_error(message)
 
-    def _reader(self, table: str) -> Callable[..., Awaitable[Any]]:
-        return {
-            "input": self.client.read_input_registers,
-            "holding": self.client.read_holding_registers,
-            "coil": self.client.read_coils,
-            "discrete": self.client.read_discrete_inputs,
-        }[table]
+    def status(self) -> dict[str, Any]:
+        doc = super().status()
+        doc.update(devices=len(self.devices), devices_down=sum(d.down for d in self.devices),
+                   polls=self.polls, reads=self.reads)
+        return doc

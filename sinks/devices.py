@@ -3,8 +3,8 @@
 A :class:`DeviceWriter` keeps its connection open between commands; when a write fails
 on the connection it drops it and the next call reconnects. :class:`DevicePool` picks the
 writer of a tag's source from the catalog. Modbus values travel as registers in the
-catalog's encoding (:mod:`schemas.modbus`): float32 is two registers, high word first,
-each word big-endian.
+catalog's encoding (:mod:`schemas.modbus`): the register's type, byte/word order, scale and
+offset, at the machine's endpoint and the register's unit id.
 
 Lifecycle: ``pool = DevicePool(catalog, endpoints)``; ``await pool.write_and_read_back(path,
 value)`` per command; ``await pool.close()`` at the end.
@@ -19,11 +19,11 @@ from pathlib import Path
 from asyncua import Client, ua
 from asyncua.common.node import Node
 from pymodbus.client import AsyncModbusTcpClient
-from pymodbus.exceptions import ModbusException
 
 from schemas import modbus
-from schemas.catalog import Catalog, SourceSpec, TagInfo
+from schemas.catalog import Catalog, ModbusRegister, SourceSpec, TagInfo
 from schemas.exceptions import CatalogError, OpcUaSecurityError
+from schemas.modbus_wire import ModbusIOError, make_client, read_table, write_registers
 from schemas.opcua_client import connect_client
 from schemas.opcua_nodes import resolve_nodes
 from sinks.exceptions import DeviceError
@@ -60,69 +60,87 @@ def setpoint_words(value: float, reg_type: str) -> list[int]:
 
 
 class ModbusWriter(DeviceWriter):
-    """Writes holding registers over Modbus TCP with pymodbus' asyncio client."""
+    """Writes setpoints to holding registers over Modbus TCP (or RTU over TCP, the source's
+    ``framer``) with the catalog's codec: type, byte/word order, scale and offset.
+
+    A setpoint goes to its machine's own ``endpoint`` (else the source's) at the register's
+    ``unit_id`` (else the machine's). A ``bit`` setpoint is a read-modify-write of its
+    register: the other 15 bits are written back as read (a device that needs them kept
+    atomically should map the setpoint to a register of its own). Every write is read back.
+    One client per endpoint, kept open between commands and dropped when it fails.
+    """
 
     def __init__(self, catalog: Catalog, source: SourceSpec, endpoint: str,
-                 *, timeout: float = 2.0) -> None:
-        host, port = modbus.parse_endpoint(endpoint)
+                 *, timeout: float | None = None) -> None:
+        modbus.parse_endpoint(endpoint)  # a bad endpoint fails here, not at the first write
         self.catalog = catalog
         self.source = source
         self.endpoint = endpoint
-        self._host, self._port, self._timeout = host, port, timeout
-        self._client: AsyncModbusTcpClient | None = None
+        self._timeout = source.timeout_ms / 1000 if timeout is None else timeout
+        self._clients: dict[str, AsyncModbusTcpClient] = {}
 
-    async def _connected(self) -> AsyncModbusTcpClient:
-        if self._client is not None and self._client.connected:
-            return self._client
-        await self.close()
-        client = AsyncModbusTcpClient(
-            self._host, port=self._port, timeout=self._timeout, retries=0,
-            reconnect_delay=0,  # we reconnect ourselves, on the next write
-        )
-        if not await client.connect():
+    async def _connected(self, endpoint: str) -> AsyncModbusTcpClient:
+        client = self._clients.get(endpoint)
+        if client is not None and client.connected:
+            return client
+        self._drop(endpoint)
+        client = make_client(endpoint, framer=self.source.framer, timeout_s=self._timeout)
+        try:
+            ok = bool(await client.connect()) and client.connected
+        except (OSError, TimeoutError) as exc:
+            logger.debug("Modbus connect to %s failed: %r", endpoint, exc)
+            ok = False
+        if not ok:
             client.close()
-            raise ConnectionError(
-                f"cannot connect to Modbus device at {self.endpoint}; check that it is "
-                "reachable or set the source's endpoint"
-            )
-        self._client = client
+            raise ModbusIOError(
+                "connection", f"cannot connect to Modbus device at {endpoint}; check that it "
+                "is reachable or set the source's (or the machine's) endpoint")
+        self._clients[endpoint] = client
         return client
 
     async def write_and_read_back(self, tag_path: str, value: float) -> float:
         info = self.catalog.info(tag_path)
         reg = info.spec.modbus
-        if reg is None or reg.table != "holding":
-            where = "no register" if reg is None else f"a {reg.table} register"
+        if reg is None or reg.table != "holding" or reg.type in ("bool", "string"):
+            where = ("no register" if reg is None else f"a {reg.type} {reg.table} register")
             raise DeviceError(self.source.name, tag_path,
-                              f"{where}; a setpoint must map to a holding register")
+                              f"{where}; a setpoint must map to a numeric holding register "
+                              "(or a bit of one)")
+        unit = info.machine.unit_id if reg.unit_id is None else reg.unit_id
+        endpoint = info.machine.endpoint or self.endpoint
+        words = None if reg.type == "bit" else self._encode(tag_path, value, reg)
         try:
-            words = setpoint_words(value, reg.type)
+            client = await self._connected(endpoint)
+            if words is None:  # a bit: read-modify-write of its register
+                current = await read_table(client, "holding", reg.address, 1, unit)
+                words = self._encode(tag_path, value, reg, [int(w) for w in current])
+            await write_registers(client, reg.address, words, unit)
+            back = await read_table(client, "holding", reg.address, reg.width, unit)
+        except ModbusIOError as exc:
+            if exc.kind != "exception":  # the device answered: the connection is fine
+                self._drop(endpoint)
+            raise DeviceError(self.source.name, tag_path,
+                              f"Modbus device at {endpoint} (unit {unit}): {exc}") from exc
+        readback = modbus.decode_register([int(w) for w in back], reg)
+        if isinstance(readback, str):
+            raise DeviceError(self.source.name, tag_path, f"read back text {readback!r}")
+        return readback
+
+    def _encode(self, tag_path: str, value: float, reg: ModbusRegister,
+                current: list[int] | None = None) -> list[int]:
+        try:
+            return modbus.encode_register(value, reg, current)
         except ValueError as exc:
             raise DeviceError(self.source.name, tag_path, str(exc)) from exc
-        unit = info.machine.unit_id
-        try:
-            client = await self._connected()
-            wr = await client.write_registers(reg.address, words, device_id=unit)
-            if wr.isError():
-                raise DeviceError(self.source.name, tag_path,
-                                  f"device {unit} refused the write at holding register "
-                                  f"{reg.address}: {wr}")
-            rr = await client.read_holding_registers(reg.address, count=reg.width,
-                                                     device_id=unit)
-            if rr.isError():
-                raise DeviceError(self.source.name, tag_path,
-                                  f"device {unit} refused the read-back of holding register "
-                                  f"{reg.address}: {rr}")
-            return modbus.decode(rr.registers, reg.type)
-        except (ModbusException, OSError, TimeoutError) as exc:
-            await self.close()
-            raise DeviceError(self.source.name, tag_path,
-                              f"Modbus device at {self.endpoint} (unit {unit}): {exc}") from exc
+
+    def _drop(self, endpoint: str) -> None:
+        client = self._clients.pop(endpoint, None)
+        if client is not None:
+            client.close()
 
     async def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        for endpoint in list(self._clients):
+            self._drop(endpoint)
 
 
 class OpcUaWriter(DeviceWriter):

@@ -2,7 +2,8 @@
 
 Pure logic, no I/O. :meth:`SafetyGateway.check` refuses a command that names an unknown or
 non-writable tag, a machine the setpoint does not belong to, a value outside the
-setpoint's ``[min, max]``, a command received after it expired, or one more command than
+setpoint's ``[min, max]`` or one its Modbus register cannot hold (type range after scale
+and offset; a bit takes 0 or 1), a command received after it expired, or one more command than
 the per-setpoint rate limit allows in a sliding minute. It fails closed: a setpoint
 without limits is refused. A redelivered command never reaches it: the executor answers
 it with the result it already published.
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from schemas.catalog import Catalog, TagInfo
 from schemas.events import Command
 from schemas.exceptions import CatalogError
+from schemas.modbus import encode_register
 
 __all__ = ["RATE_WINDOW_MS", "SafetyGateway", "Verdict"]
 
@@ -114,6 +116,8 @@ class SafetyGateway:
                 f"out of limits: value {value:g}{unit} for {info.path} is outside "
                 f"[{spec.min:g}, {spec.max:g}]{unit}",
             ), None
+        if spec.modbus is not None and (refusal := _register_refusal(info, value)):
+            return Verdict(False, refusal), None
         return _OK, info
 
     def _rate_check(self, path: str, now_ms: int) -> Verdict:
@@ -129,3 +133,21 @@ class SafetyGateway:
             )
         times.append(now_ms)
         return _OK
+
+
+def _register_refusal(info: TagInfo, value: float) -> str | None:
+    """Why the setpoint's Modbus register cannot hold ``value`` (None if it can): the
+    value, scaled and offset, must fit the register's type, and a bit takes only 0 or 1."""
+    reg = info.spec.modbus
+    if reg is None:
+        return None
+    if reg.type in ("bit", "bool") and value not in (0.0, 1.0):
+        return (f"not representable: {info.path} is a {reg.type} and takes 0 or 1, "
+                f"not {value:g}")
+    try:
+        encode_register(value, reg, current=0 if reg.type == "bit" else None)
+    except ValueError as exc:
+        return (f"not representable: value {value:g} for {info.path} does not fit its "
+                f"{reg.type} register (scale {reg.scale:g}, offset {reg.offset:g}): {exc}; "
+                "narrow the setpoint's min/max in the catalog")
+    return None

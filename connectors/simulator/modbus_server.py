@@ -58,8 +58,9 @@ class DeviceImage:
         if reg.table in BIT_TABLES:
             self.bits[reg.table][reg.address] = bool(value)
         else:
-            words = encode(value, reg)
-            self.words[reg.table][reg.address : reg.address + len(words)] = words
+            image = self.words[reg.table]
+            words = encode(value, reg, image[reg.address : reg.address + 1])
+            image[reg.address : reg.address + len(words)] = words
 
     def get(self, tag: TagSpec) -> float:
         reg = tag.modbus

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 from asyncua import Server, ua
@@ -22,6 +23,7 @@ from millstream.stack.kafka import free_port
 from schemas.catalog import Catalog, load_catalog
 from schemas.opcua import parse_node_ref
 from sinks.devices import DeviceError, DevicePool
+from tests.integration.modbus_servers import device, serve, words
 
 pytestmark = pytest.mark.integration
 
@@ -147,3 +149,65 @@ def test_unreachable_device_fails_fast_with_the_endpoint(catalog: Catalog) -> No
             await pool.close()
 
     run(catalog, test)
+
+
+WRITES_CATALOG = """\
+enterprise: acme
+site: plant9
+sources:
+  - {{name: plc, protocol: modbus, endpoint: "127.0.0.1:{nowhere}", timeout_ms: 500}}
+machines:
+  - name: oven-01
+    area: bake
+    line: line1
+    source: plc
+    endpoint: "127.0.0.1:{port}"
+    unit_id: 1
+    tags:
+      - {{name: temp_sp, kind: setpoint, min: 0, max: 300, register: {{table: holding,
+          address: 0, type: int16, scale: 0.1, order: BADC}}}}
+      - {{name: speed_sp, kind: setpoint, min: 0, max: 100, register: {{table: holding,
+          address: 2, type: float32, order: CDAB}}}}
+      - {{name: heater_on, kind: setpoint, min: 0, max: 1, register: {{table: holding,
+          address: 10, type: bit(5)}}}}
+      - {{name: flow_sp, kind: setpoint, min: 0, max: 1000, register: {{table: holding,
+          address: 20, type: float64, order: DCBA, unit_id: 2}}}}
+"""
+
+
+def test_modbus_writes_use_the_codec_the_machines_endpoint_and_unit(tmp_path: Path) -> None:
+    """Types, orders, scale, a per-register unit id, the machine's own endpoint (the
+    source's is dead) and a bit written by read-modify-write, all read back."""
+    async def test() -> None:
+        port = free_port()
+        path = tmp_path / "plant.yaml"
+        path.write_text(WRITES_CATALOG.format(port=port, nowhere=free_port()))
+        catalog = load_catalog(path)
+        server = await serve([device(1, holding={10: 0b1000_0001}), device(2)], port)
+        pool = DevicePool(catalog)
+        reader = AsyncModbusTcpClient("127.0.0.1", port=port)
+        oven = "oven-01"
+        try:
+            assert await pool.write_and_read_back(f"{oven}/temp_sp", 215.3) == pytest.approx(
+                215.3)
+            assert await pool.write_and_read_back(f"{oven}/speed_sp", 42.5) == 42.5
+            assert await pool.write_and_read_back(f"{oven}/heater_on", 1.0) == 1.0
+            assert await pool.write_and_read_back(f"{oven}/flow_sp", 812.125) == 812.125
+            await reader.connect()
+            unit1 = (await reader.read_holding_registers(0, count=11, device_id=1)).registers
+            unit2 = (await reader.read_holding_registers(20, count=4, device_id=2)).registers
+            assert unit1[0:1] == words(">h", 2153, "BADC")
+            assert unit1[2:4] == words(">f", 42.5, "CDAB")
+            assert unit1[10] == 0b1010_0001  # bit 5 set, bits 0 and 7 kept
+            assert unit2 == words(">d", 812.125, "DCBA")
+            assert await pool.write_and_read_back(f"{oven}/heater_on", 0.0) == 0.0
+            bits = (await reader.read_holding_registers(10, count=1, device_id=1)).registers
+            assert bits == [0b1000_0001]
+            with pytest.raises(DeviceError, match="does not fit a int16"):
+                await pool.write_and_read_back(f"{oven}/temp_sp", 4000.0)
+        finally:
+            reader.close()
+            await pool.close()
+            await server.shutdown()
+
+    asyncio.run(asyncio.wait_for(test(), timeout=60))

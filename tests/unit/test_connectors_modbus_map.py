@@ -6,11 +6,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connectors.modbus import machine_plans
 from connectors.modbus_map import (
     MAX_REGISTERS,
     ReadBlock,
+    TagValue,
     decode_block,
+    machine_plans,
     plan_reads,
 )
 from schemas.catalog import Catalog, ModbusRegister
@@ -87,21 +88,17 @@ def test_plan_covers_every_tag_once_within_limits(
 
 
 
-
-
-
-
 def test_decode_block_uses_offsets_and_padded_bits() -> None:
     items = (("p", reg("input", 10)), ("n", reg("input", 14, "uint32")))
     block = ReadBlock("input", 10, 6, items)
     words = [*encode(2.5, "float32"), 0, 0, *encode(70000, "uint32")]
-    assert decode_block(block, words) == [("p", 2.5), ("n", 70000.0)]
+    assert decode_block(block, words) == [TagValue("p", 2.5), TagValue("n", 70000.0)]
     bits_block = ReadBlock("coil", 3, 2, (("a", reg("coil", 3, "bool")),
                                           ("b", reg("coil", 4, "bool"))))
-    assert decode_block(bits_block, [False, True] + [False] * 6) == [("a", 0.0), ("b", 1.0)]
+    assert decode_block(bits_block, [False, True] + [False] * 6) == [
+        TagValue("a", 0.0), TagValue("b", 1.0)]
     with pytest.raises(ValueError, match="expected 6"):
         decode_block(block, words[:4])
-
 
 
 def test_catalog_press_is_three_reads(catalog: Catalog) -> None:
