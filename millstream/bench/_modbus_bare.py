@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--endpoint", required=True)
     p.add_argument("--seconds", type=float, required=True)
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(_run(args))
 
 

@@ -16,6 +16,7 @@ import json
 import logging
 import sys
 import time
+from datetime import UTC
 
 from asyncua import Client, ua
 from asyncua.common.subscription import DataChangeEvent, Subscription
@@ -30,26 +31,45 @@ __all__ = ["main"]
 logger = logging.getLogger(__name__)
 
 
+BUCKET_MS = 10  # latency histogram resolution
+BUCKETS = 1000  # up to 10 s; later ones land in the last bucket
+
+
 class _Counts:
     def __init__(self, first: float, last: float) -> None:
         self.first, self.last = first, last
         self.total = 0
         self.in_range = 0
         self.last_at = 0.0
+        self.latency = [0] * BUCKETS  # source timestamp -> received, per BUCKET_MS
+
+    def percentile(self, q: float) -> float | None:
+        rank, seen = q * self.in_range, 0
+        for i, n in enumerate(self.latency):
+            seen += n
+            if n and seen >= rank:
+                return float((i + 1) * BUCKET_MS)
+        return None
 
     def report(self, event: str) -> None:
         send_line(sys.stdout, event=event, total=self.total, in_range=self.in_range,
-                  last_at=self.last_at)
+                  last_at=self.last_at, latency_ms={"p50": self.percentile(0.5),
+                                                    "p99": self.percentile(0.99),
+                                                    "max": self.percentile(1.0)})
 
 
 async def _consume(sub: Subscription, counts: _Counts) -> None:
-    lo, hi = counts.first, counts.last
+    lo, hi, hist = counts.first, counts.last, counts.latency
     async for ev in sub:
         if isinstance(ev, DataChangeEvent):
             counts.total += 1
             if lo <= ev.value <= hi:
                 counts.in_range += 1
-                counts.last_at = time.time()
+                counts.last_at = now = time.time()
+                stamp = ev.data.monitored_item.Value.SourceTimestamp
+                if stamp is not None:
+                    ms = (now - stamp.replace(tzinfo=UTC).timestamp()) * 1000
+                    hist[min(int(ms // BUCKET_MS), BUCKETS - 1)] += 1
 
 
 async def _nodeids(client: Client, catalog_path: str, source: str) -> list[ua.NodeId]:
@@ -108,7 +128,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--first", type=float, required=True)
     p.add_argument("--last", type=float, required=True)
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(_run(args))
 
 

@@ -7,6 +7,7 @@ counters in a status file. The benchmark reads its status, CPU time and peak RSS
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,10 @@ from millstream.stack.processes import Child
 from schemas.exceptions import MillstreamError
 from schemas.status import read_status
 
-__all__ = ["ConnectorUnderTest"]
+__all__ = ["PROFILE_ENV", "ConnectorUnderTest"]
+
+# set (to anything) to run the connector under cProfile; its profile lands in the run folder
+PROFILE_ENV = "MILLSTREAM_BENCH_PROFILE"
 
 
 class ConnectorUnderTest:
@@ -29,6 +33,8 @@ class ConnectorUnderTest:
         self.child = Child(f"connector-{source}",
                            ["connect", source, "--status-file", str(self.status_file)],
                            env, work / f"{source}.connector.log")
+        if os.environ.get(PROFILE_ENV):  # a profile of where the connector's time goes
+            self.child.argv[1:2] = ["-m", "cProfile", "-o", str(work / f"{source}.prof"), "-m"]
 
     @property
     def pid(self) -> int:

@@ -8,8 +8,9 @@ notifications runs for as many seconds against the same server. Never both at on
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,7 @@ def _bare_run(catalog_path: Path, server: LineChild, endpoint: str, seconds: int
         ready = bare.expect("ready", timeout=300)
         say(f"bare asyncua client subscribed in {ready['subscribe_s']}s "
                  f"({ready['initial']:,} initial values); {seconds}s of changes ...")
-        cpu0 = cpu_seconds(bare.pid) or 0.0
+        cpu0, server_cpu0 = cpu_seconds(bare.pid) or 0.0, cpu_seconds(server.pid) or 0.0
 
         def in_range() -> int:
             bare.send(cmd="count")
@@ -109,30 +110,42 @@ def _bare_run(catalog_path: Path, server: LineChild, endpoint: str, seconds: int
             if (now := in_range()) != last:
                 last, last_change = now, time.monotonic()
         cpu = (cpu_seconds(bare.pid) or 0.0) - cpu0
+        server_cpu = (cpu_seconds(server.pid) or 0.0) - server_cpu0
         bare.send(cmd="stop")
         counts = bare.expect("done", timeout=30)
     finally:
         bare.stop()
     return {"done": done, "counts": counts,
             "cpu_share": round(cpu / (done["end"] - done["start"]), 3),
+            "server_cpu_share": round(server_cpu / (done["end"] - done["start"]), 3),
             "per_s": _rate(counts["in_range"], done["start"], done["end"], counts["last_at"])}
 
 
-def measure_opcua(catalog: Catalog, catalog_path: Path, k: BenchKafka, topic: str, port: int,
-                  tags: int, seconds: int, work: Path, env: dict[str, str]) -> dict[str, Any]:
-    """Both runs against one server process; the OPC-UA figures of the result."""
+@contextlib.contextmanager
+def _server(catalog_path: Path, port: int, tags: int, work: Path,
+            run: str) -> Iterator[tuple[LineChild, dict[str, Any]]]:
+    """A fresh server process per run, so nothing a client left behind (an orphaned
+    session after a reconnect keeps its subscriptions for the session timeout) weighs on
+    the next run."""
     server = LineChild("opcua-server", "millstream.bench._opcua_server",
                        ["--catalog", str(catalog_path), "--source", OPCUA_SOURCE,
-                        "--port", str(port)], work / "opcua-server.log")
+                        "--port", str(port)], work / f"opcua-server-{run}.log")
     try:
         server.start()
         ready = server.expect("ready", timeout=120 + tags / 100)
         say(f"OPC-UA server up with {ready['tags']:,} tags in {ready['build_s']}s")
-        conn = _connector_run(catalog, k, server, topic, tags, seconds, work, env)
-        bare = _bare_run(catalog_path, server, ready["endpoint"], seconds,
-                         conn["done"]["last"] + 1, work)
+        yield server, ready
     finally:
         server.stop()
+
+
+def measure_opcua(catalog: Catalog, catalog_path: Path, k: BenchKafka, topic: str, port: int,
+                  tags: int, seconds: int, work: Path, env: dict[str, str]) -> dict[str, Any]:
+    """The connector's run, then the bare client's; the OPC-UA figures of the result."""
+    with _server(catalog_path, port, tags, work, "connector") as (server, _):
+        conn = _connector_run(catalog, k, server, topic, tags, seconds, work, env)
+    with _server(catalog_path, port, tags, work, "bare") as (server, ready):
+        bare = _bare_run(catalog_path, server, ready["endpoint"], seconds, 1, work)
     tally: OpcUaTally = conn["tally"]
     writes = conn["done"]["writes"]
     per_s, bare_per_s = conn["per_s"], bare["per_s"]
@@ -150,13 +163,17 @@ def measure_opcua(catalog: Catalog, catalog_path: Path, k: BenchKafka, topic: st
         "opcua_bad_readings": tally.bad,
         "opcua_latency_ms": tally.latency(),
         "opcua_server_behind_s": conn["done"]["behind_s"],
+        "opcua_server_loop_lag_s": {"connector_run": conn["done"].get("loop_lag_s"),
+                                    "bare_run": bare["done"].get("loop_lag_s")},
         "opcua_connector_status": {key: conn["final"].get(key) for key in
                                    ("produced", "delivered", "failed", "errors", "last_error")},
         "opcua_connector_cpu_share": conn["cpu_share"],
-        "opcua_server_cpu_share": {"connector_run": conn["server_cpu_share"]},
+        "opcua_server_cpu_share": {"connector_run": conn["server_cpu_share"],
+                                   "bare_run": bare["server_cpu_share"]},
         "opcua_bare_per_s": bare_per_s,
         "opcua_bare_notifications": bare["counts"]["in_range"],
         "opcua_bare_lost": bare["done"]["writes"] - bare["counts"]["in_range"],
         "opcua_bare_cpu_share": bare["cpu_share"],
+        "opcua_bare_latency_ms": bare["counts"]["latency_ms"],
         "connector_peak_rss_mb": conn["peak_rss_mb"] and round(conn["peak_rss_mb"], 1),
     }
