@@ -36,9 +36,17 @@ def _streams(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
                           n_frames=max(1, (readings or 300_000) // 1000))
 
 
+def _ingest(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    from millstream.bench import ingest
+
+    return ingest.run(settings, getattr(args, "tags", None), getattr(args, "seconds", None))
+
+
 BENCHMARKS: dict[str, tuple[Benchmark, str]] = {
     "wire": (_wire, "readings wire format: frames vs one message per reading, Faust vs raw"),
     "streams": (_streams, "stream logic without Kafka: vectorised windows vs a per-reading loop"),
+    "ingest": (_ingest, "edge connectors: OPC-UA tags at 1 Hz vs bare asyncua, Modbus block "
+                        "reads vs one register per request"),
 }
 
 
