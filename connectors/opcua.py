@@ -72,7 +72,7 @@ class OpcUaSource(Source):
         frame_ms: int = 200,
         chunk: int = CHUNK,
         timeout_s: float = 4.0,
-        watchdog_s: float = 1.0,
+        watchdog_s: float = 2.0,
         audit_s: float = 10.0,
         pki_dir: Path | None = None,
     ) -> None:

@@ -112,6 +112,9 @@ async def server_certificates(client: Client) -> list[tuple[ua.EndpointDescripti
             for ep in endpoints]
 
 
+SESSION_TIMEOUT_MS = 60_000
+
+
 async def connect_client(source: SourceSpec, endpoint: str, pki_dir: Path | None, *,
                          timeout: float, on_lost: OnLost | None = None,
                          watchdog_s: float | None = None) -> Client:
@@ -127,6 +130,9 @@ async def connect_client(source: SourceSpec, endpoint: str, pki_dir: Path | None
     username, password = read_credentials(sec, source.name, endpoint)
     client = (Client(endpoint, timeout=timeout) if watchdog_s is None
               else Client(endpoint, timeout=timeout, watchdog_intervall=watchdog_s))
+    # a session dropped without closing (network loss) keeps its subscriptions queueing on
+    # the server until it times out: ask for one minute, not asyncua's hour
+    client.session_timeout = SESSION_TIMEOUT_MS
     client.connection_lost_callback = on_lost
     if sec.policy != "None":
         if pki_dir is None:
