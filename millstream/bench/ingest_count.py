@@ -113,6 +113,17 @@ class OpcUaTally:
         if hit:
             self.last_created_ms = max(self.last_created_ms, created_ms)
 
+    def missing_by_round(self, top: int = 5) -> dict[str, int]:
+        """How many tags missed each round, for the rounds missed most (where a loss sits:
+        all tags of one round, or one subscription's tags, or scattered)."""
+        counts = [0] * (self.last - self.first + 1)
+        for marks in self.seen.values():
+            for i, hit in enumerate(marks):
+                if not hit:
+                    counts[i] += 1
+        worst = sorted((c, i) for i, c in enumerate(counts) if c)[::-1][:top]
+        return {str(self.first + i): c for c, i in worst}
+
     def latency(self) -> dict[str, float] | None:
         """Percentiles of source timestamp -> handed to Kafka, in ms."""
         if not self.latency_ms:

@@ -161,6 +161,7 @@ def measure_opcua(catalog: Catalog, catalog_path: Path, k: BenchKafka, topic: st
         "opcua_seq_gaps": tally.seq.gaps,
         "opcua_seq_repeats": tally.seq.repeats,
         "opcua_bad_readings": tally.bad,
+        "opcua_missing_by_round": tally.missing_by_round(),
         "opcua_latency_ms": tally.latency(),
         "opcua_server_behind_s": conn["done"]["behind_s"],
         "opcua_server_loop_lag_s": {"connector_run": conn["done"].get("loop_lag_s"),
