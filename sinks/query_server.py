@@ -35,6 +35,7 @@ __all__ = [
     "endpoint_file_for",
     "json_safe",
     "locked_by_another_process",
+    "query_settings",
 ]
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,14 @@ READ_ONLY_KEYWORDS = frozenset({"SELECT", "SHOW", "DESCRIBE", "DESC", "EXPLAIN",
 _MAX_BODY = 1 << 20
 _LITERAL = re.compile(r"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.)*\"|`(?:[^`\\]|\\.)*`"
                       r"|--[^\n]*|#[^\n]*|/\*.*?\*/", re.S)
+
+
+def query_settings(max_execution_s: float, max_rows: int) -> dict[str, str]:
+    """Settings of an analyst's query: read-only, at most this long and this many rows
+    (the query fails with a message naming the limit rather than running on)."""
+    return {"readonly": "1", "max_execution_time": f"{max_execution_s:g}",
+            "timeout_overflow_mode": "throw", "max_result_rows": str(max_rows),
+            "result_overflow_mode": "throw"}
 
 
 def chdb_path(dsn: str) -> Path | None:
@@ -128,13 +137,18 @@ def json_safe(value: Any) -> Any:
 
 class QueryServer:
     """Lifecycle: :meth:`start` (binds, serves in a thread, writes the endpoint file),
-    :meth:`stop` (removes the file, shuts down). Every client call holds ``lock``."""
+    :meth:`stop` (removes the file, shuts down; closes the client if ``owns_client``).
+    Every client call holds ``lock``: give the server a client of its own (a second chDB
+    connection in the owning process) and a long query does not wait on inserts or block
+    them. Each query runs at most ``max_execution_s`` and returns at most ``max_rows``."""
 
     def __init__(self, client: Client, lock: threading.Lock, *, dsn: str,
                  endpoint_file: Path | None, host: str = "127.0.0.1", port: int = 0,
-                 max_rows: int = 1_000_000) -> None:
+                 max_rows: int = 100_000, max_execution_s: float = 60.0,
+                 owns_client: bool = False) -> None:
         self.client, self.lock, self.dsn = client, lock, dsn
         self.endpoint_file, self.max_rows = endpoint_file, max_rows
+        self.max_execution_s, self.owns_client = max_execution_s, owns_client
         self._httpd = ThreadingHTTPServer((host, port), _Handler)
         self._httpd.daemon_threads = True
         self._httpd.query_server = self  # type: ignore[attr-defined]
@@ -148,8 +162,7 @@ class QueryServer:
     def execute(self, sql: str) -> dict[str, Any]:
         """Run one read-only statement; QueryRejected or the client's error on failure."""
         stmt = check_read_only(sql)
-        settings = {"readonly": "1", "max_result_rows": str(self.max_rows),
-                    "result_overflow_mode": "throw"}
+        settings = query_settings(self.max_execution_s, self.max_rows)
         with self.lock:
             result = self.client.query(stmt, settings=settings)
             columns = list(result.column_names)
@@ -182,6 +195,9 @@ class QueryServer:
             self._httpd.shutdown()
             self._thread.join(timeout=5)
         self._httpd.server_close()
+        if self.owns_client:
+            with self.lock:
+                self.client.close()
 
 
 class _Handler(BaseHTTPRequestHandler):
