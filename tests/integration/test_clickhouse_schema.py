@@ -48,7 +48,8 @@ def test_fresh_database_gets_every_migration_once(client: Client) -> None:
     ledger = q(client, "SELECT version, name, checksum FROM schema_migrations ORDER BY version")
     assert [(v, n, c) for v, n, c in ledger] == [(m.version, m.name, m.checksum)
                                                for m in load_migrations()]
-    cols = dict(q(client, "SELECT name, type FROM system.columns WHERE table = 'readings'"))
+    cols = {str(n): str(t) for n, t in
+            q(client, "SELECT name, type FROM system.columns WHERE table = 'readings'")}
     assert cols["unit"] == "LowCardinality(String)"
 
 
