@@ -193,14 +193,20 @@ def cmd_executor(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
     from millstream.query import (
+        QueryLimits,
         endpoint_file_for,
         format_csv,
         format_json,
         format_table,
         run_query,
     )
+    from sinks.chclient import ClientOptions
 
-    result = run_query(settings.dsn, args.sql, endpoint_file_for(settings.dsn))
+    limits = QueryLimits(args.max_seconds or settings.query_max_execution_s,
+                         args.max_rows or settings.query_max_rows)
+    result = run_query(settings.dsn, args.sql, endpoint_file_for(settings.dsn),
+                       timeout=limits.max_execution_s + 30, limits=limits,
+                       options=ClientOptions.from_settings(settings))
     formatter = {"table": format_table, "csv": format_csv, "json": format_json}[args.format]
     print(formatter(result))
     return 0
@@ -271,6 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("query", cmd_query, "run SQL against millstream's ClickHouse and print the result")
     p.add_argument("sql")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--max-seconds", type=float, default=None,
+                   help="stop the query after this long "
+                   "(default: MILLSTREAM_QUERY_MAX_EXECUTION_S)")
+    p.add_argument("--max-rows", type=int, default=None,
+                   help="fail rather than return more rows (default: MILLSTREAM_QUERY_MAX_ROWS)")
 
     p = add("demo", cmd_demo, "run the whole platform live on the local stack")
     p.add_argument("--duration", type=float, default=None,

@@ -28,6 +28,8 @@ from clickhouse_connect.driver.client import Client
 from sinks.exceptions import QueryRejected
 
 __all__ = [
+    "LIMIT_ROWS_HEADER",
+    "LIMIT_SECONDS_HEADER",
     "READ_ONLY_KEYWORDS",
     "QueryServer",
     "chdb_path",
@@ -42,6 +44,9 @@ logger = logging.getLogger(__name__)
 
 READ_ONLY_KEYWORDS = frozenset({"SELECT", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "WITH", "EXISTS"})
 _MAX_BODY = 1 << 20
+# a client's own (tighter) limits for one query
+LIMIT_SECONDS_HEADER = "X-Millstream-Max-Execution-S"
+LIMIT_ROWS_HEADER = "X-Millstream-Max-Rows"
 _LITERAL = re.compile(r"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.)*\"|`(?:[^`\\]|\\.)*`"
                       r"|--[^\n]*|#[^\n]*|/\*.*?\*/", re.S)
 
@@ -159,10 +164,14 @@ class QueryServer:
         host, port = self._httpd.server_address[:2]
         return f"http://{host!s}:{port}"
 
-    def execute(self, sql: str) -> dict[str, Any]:
-        """Run one read-only statement; QueryRejected or the client's error on failure."""
+    def execute(self, sql: str, max_execution_s: float | None = None,
+                max_rows: int | None = None) -> dict[str, Any]:
+        """Run one read-only statement; QueryRejected or the client's error on failure.
+
+        A caller may ask for tighter limits than the server's, never for looser ones."""
         stmt = check_read_only(sql)
-        settings = query_settings(self.max_execution_s, self.max_rows)
+        seconds = min(self.max_execution_s, max_execution_s or self.max_execution_s)
+        settings = query_settings(seconds, min(self.max_rows, max_rows or self.max_rows))
         with self.lock:
             result = self.client.query(stmt, settings=settings)
             columns = list(result.column_names)
@@ -221,7 +230,14 @@ class _Handler(BaseHTTPRequestHandler):
         sql = self.rfile.read(length).decode("utf-8", "replace")
         qs: QueryServer = self.server.query_server  # type: ignore[attr-defined]
         try:
-            self._send(200, qs.execute(sql))
+            seconds = float(self.headers.get(LIMIT_SECONDS_HEADER) or 0) or None
+            rows = int(self.headers.get(LIMIT_ROWS_HEADER) or 0) or None
+        except ValueError:
+            self._send(400, {"error": f"{LIMIT_SECONDS_HEADER} and {LIMIT_ROWS_HEADER} "
+                                      "must be numbers"})
+            return
+        try:
+            self._send(200, qs.execute(sql, seconds, rows))
         except QueryRejected as exc:
             self._send(400, {"error": str(exc)})
         except Exception as exc:  # the engine's error is the analyst's answer
