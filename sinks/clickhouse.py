@@ -46,14 +46,6 @@ _EVENTS: dict[str, type[Any]] = {
 _INSERT_SETTINGS = {"throw_on_max_partitions_per_insert_block": 0}
 
 
-def _tail(f: ReadingFrame, k: int) -> ReadingFrame:
-    """The frame without its first ``k`` readings."""
-    return ReadingFrame(
-        f.source, f.epoch, f.seq + k, f.tag[k:], f.ts[k:], f.value[k:], f.quality[k:],
-        None if f.server_ts is None else f.server_ts[k:],
-        None if f.status is None else f.status[k:], None if f.text is None else f.text[k:])
-
-
 class ClickHouseSink(BatchingSink):
     """Lifecycle: construct (opens the client, migrates, creates consumer and producer),
     :meth:`run` until stopped, then :meth:`close`. ``lock`` serialises every use of
@@ -98,6 +90,8 @@ class ClickHouseSink(BatchingSink):
             raise
         self._units = {path: info.spec.unit for path, info in catalog.tags().items()}
         self._contexts: dict[str, InsertContext] = {}
+        # readings_progress rows for readings that will never be stored (dead-lettered)
+        self._done_elsewhere: list[list[Any]] = []
         self.counts.update(deadlettered=0, deadletter_malformed=0, deadletter_errors=0,
                            redelivered=0, refused_rows=0)
         self._started, self._next_status = time.time(), 0.0
@@ -112,16 +106,24 @@ class ClickHouseSink(BatchingSink):
         return Decoded(Rows(table, event_columns(event)))
 
     def _decode_frame(self, frame: ReadingFrame) -> Decoded:
-        first = self._progress.fresh_from(frame.source, frame.epoch, frame.seq, frame.last_seq)
-        if first > frame.last_seq:
+        todo = self._progress.missing(frame.source, frame.epoch, frame.seq, frame.last_seq)
+        if not todo:
             self.counts["redelivered"] += len(frame)
             return Decoded()
-        if first > frame.seq:  # the head of the frame is stored already
-            k = first - frame.seq
-            self.counts["redelivered"] += k
-            frame = _tail(frame, k)
         cols, unknown = frame_columns(frame, self._units)
-        self._progress.accept(frame.source, frame.epoch, frame.last_seq)
+        fresh = sum(hi - lo + 1 for lo, hi in todo)
+        if fresh < len(frame):  # part of the frame is stored already
+            self.counts["redelivered"] += len(frame) - fresh
+            keep = [i for i, s in enumerate(cols[6]) if any(lo <= s <= hi for lo, hi in todo)]
+            cols = [[c[i] for i in keep] for c in cols]
+        for lo, hi in todo:
+            self._progress.accept(frame.source, frame.epoch, lo, hi)
+        if unknown:  # left out for good: count them as done in readings_progress
+            stored = set(cols[6])
+            gone = [s for lo, hi in todo for s in range(lo, hi + 1) if s not in stored]
+            if gone:
+                self._done_elsewhere.append([frame.source, frame.epoch, min(gone), max(gone),
+                                             len(gone)])
         rejects: tuple[Reject, ...] = ()
         if unknown:
             names = ", ".join(sorted(set(unknown))[:5])
@@ -174,6 +176,20 @@ class ClickHouseSink(BatchingSink):
         refused = insert_isolating(lambda lo, hi: self._insert(batch, lo, hi), batch.rows)
         if refused:
             self._refuse(batch, refused)
+        if batch.table == "readings" and self._done_elsewhere:
+            self._record_done_elsewhere()
+
+    def _record_done_elsewhere(self) -> None:
+        """Count dead-lettered readings as done, so a redelivery after a restart skips them
+        (best effort: if this fails they are only dead-lettered again)."""
+        rows, self._done_elsewhere = self._done_elsewhere, []
+        try:
+            with self.lock:
+                self.client.insert("readings_progress", rows,
+                                   column_names=["source", "epoch", "lo", "hi", "n"])
+        except Exception as exc:
+            logger.warning("could not record %d dead-lettered readings as done: %s",
+                           len(rows), str(exc)[:300])
 
     def _insert(self, batch: Batch, lo: int, hi: int) -> None:
         with self.lock:
@@ -197,6 +213,12 @@ class ClickHouseSink(BatchingSink):
         """Dead-letter the rows ClickHouse refused: one letter per message they came from."""
         batch.refused = len(refused)
         self.counts["refused_rows"] += len(refused)
+        if batch.table == "readings":
+            names = batch.column_names
+            src, ep, sq = names.index("source"), names.index("epoch"), names.index("seq")
+            for row, _ in refused:
+                s = batch.data[sq][row]
+                self._done_elsewhere.append([batch.data[src][row], batch.data[ep][row], s, s, 1])
         by_origin: dict[Origin | None, list[tuple[int, BaseException]]] = {}
         for row, exc in refused:
             by_origin.setdefault(batch.origin_of(row), []).append((row, exc))

@@ -36,9 +36,16 @@ def _streams(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
                           n_frames=max(1, (readings or 300_000) // 1000))
 
 
+def _sink(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    from millstream.bench import sink
+
+    return sink.run(settings, getattr(args, "readings", None))
+
+
 BENCHMARKS: dict[str, tuple[Benchmark, str]] = {
     "wire": (_wire, "readings wire format: frames vs one message per reading, Faust vs raw"),
     "streams": (_streams, "stream logic without Kafka: vectorised windows vs a per-reading loop"),
+    "sink": (_sink, "ClickHouse sink end to end from Kafka vs a raw columnar chDB insert"),
 }
 
 

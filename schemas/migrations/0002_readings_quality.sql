@@ -27,18 +27,26 @@ ALTER TABLE commands MODIFY SETTING non_replicated_deduplication_window = 1000;
 ALTER TABLE command_results MODIFY SETTING non_replicated_deduplication_window = 1000;
 ALTER TABLE deadletter MODIFY SETTING non_replicated_deduplication_window = 1000;
 
--- The highest sequence number stored per (source, epoch). Sequence numbers of a source
--- arrive in order (one key, one partition), so the sink skips a redelivered reading
--- (seq <= max_seq) before the insert: the rollups below see every reading once.
+-- What the sink stored per (source, epoch): the lowest and highest seq and how many rows
+-- (the sink also counts rows it dead-lettered or left out for an unknown tag). When
+-- n = hi - lo + 1 every seq in lo..hi is done, and the sink skips a redelivered reading
+-- in that range before the insert, so the rollups below see each reading once.
 CREATE TABLE IF NOT EXISTS readings_progress (
     source LowCardinality(String),
     epoch UInt64,
-    max_seq SimpleAggregateFunction(max, UInt64)
+    lo SimpleAggregateFunction(min, UInt64),
+    hi SimpleAggregateFunction(max, UInt64),
+    n SimpleAggregateFunction(sum, UInt64)
 ) ENGINE = AggregatingMergeTree
-ORDER BY (source, epoch);
+ORDER BY (source, epoch)
+SETTINGS non_replicated_deduplication_window = 1000;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS readings_progress_mv TO readings_progress AS
-SELECT source, epoch, max(seq) AS max_seq FROM readings GROUP BY source, epoch;
+SELECT source, epoch, min(seq) AS lo, max(seq) AS hi, count() AS n
+FROM readings GROUP BY source, epoch;
 
--- readings stored before this migration (max is idempotent: running it twice is harmless)
-INSERT INTO readings_progress SELECT source, epoch, max(seq) FROM readings GROUP BY source, epoch;
+-- readings stored before this migration, once (uniqExact: duplicates awaiting a merge
+-- count once)
+-- if: SELECT (SELECT count() FROM readings_progress) = 0
+INSERT INTO readings_progress
+SELECT source, epoch, min(seq), max(seq), uniqExact(seq) FROM readings GROUP BY source, epoch;

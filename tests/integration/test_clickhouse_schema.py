@@ -64,8 +64,8 @@ def test_directory_made_by_the_old_ddl_upgrades_and_keeps_its_data(client: Clien
     assert next(m.version for m in migrate(client)) == 1
     assert q(client, "SELECT count() FROM readings") == [(3,)]
     assert q(client, "SELECT tag, window_ms, count FROM aggregates") == [("a/t", 10_000, 2)]
-    assert q(client, "SELECT source, epoch, max(max_seq) FROM readings_progress "
-                     "GROUP BY ALL") == [("s", 1, 3)]
+    assert q(client, "SELECT source, epoch, min(lo), max(hi), sum(n) FROM readings_progress "
+                     "GROUP BY ALL") == [("s", 1, 1, 3, 3)]
     assert q(client, "SELECT sum(samples), sum(count) FROM readings_1m") == [(3, 2)]
     assert q(client, "SELECT source, reason FROM gaps") == [("s", "connection lost")]
     assert not any(t == "aggregates_0003" for (t,) in q(client, "SHOW TABLES"))
