@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from millstream import commands
+from millstream.commands import sink_migrate
 from millstream.settings import Settings, load_settings
 from schemas.catalog import Catalog, load_catalog
 from schemas.exceptions import MillstreamError
@@ -153,6 +154,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_sink(args: argparse.Namespace, settings: Settings) -> int:
     from millstream.query import endpoint_file_for
     from millstream.stack.locate import resolve_bootstrap
+    from sinks.chclient import ClientOptions
     from sinks.run import run_sink
 
     stop = _stop_event_on_signals()
@@ -160,7 +162,10 @@ def cmd_sink(args: argparse.Namespace, settings: Settings) -> int:
                      topics=_topics(settings), dsn=settings.dsn, group_id=args.group_id,
                      kafka_config=settings.kafka_client_config(),
                      query_endpoint_file=endpoint_file_for(settings.dsn),
-                     status_file=_path(args.status_file), stop=stop)
+                     status_file=_path(args.status_file), stop=stop,
+                     client_options=ClientOptions.from_settings(settings),
+                     ttl_days=settings.ttl_days(),
+                     query_limits=(settings.query_max_execution_s, settings.query_max_rows))
     print(json.dumps(final, default=str), flush=True)
     return 0
 
@@ -188,14 +193,20 @@ def cmd_executor(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
     from millstream.query import (
+        QueryLimits,
         endpoint_file_for,
         format_csv,
         format_json,
         format_table,
         run_query,
     )
+    from sinks.chclient import ClientOptions
 
-    result = run_query(settings.dsn, args.sql, endpoint_file_for(settings.dsn))
+    limits = QueryLimits(args.max_seconds or settings.query_max_execution_s,
+                         args.max_rows or settings.query_max_rows)
+    result = run_query(settings.dsn, args.sql, endpoint_file_for(settings.dsn),
+                       timeout=limits.max_execution_s + 30, limits=limits,
+                       options=ClientOptions.from_settings(settings))
     formatter = {"table": format_table, "csv": format_csv, "json": format_json}[args.format]
     print(formatter(result))
     return 0
@@ -256,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("sink", cmd_sink, "write every topic to ClickHouse (and serve chDB queries)")
     p.add_argument("--group-id", default="millstream-sink")
     p.add_argument("--status-file", help="write counters here every second (JSON)")
+    sink_migrate.add_arguments(p)
 
     p = add("executor", cmd_executor, "apply commands to the machines through the safety gateway")
     p.add_argument("--endpoint", action="append", metavar="SOURCE=ENDPOINT",
@@ -265,6 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("query", cmd_query, "run SQL against millstream's ClickHouse and print the result")
     p.add_argument("sql")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--max-seconds", type=float, default=None,
+                   help="stop the query after this long "
+                   "(default: MILLSTREAM_QUERY_MAX_EXECUTION_S)")
+    p.add_argument("--max-rows", type=int, default=None,
+                   help="fail rather than return more rows (default: MILLSTREAM_QUERY_MAX_ROWS)")
 
     p = add("demo", cmd_demo, "run the whole platform live on the local stack")
     p.add_argument("--duration", type=float, default=None,

@@ -15,20 +15,27 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from schemas.exceptions import MillstreamError
 from sinks.exceptions import QueryRejected
 from sinks.query_server import (
+    LIMIT_ROWS_HEADER,
+    LIMIT_SECONDS_HEADER,
     chdb_path,
     check_read_only,
     endpoint_file_for,
     json_safe,
     locked_by_another_process,
+    query_settings,
 )
+
+if TYPE_CHECKING:
+    from sinks.chclient import ClientOptions
 
 __all__ = [
     "QueryError",
+    "QueryLimits",
     "QueryResult",
     "endpoint_file_for",
     "format_csv",
@@ -53,15 +60,28 @@ class QueryResult:
     rows: list[list[Any]]
 
 
+@dataclass(frozen=True, slots=True)
+class QueryLimits:
+    """How long a query may run and how many rows it may return; past either it fails
+    with ClickHouse's message naming the limit (TIMEOUT_EXCEEDED, TOO_MANY_ROWS)."""
+
+    max_execution_s: float = 60.0
+    max_rows: int = 100_000
+
+
 def run_query(dsn: str, sql: str, endpoint_file: Path | None = None,
-              timeout: float = 300.0) -> QueryResult:
-    """Run one statement; through the sink's query server when it owns the chDB directory."""
+              timeout: float = 300.0, *, limits: QueryLimits | None = None,
+              options: ClientOptions | None = None) -> QueryResult:
+    """Run one statement; through the sink's query server when it owns the chDB directory.
+
+    ``limits`` apply to the query (the server's own limits apply too: the tighter wins);
+    ``options`` are the user, password and TLS settings for an ``http(s)://`` DSN."""
     path = chdb_path(dsn)
     if path is None and not dsn.startswith("chdb:"):
-        return _direct(dsn, sql)
+        return _direct(dsn, sql, limits, options)
     endpoint = endpoint_file or endpoint_file_for(dsn)
     if endpoint is not None and endpoint.exists():
-        answered = _via_server(endpoint, sql, timeout)
+        answered = _via_server(endpoint, sql, timeout, limits)
         if answered is not None:
             return answered
     if path is not None and not path.exists():
@@ -74,7 +94,7 @@ def run_query(dsn: str, sql: str, endpoint_file: Path | None = None,
             f"{endpoint}: {_owner(endpoint)}); pass the endpoint file that process wrote, "
             "or stop it and query again"
         )
-    return _direct(dsn, sql)
+    return _direct(dsn, sql, limits, options)
 
 
 def _owner(endpoint: Path | None) -> str:
@@ -87,7 +107,8 @@ def _owner(endpoint: Path | None) -> str:
     return f"pid {doc.get('pid')} at {doc.get('url')} does not answer"
 
 
-def _via_server(endpoint: Path, sql: str, timeout: float) -> QueryResult | None:
+def _via_server(endpoint: Path, sql: str, timeout: float,
+                limits: QueryLimits | None) -> QueryResult | None:
     """The server's answer; None if the endpoint file is stale or its server is gone."""
     try:
         doc = json.loads(endpoint.read_text())
@@ -95,8 +116,11 @@ def _via_server(endpoint: Path, sql: str, timeout: float) -> QueryResult | None:
     except (OSError, ValueError, KeyError, TypeError):
         logger.debug("ignoring unreadable endpoint file %s", endpoint)
         return None
-    req = urllib.request.Request(url, data=sql.encode(), method="POST",
-                                 headers={"Content-Type": "text/plain; charset=utf-8"})
+    headers = {"Content-Type": "text/plain; charset=utf-8"}
+    if limits is not None:
+        headers[LIMIT_SECONDS_HEADER] = f"{limits.max_execution_s:g}"
+        headers[LIMIT_ROWS_HEADER] = str(limits.max_rows)
+    req = urllib.request.Request(url, data=sql.encode(), method="POST", headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             body = json.loads(resp.read())
@@ -112,21 +136,26 @@ def _via_server(endpoint: Path, sql: str, timeout: float) -> QueryResult | None:
     return QueryResult(list(body["columns"]), list(body["types"]), list(body["rows"]))
 
 
-def _direct(dsn: str, sql: str) -> QueryResult:
+def _direct(dsn: str, sql: str, limits: QueryLimits | None,
+            options: ClientOptions | None) -> QueryResult:
     """Open the database ourselves. Read-only, as through the sink's query server."""
-    import clickhouse_connect  # only here: the server path needs no ClickHouse client
+    from sinks.chclient import open_client  # only here: the server path needs no client
+    from sinks.exceptions import SinkError
 
     try:
         sql = check_read_only(sql)
     except QueryRejected as exc:
         raise QueryError(str(exc)) from exc
+    limits = limits or QueryLimits()
+    settings: dict[str, str] = query_settings(limits.max_execution_s, limits.max_rows)
     # chDB honours readonly=1 (INTO OUTFILE aside, which check_read_only refuses); a server
     # user may already be read-only and then may not set it, so only for chdb://
-    settings = {"readonly": "1"} if dsn.startswith("chdb:") else None
+    if not dsn.startswith("chdb:"):
+        del settings["readonly"]
     try:
-        client = clickhouse_connect.get_client(dsn=dsn, tz_mode="schema")
-    except Exception as exc:
-        raise QueryError(f"cannot open ClickHouse at {dsn}: {exc}") from exc
+        client = open_client(dsn, options, shared=True)
+    except SinkError as exc:
+        raise QueryError(str(exc)) from exc
     try:
         result = client.query(sql, settings=settings)
         return QueryResult(list(result.column_names), [t.name for t in result.column_types],

@@ -41,6 +41,22 @@ class Settings(BaseSettings):
 
     # ClickHouse: chdb://PATH (embedded) or http(s)://user:pass@host:port/db
     clickhouse_dsn: str | None = None  # unset: chdb://<data_dir>/chdb
+    clickhouse_user: str | None = None  # a server's user (chDB has none)
+    clickhouse_password: SecretStr | None = None
+    clickhouse_secure: bool | None = None  # TLS; unset: from the DSN (https://)
+    clickhouse_verify: bool = True  # check the server's certificate
+    clickhouse_ca_cert: Path | None = None  # PEM of the CA that signed the server's certificate
+
+    # retention in days per table family (0: keep forever); applied when the sink starts
+    ttl_readings_days: int = Field(default=90, ge=0)
+    ttl_aggregates_days: int = Field(default=365, ge=0)  # aggregates and anomalies
+    ttl_rollups_days: int = Field(default=730, ge=0)  # readings_1m, readings_1h
+    ttl_deadletter_days: int = Field(default=90, ge=0)
+    ttl_gaps_days: int = Field(default=0, ge=0)
+
+    # analysts' queries (millstream query, the sink's query server)
+    query_max_execution_s: float = Field(default=60.0, gt=0)
+    query_max_rows: int = Field(default=100_000, gt=0)
 
     catalog: Path | None = None  # plant catalog YAML; unset: the simulated plant
     data_dir: Path = Field(default_factory=lambda: _xdg("XDG_DATA_HOME", ".local/share"))
@@ -68,6 +84,15 @@ class Settings(BaseSettings):
     @property
     def dsn(self) -> str:
         return self.clickhouse_dsn or f"chdb://{self.chdb_path}"
+
+    def ttl_days(self) -> dict[str, int]:
+        """Each table's TTL in days (0: keep forever), from the ``ttl_*_days`` settings."""
+        return {
+            "readings": self.ttl_readings_days, "aggregates": self.ttl_aggregates_days,
+            "anomalies": self.ttl_aggregates_days, "readings_1m": self.ttl_rollups_days,
+            "readings_1h": self.ttl_rollups_days, "deadletter": self.ttl_deadletter_days,
+            "gaps": self.ttl_gaps_days,
+        }
 
     def kafka_client_config(self) -> dict[str, str]:
         """librdkafka-style security options for an external cluster (empty when plain)."""

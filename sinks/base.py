@@ -14,81 +14,28 @@ import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from sinks.batch import Batch, BatchPolicy, Decoded, Origin, Reject, Rows
 from sinks.exceptions import InsertError
 
-__all__ = ["Batch", "BatchPolicy", "BatchingSink", "Decoded", "Reject", "Rows"]
+__all__ = ["Batch", "BatchPolicy", "BatchingSink", "Decoded", "Origin", "Reject", "Rows"]
 
 logger = logging.getLogger(__name__)
 
 _TP = tuple[str, int]
 
 
-@dataclass(frozen=True, slots=True)
-class BatchPolicy:
-    """When to flush, how to retry, how long to drain on stop."""
-
-    batch_rows: int = 50_000  # flush a table once it holds this many rows ...
-    flush_ms: int = 500  # ... or once its oldest row waited this long
-    consume_messages: int = 500  # messages per consume() call
-    retry_initial_s: float = 0.2
-    retry_max_s: float = 10.0
-    drain_timeout_s: float = 15.0  # on stop: how long to keep retrying a failing insert
-
-
-@dataclass(frozen=True, slots=True)
-class Rows:
-    """Rows for one table, column-oriented, in the order of the sink's ``columns[table]``."""
-
-    table: str
-    columns: Sequence[Sequence[Any]]
-
-
-@dataclass(frozen=True, slots=True)
-class Reject:
-    """Part or all of a message the sink could not accept, with a short stable reason."""
-
-    reason: str
-    detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class Decoded:
-    rows: Rows | None = None
-    rejects: tuple[Reject, ...] = ()
-
-
-@dataclass(slots=True)
-class Batch:
-    """One table's pending rows (column-oriented) and the generation they belong to."""
-
-    table: str
-    column_names: tuple[str, ...]
-    gen: int = 0
-    data: list[list[Any]] = field(default_factory=list)
-    rows: int = 0
-    started: float = 0.0  # monotonic time of the first row
-    attempts: int = 0  # failed write attempts of this batch
-    retry_at: float = 0.0
-
-    def __post_init__(self) -> None:
-        self.data = [[] for _ in self.column_names]
-
-    def add(self, columns: Sequence[Sequence[Any]]) -> None:
-        if not self.rows:
-            self.started = time.monotonic()
-        for dest, col in zip(self.data, columns, strict=True):
-            dest.extend(col)
-        self.rows += len(columns[0]) if columns else 0
-
-
 class BatchingSink(ABC):
     """Lifecycle: construct, :meth:`run` until ``stop`` is set (it subscribes, loops,
-    drains, commits and closes the consumer), then read :meth:`status`."""
+    drains, commits and closes the consumer), then read :meth:`status`.
+
+    Each table has one open batch that fills, and a queue of sealed batches written in
+    order. A batch whose write fails stays sealed (no new rows join it, so a retry inserts
+    exactly the same rows) and is retried with backoff while consumption is paused.
+    """
 
     def __init__(
         self,
@@ -102,7 +49,10 @@ class BatchingSink(ABC):
         self.policy = policy or BatchPolicy()
         self._consumer = Consumer(conf)
         self._topics = list(topics)
-        self._batches = {t: Batch(t, tuple(cols)) for t, cols in columns.items()}
+        self._columns = {t: tuple(cols) for t, cols in columns.items()}
+        self._open = {t: Batch(t, cols) for t, cols in self._columns.items()}
+        self._sealed: dict[str, deque[Batch]] = {t: deque() for t in self._columns}
+        self._written_gen = dict.fromkeys(self._columns, -1)  # every batch <= this is written
         self._pending: dict[_TP, deque[tuple[int, str | None, int]]] = {}
         self._commit_to: dict[_TP, int] = {}
         self._committed: dict[_TP, int] = {}
@@ -110,6 +60,7 @@ class BatchingSink(ABC):
         self.counts: dict[str, Any] = {
             "consumed": 0, "inserted": dict.fromkeys(columns, 0), "insert_errors": 0,
             "insert_seconds": dict.fromkeys(columns, 0.0), "rejected": 0, "commits": 0,
+            "paused": 0,
         }
 
     # -- what a sink implements ---------------------------------------------------------
@@ -119,7 +70,7 @@ class BatchingSink(ABC):
 
     @abstractmethod
     def write(self, batch: Batch) -> None:
-        """Insert the batch; raise to have the base retry it later."""
+        """Insert the batch; raise to have the base retry it later (same rows, same token)."""
 
     def on_reject(self, msg: Message, reject: Reject) -> None:
         """A message (or part of one) was refused. Default: log it."""
@@ -133,6 +84,9 @@ class BatchingSink(ABC):
     def tick(self) -> None:  # noqa: B027 (an optional hook)
         """Hook called about every 100 ms from the loop (status files, producer polling)."""
 
+    def on_assign(self, parts: list[TopicPartition]) -> None:  # noqa: B027 (optional hook)
+        """Hook: partitions were assigned to this sink."""
+
     # -- the loop -----------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
         self._consumer.subscribe(self._topics, on_assign=self._on_assign,
@@ -145,8 +99,7 @@ class BatchingSink(ABC):
             self._consumer.close()
 
     def _step(self) -> None:
-        timeout = 0.1
-        msgs = self._consumer.consume(num_messages=self.policy.consume_messages, timeout=timeout)
+        msgs = self._consumer.consume(num_messages=self.policy.consume_messages, timeout=0.1)
         for msg in msgs:
             self._accept(msg)
         self._flush_due(force=False)
@@ -173,31 +126,45 @@ class BatchingSink(ABC):
                 logger.exception("handling a rejected message failed")
         table, gen = None, 0
         rows = decoded.rows
-        if rows is not None and rows.columns and len(rows.columns[0]):
-            batch = self._batches[rows.table]
-            batch.add(rows.columns)
-            table, gen = rows.table, batch.gen
         tp = (msg.topic() or "", msg.partition() or 0)
+        if rows is not None and rows.columns and len(rows.columns[0]):
+            batch = self._open[rows.table]
+            batch.add(rows.columns, Origin(0, tp[0], tp[1], msg.offset() or 0, msg.key()),
+                      len(msg.value() or b""))
+            table, gen = rows.table, batch.gen
         self._pending.setdefault(tp, deque()).append((msg.offset() or 0, table, gen))
-        if table is not None and batch.rows >= self.policy.batch_rows and not batch.attempts:
-            self._flush(batch)
+        if table is not None and batch.rows >= self.policy.batch_rows:
+            self._seal(table)
+            self._write_sealed(table, time.monotonic())
+
+    def _seal(self, table: str) -> None:
+        batch = self._open[table]
+        self._sealed[table].append(batch)
+        self._open[table] = Batch(table, self._columns[table], gen=batch.gen + 1)
 
     def _flush_due(self, *, force: bool) -> bool:
-        """Write the batches that are due; True when no batch is failing (or waiting to retry)."""
+        """Write the batches that are due; True when no batch is failing (or waiting)."""
         now = time.monotonic()
         age = self.policy.flush_ms / 1000
         ok = True
-        for batch in self._batches.values():
-            if not batch.rows:
-                continue
-            due = force or batch.rows >= self.policy.batch_rows or now - batch.started >= age
-            if due and now >= batch.retry_at:
-                ok = self._flush(batch) and ok
-            elif batch.attempts:
-                ok = False
-        if ok and self._paused:
-            self._set_paused(False)
+        for table, batch in self._open.items():
+            if batch.rows and (force or batch.rows >= self.policy.batch_rows
+                               or now - batch.started >= age):
+                self._seal(table)
+            ok = self._write_sealed(table, now) and ok
+        self._backpressure(failing=not ok)
         return ok
+
+    def _write_sealed(self, table: str, now: float) -> bool:
+        """Write the table's sealed batches in order; False if one fails (or waits)."""
+        queue = self._sealed[table]
+        while queue:
+            batch = queue[0]
+            if now < batch.retry_at or not self._flush(batch):
+                return False
+            queue.popleft()
+            self._written_gen[table] = batch.gen
+        return True
 
     def _flush(self, batch: Batch) -> bool:
         t0 = time.monotonic()
@@ -211,11 +178,13 @@ class BatchingSink(ABC):
             self.counts["insert_errors"] += 1
             err = InsertError(batch.table, batch.rows, batch.attempts, delay, str(exc)[:500])
             logger.error("%s", err)
-            self._set_paused(True)
+            self._backpressure(failing=True)
             return False
-        self.counts["inserted"][batch.table] += batch.rows
+        if batch.attempts:
+            logger.info("inserting %d rows into %r succeeded after %d failed attempts",
+                        batch.rows, batch.table, batch.attempts)
+        self.counts["inserted"][batch.table] += batch.rows - batch.refused
         self.counts["insert_seconds"][batch.table] += time.monotonic() - t0
-        self._batches[batch.table] = Batch(batch.table, batch.column_names, gen=batch.gen + 1)
         return True
 
     # -- offsets ------------------------------------------------------------------------
@@ -223,7 +192,7 @@ class BatchingSink(ABC):
         for tp, dq in self._pending.items():
             while dq:
                 offset, table, gen = dq[0]
-                if table is not None and self._batches[table].gen <= gen:
+                if table is not None and self._written_gen[table] < gen:
                     break
                 dq.popleft()
                 self._commit_to[tp] = offset + 1
@@ -248,24 +217,42 @@ class BatchingSink(ABC):
         while not self._flush_due(force=True) and time.monotonic() < deadline:
             time.sleep(0.05)
         self._commit()
-        left = sum(b.rows for b in self._batches.values())
+        left = self.pending_rows()
         if left:
             logger.error("stopping with %d rows not inserted; their offsets are not "
                          "committed, so they will be consumed again on restart", left)
 
     # -- rebalances and backpressure ----------------------------------------------------
-    def _set_paused(self, paused: bool) -> None:
+    def _backpressure(self, *, failing: bool) -> None:
+        """Pause while an insert fails or too much waits; resume below half the bounds."""
+        rows, size = self.pending_rows(), self.pending_bytes()
+        p = self.policy
+        over = rows > p.max_pending_rows or size > p.max_pending_bytes
+        under = rows <= p.max_pending_rows // 2 and size <= p.max_pending_bytes // 2
+        if failing or over:
+            self._set_paused(True, "an insert is failing" if failing else
+                             f"{rows} rows ({size} bytes) wait to be inserted")
+        elif under:
+            self._set_paused(False, "")
+
+    def _set_paused(self, paused: bool, why: str) -> None:
         if paused == self._paused:
             return
         parts = self._consumer.assignment()
         if parts:
             (self._consumer.pause if paused else self._consumer.resume)(parts)
         self._paused = paused
-        logger.info("consumption %s", "paused until the insert succeeds" if paused else "resumed")
+        if paused:
+            self.counts["paused"] += 1
+        logger.info("consumption %s", f"paused: {why}" if paused else "resumed")
 
     def _on_assign(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
         if self._paused and parts:
             consumer.pause(parts)
+        try:
+            self.on_assign(parts)
+        except Exception:
+            logger.exception("the sink's on_assign hook failed")
 
     def _on_revoke(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
         self._flush_due(force=True)
@@ -296,5 +283,11 @@ class BatchingSink(ABC):
         except (KafkaException, RuntimeError):  # RuntimeError: the consumer is closed
             return None
 
+    def _batches(self) -> list[Batch]:
+        return [*self._open.values(), *(b for q in self._sealed.values() for b in q)]
+
     def pending_rows(self) -> int:
-        return sum(b.rows for b in self._batches.values())
+        return sum(b.rows for b in self._batches())
+
+    def pending_bytes(self) -> int:
+        return sum(b.bytes for b in self._batches())

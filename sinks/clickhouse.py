@@ -1,12 +1,15 @@
 """ClickHouseSink: every millstream topic into its ClickHouse table (chDB or a server).
 
-Readings frames become one row per reading, inserted column-oriented straight from the
-frame's arrays (DateTime64(3) columns take the Unix-ms integers as ticks, no datetime
-objects). Bad messages and unknown tags go to the dead-letter topic with the reason.
+On start it applies the schema migrations (and the configured TTLs). Readings frames
+become one row per reading with the tag's unit from the catalog; a reading already stored
+(a redelivery) is skipped (:mod:`sinks.progress`). Bad messages and unknown tags go to the
+dead-letter topic with the reason; so do rows ClickHouse refuses, with its message
+(:mod:`sinks.poison`), while the rest of their batch is stored.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -16,119 +19,37 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-import clickhouse_connect
-from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.insert import InsertContext
-from confluent_kafka import Message, Producer
+from confluent_kafka import Message, Producer, TopicPartition
 
 from schemas.catalog import Catalog
-from schemas.clickhouse import ddl_statements
 from schemas.events import Aggregate, Anomaly, Command, CommandResult, DeadLetter, now_ms
-from schemas.exceptions import ContractError
 from schemas.readings import ReadingFrame
 from schemas.status import write_status
 from schemas.topics import Topics
-from sinks.base import Batch, BatchingSink, BatchPolicy, Decoded, Reject, Rows
-from sinks.exceptions import SinkError
-from sinks.query_server import chdb_path, locked_by_another_process
+from sinks.base import Batch, BatchingSink, BatchPolicy, Decoded, Origin, Reject, Rows
+from sinks.chclient import ClientOptions, open_client, redact_dsn
+from sinks.migrations import apply_ttl, migrate
+from sinks.poison import insert_isolating
+from sinks.progress import SeqProgress
+from sinks.rows import READINGS_COLUMNS, event_columns, frame_columns
 
 __all__ = ["READINGS_COLUMNS", "ClickHouseSink", "event_columns", "frame_columns", "open_client"]
 
 logger = logging.getLogger(__name__)
 
-READINGS_COLUMNS = ("tag", "ts", "value", "quality", "source", "epoch", "seq", "server_ts",
-                    "status", "text")
 _EVENTS: dict[str, type[Any]] = {
     "aggregates": Aggregate, "anomalies": Anomaly, "commands": Command,
     "command_results": CommandResult, "deadletter": DeadLetter,
 }
-_I64 = (-(2**63), 2**63 - 1)
-_U64 = (0, 2**64 - 1)
-# integer columns whose ClickHouse type is narrower than a Python int: checked before
-# batching, so one out-of-range value cannot make a whole batch fail forever
-_INT_RANGES: dict[str, tuple[int, int]] = {
-    "count": (0, 2**32 - 1), "partition": (-(2**31), 2**31 - 1), "offset": _I64,
-    "window_start": _I64, "window_end": _I64, "detected_at": _I64, "issued_at": _I64,
-    "expires_at": _I64, "executed_at": _I64, "at": _I64,
-}
-
-
-def open_client(dsn: str) -> Client:
-    """A clickhouse-connect client for ``chdb://PATH`` or ``http(s)://`` DSNs."""
-    path = chdb_path(dsn)
-    if path is not None and locked_by_another_process(path):
-        raise SinkError(
-            f"the chDB directory {path} is in use by another process (another `millstream "
-            "sink` or `millstream demo`?); stop it, or give this sink another directory"
-        )
-    try:
-        return clickhouse_connect.get_client(dsn=dsn, tz_mode="schema")
-    except Exception as exc:
-        raise SinkError(f"cannot open ClickHouse at {dsn}: {str(exc)[:300]}") from exc
-
-
-def frame_columns(frame: ReadingFrame, known: frozenset[str]) -> tuple[list[list[Any]], list[str]]:
-    """The frame as readings columns (READINGS_COLUMNS order) and the unknown tags it named.
-
-    Readings whose tag is not in ``known`` are left out of the columns.
-    """
-    n = len(frame)
-    lo, hi = _I64
-    if not all(lo <= t <= hi for t in (min(frame.ts), max(frame.ts))):
-        raise ContractError("out-of-range", "a ts does not fit DateTime64 (Unix ms, Int64)")
-    if not (_U64[0] <= frame.epoch <= _U64[1] and frame.last_seq <= _U64[1]):
-        raise ContractError("out-of-range", f"epoch {frame.epoch} or seq does not fit UInt64")
-    _check_utf8("source", frame.source)
-    server_ts = frame.server_ts or [None] * n
-    if frame.server_ts and any(t is not None and not lo <= t <= hi for t in server_ts):
-        raise ContractError("out-of-range", "a server_ts does not fit DateTime64 (Unix ms)")
-    status = [s or "" for s in frame.status] if frame.status else [""] * n
-    text = frame.text or [None] * n
-    for name, col in (("status", status), ("text", text)):
-        for entry in col:
-            if entry:
-                _check_utf8(name, entry)
-    columns: list[list[Any]] = [frame.tag, frame.ts, frame.value, frame.quality, [frame.source] * n,
-               [frame.epoch] * n, list(range(frame.seq, frame.seq + n)), server_ts, status, text]
-    if known.issuperset(frame.tag):
-        return columns, []
-    keep = [i for i, t in enumerate(frame.tag) if t in known]
-    unknown = [t for t in frame.tag if t not in known]
-    return [[col[i] for i in keep] for col in columns], unknown
-
-
-def event_columns(event: Any) -> list[list[Any]]:
-    """One event as one-row columns, in field order (the DDL's column order)."""
-    cols = []
-    for f in fields(event):
-        value = getattr(event, f.name)
-        bounds = _INT_RANGES.get(f.name)
-        if bounds and value is not None and not bounds[0] <= value <= bounds[1]:
-            raise ContractError("out-of-range", f"{f.name}={value} does not fit its column")
-        if isinstance(value, str):
-            _check_utf8(f.name, value)
-        elif isinstance(value, int) and not bounds:  # a JSON integer for a Float64 column
-            try:
-                float(value)
-            except OverflowError as exc:
-                raise ContractError("out-of-range",
-                                    f"{f.name} is too large for a Float64") from exc
-        cols.append([value])
-    return cols
-
-
-def _check_utf8(name: str, value: str) -> None:
-    """JSON may carry lone surrogates ("\\ud800"); they cannot be written as UTF-8."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ContractError("bad-field", f"{name} is not valid Unicode ({exc.reason})") from exc
+# a batch may span many daily partitions (a backfill); splitting it is not an error
+_INSERT_SETTINGS = {"throw_on_max_partitions_per_insert_block": 0}
 
 
 class ClickHouseSink(BatchingSink):
-    """Lifecycle: construct (opens the client, applies the DDL, creates consumer and
-    producer), :meth:`run` until stopped, then :meth:`close`. ``lock`` serialises every
-    use of ``client``; the query server takes it too."""
+    """Lifecycle: construct (opens the client, migrates, creates consumer and producer),
+    :meth:`run` until stopped, then :meth:`close`. ``lock`` serialises every use of
+    ``client``."""
 
     def __init__(
         self,
@@ -141,13 +62,19 @@ class ClickHouseSink(BatchingSink):
         kafka_config: Mapping[str, str] | None = None,
         policy: BatchPolicy | None = None,
         status_file: Path | None = None,
+        client_options: ClientOptions | None = None,
+        ttl_days: Mapping[str, int] | None = None,
     ) -> None:
         self.dsn, self.topics, self.status_file = dsn, topics, status_file
+        self.client_options = client_options
         self.lock = threading.Lock()
-        self.client = open_client(dsn)
+        self.client = open_client(dsn, client_options)
         try:
-            for stmt in ddl_statements():
-                self.client.command(stmt)
+            migrate(self.client)
+            if ttl_days is not None:
+                apply_ttl(self.client, ttl_days)
+            self._progress = SeqProgress()
+            self._progress.load(self.client)
             self._tables: dict[str, str] = {
                 topics.readings: "readings", topics.aggregates: "aggregates",
                 topics.anomalies: "anomalies", topics.commands: "commands",
@@ -161,9 +88,12 @@ class ClickHouseSink(BatchingSink):
         except Exception:
             self.client.close()
             raise
-        self._known = frozenset(catalog.tags())
+        self._units = {path: info.spec.unit for path, info in catalog.tags().items()}
         self._contexts: dict[str, InsertContext] = {}
-        self.counts.update(deadlettered=0, deadletter_malformed=0, deadletter_errors=0)
+        # readings_progress rows for readings that will never be stored (dead-lettered)
+        self._done_elsewhere: list[list[Any]] = []
+        self.counts.update(deadlettered=0, deadletter_malformed=0, deadletter_errors=0,
+                           redelivered=0, refused_rows=0)
         self._started, self._next_status = time.time(), 0.0
         self.query_url: str | None = None
 
@@ -171,17 +101,41 @@ class ClickHouseSink(BatchingSink):
     def decode(self, msg: Message) -> Decoded:
         table = self._tables[msg.topic() or ""]
         if table == "readings":
-            frame = ReadingFrame.decode(msg.value())
-            cols, unknown = frame_columns(frame, self._known)
-            rejects: tuple[Reject, ...] = ()
-            if unknown:
-                names = ", ".join(sorted(set(unknown))[:5])
-                rejects = (Reject("unknown-tag", f"{len(unknown)} of {len(frame)} readings "
-                                  f"name tags not in the catalog ({names}); the others were "
-                                  "stored"),)
-            return Decoded(Rows(table, cols), rejects)
+            return self._decode_frame(ReadingFrame.decode(msg.value()))
         event = _EVENTS[table].decode(msg.value())
         return Decoded(Rows(table, event_columns(event)))
+
+    def _decode_frame(self, frame: ReadingFrame) -> Decoded:
+        todo = self._progress.missing(frame.source, frame.epoch, frame.seq, frame.last_seq)
+        if not todo:
+            self.counts["redelivered"] += len(frame)
+            return Decoded()
+        cols, unknown = frame_columns(frame, self._units)
+        fresh = sum(hi - lo + 1 for lo, hi in todo)
+        if fresh < len(frame):  # part of the frame is stored already
+            self.counts["redelivered"] += len(frame) - fresh
+            keep = [i for i, s in enumerate(cols[6]) if any(lo <= s <= hi for lo, hi in todo)]
+            cols = [[c[i] for i in keep] for c in cols]
+        for lo, hi in todo:
+            self._progress.accept(frame.source, frame.epoch, lo, hi)
+        if unknown:  # left out for good: count them as done in readings_progress
+            stored = set(cols[6])
+            gone = [s for lo, hi in todo for s in range(lo, hi + 1) if s not in stored]
+            if gone:
+                self._done_elsewhere.append([frame.source, frame.epoch, min(gone), max(gone),
+                                             len(gone)])
+        rejects: tuple[Reject, ...] = ()
+        if unknown:
+            names = ", ".join(sorted(set(unknown))[:5])
+            rejects = (Reject("unknown-tag", f"{len(unknown)} of {len(frame)} readings "
+                              f"name tags not in the catalog ({names}); the others were "
+                              "stored"),)
+        return Decoded(Rows("readings", cols), rejects)
+
+    def on_assign(self, parts: list[TopicPartition]) -> None:
+        # another sink may have stored more of these partitions' sources meanwhile
+        with self.lock:
+            self._progress.load(self.client)
 
     def on_reject(self, msg: Message, reject: Reject) -> None:
         where = f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
@@ -191,11 +145,15 @@ class ClickHouseSink(BatchingSink):
                          reject.reason, reject.detail)
             return
         logger.warning("dead-lettering %s: %s: %s", where, reject.reason, reject.detail)
-        letter = DeadLetter.of(
-            stage="sink", reason=reject.reason, detail=reject.detail, topic=msg.topic() or "",
-            partition=msg.partition() or 0, offset=msg.offset() or 0, key=msg.key(),
-            value=msg.value(),
-        )
+        self._dead_letter("sink", reject.reason, reject.detail,
+                          Origin(0, msg.topic() or "", msg.partition() or 0, msg.offset() or 0,
+                                 msg.key()), msg.value())
+
+    def _dead_letter(self, stage: str, reason: str, detail: str, origin: Origin,
+                     value: bytes | None) -> None:
+        letter = DeadLetter.of(stage=stage, reason=reason, detail=detail, topic=origin.topic,
+                               partition=origin.partition, offset=origin.offset,
+                               key=origin.key, value=value)
         self._producer.produce(self.topics.deadletter, letter.encode(), letter.key_bytes(),
                                on_delivery=self._delivered)
         self.counts["deadlettered"] += 1
@@ -215,18 +173,66 @@ class ClickHouseSink(BatchingSink):
 
     # -- writing ------------------------------------------------------------------------
     def write(self, batch: Batch) -> None:
+        refused = insert_isolating(lambda lo, hi: self._insert(batch, lo, hi), batch.rows)
+        if refused:
+            self._refuse(batch, refused)
+        if batch.table == "readings" and self._done_elsewhere:
+            self._record_done_elsewhere()
+
+    def _record_done_elsewhere(self) -> None:
+        """Count dead-lettered readings as done, so a redelivery after a restart skips them
+        (best effort: if this fails they are only dead-lettered again)."""
+        rows, self._done_elsewhere = self._done_elsewhere, []
+        try:
+            with self.lock:
+                self.client.insert("readings_progress", rows,
+                                   column_names=["source", "epoch", "lo", "hi", "n"])
+        except Exception as exc:
+            logger.warning("could not record %d dead-lettered readings as done: %s",
+                           len(rows), str(exc)[:300])
+
+    def _insert(self, batch: Batch, lo: int, hi: int) -> None:
         with self.lock:
             ctx = self._contexts.get(batch.table)
             if ctx is None:
                 ctx = self.client.create_insert_context(
                     batch.table, list(batch.column_names), column_oriented=True)
                 self._contexts[batch.table] = ctx
-            ctx.data = batch.data
+            # the same rows are retried under the same token: a block that did land is
+            # skipped by ClickHouse, and so are its materialised views' blocks
+            ctx.settings = {**_INSERT_SETTINGS,
+                            "insert_deduplication_token": f"{batch.token}-{lo}-{hi}"}
+            ctx.data = batch.columns(lo, hi)
             try:
                 self.client.insert(context=ctx)
             except Exception:
                 self._contexts.pop(batch.table, None)
                 raise
+
+    def _refuse(self, batch: Batch, refused: list[tuple[int, BaseException]]) -> None:
+        """Dead-letter the rows ClickHouse refused: one letter per message they came from."""
+        batch.refused = len(refused)
+        self.counts["refused_rows"] += len(refused)
+        if batch.table == "readings":
+            names = batch.column_names
+            src, ep, sq = names.index("source"), names.index("epoch"), names.index("seq")
+            for row, _ in refused:
+                s = batch.data[sq][row]
+                self._done_elsewhere.append([batch.data[src][row], batch.data[ep][row], s, s, 1])
+        by_origin: dict[Origin | None, list[tuple[int, BaseException]]] = {}
+        for row, exc in refused:
+            by_origin.setdefault(batch.origin_of(row), []).append((row, exc))
+        for origin, items in by_origin.items():
+            error = " ".join(str(items[0][1]).split())[:1500]
+            detail = (f"ClickHouse refused {len(items)} row(s) of {batch.table}: {error}")
+            logger.error("dead-lettering %s", detail)
+            if batch.table == "deadletter" or origin is None:
+                self.counts["deadletter_malformed"] += 1
+                continue
+            rows = [{c: batch.data[i][row] for i, c in enumerate(batch.column_names)}
+                    for row, _ in items]
+            payload = json.dumps({"table": batch.table, "rows": rows}, default=str).encode()
+            self._dead_letter("sink-insert", "insert-refused", detail, origin, payload)
 
     # -- status -------------------------------------------------------------------------
     def tick(self) -> None:
@@ -240,11 +246,13 @@ class ClickHouseSink(BatchingSink):
         c = self.counts
         rate = {t: round(c["inserted"][t] / s) for t, s in c["insert_seconds"].items() if s > 0}
         return {
-            "stage": "sink", "pid": os.getpid(), "dsn": self.dsn, "running": running,
-            "inserted": dict(c["inserted"]), "insert_rows_per_s": rate,
+            "stage": "sink", "pid": os.getpid(), "dsn": redact_dsn(self.dsn),
+            "running": running, "inserted": dict(c["inserted"]), "insert_rows_per_s": rate,
             "insert_errors": c["insert_errors"], "consumed": c["consumed"],
             "deadlettered": c["deadlettered"], "deadletter_malformed": c["deadletter_malformed"],
             "deadletter_errors": c["deadletter_errors"], "commits": c["commits"],
+            "refused_rows": c["refused_rows"], "redelivered": c["redelivered"],
+            "paused": self._paused, "pauses": c["paused"],
             "pending_rows": self.pending_rows(), "lag": self.lag(), "query_url": self.query_url,
             "started_at": int(self._started * 1000), "updated_at": now_ms(),
         }

@@ -28,6 +28,8 @@ from clickhouse_connect.driver.client import Client
 from sinks.exceptions import QueryRejected
 
 __all__ = [
+    "LIMIT_ROWS_HEADER",
+    "LIMIT_SECONDS_HEADER",
     "READ_ONLY_KEYWORDS",
     "QueryServer",
     "chdb_path",
@@ -35,14 +37,26 @@ __all__ = [
     "endpoint_file_for",
     "json_safe",
     "locked_by_another_process",
+    "query_settings",
 ]
 
 logger = logging.getLogger(__name__)
 
 READ_ONLY_KEYWORDS = frozenset({"SELECT", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "WITH", "EXISTS"})
 _MAX_BODY = 1 << 20
+# a client's own (tighter) limits for one query
+LIMIT_SECONDS_HEADER = "X-Millstream-Max-Execution-S"
+LIMIT_ROWS_HEADER = "X-Millstream-Max-Rows"
 _LITERAL = re.compile(r"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.)*\"|`(?:[^`\\]|\\.)*`"
                       r"|--[^\n]*|#[^\n]*|/\*.*?\*/", re.S)
+
+
+def query_settings(max_execution_s: float, max_rows: int) -> dict[str, str]:
+    """Settings of an analyst's query: read-only, at most this long and this many rows
+    (the query fails with a message naming the limit rather than running on)."""
+    return {"readonly": "1", "max_execution_time": f"{max_execution_s:g}",
+            "timeout_overflow_mode": "throw", "max_result_rows": str(max_rows),
+            "result_overflow_mode": "throw"}
 
 
 def chdb_path(dsn: str) -> Path | None:
@@ -128,13 +142,18 @@ def json_safe(value: Any) -> Any:
 
 class QueryServer:
     """Lifecycle: :meth:`start` (binds, serves in a thread, writes the endpoint file),
-    :meth:`stop` (removes the file, shuts down). Every client call holds ``lock``."""
+    :meth:`stop` (removes the file, shuts down; closes the client if ``owns_client``).
+    Every client call holds ``lock``: give the server a client of its own (a second chDB
+    connection in the owning process) and a long query does not wait on inserts or block
+    them. Each query runs at most ``max_execution_s`` and returns at most ``max_rows``."""
 
     def __init__(self, client: Client, lock: threading.Lock, *, dsn: str,
                  endpoint_file: Path | None, host: str = "127.0.0.1", port: int = 0,
-                 max_rows: int = 1_000_000) -> None:
+                 max_rows: int = 100_000, max_execution_s: float = 60.0,
+                 owns_client: bool = False) -> None:
         self.client, self.lock, self.dsn = client, lock, dsn
         self.endpoint_file, self.max_rows = endpoint_file, max_rows
+        self.max_execution_s, self.owns_client = max_execution_s, owns_client
         self._httpd = ThreadingHTTPServer((host, port), _Handler)
         self._httpd.daemon_threads = True
         self._httpd.query_server = self  # type: ignore[attr-defined]
@@ -145,11 +164,14 @@ class QueryServer:
         host, port = self._httpd.server_address[:2]
         return f"http://{host!s}:{port}"
 
-    def execute(self, sql: str) -> dict[str, Any]:
-        """Run one read-only statement; QueryRejected or the client's error on failure."""
+    def execute(self, sql: str, max_execution_s: float | None = None,
+                max_rows: int | None = None) -> dict[str, Any]:
+        """Run one read-only statement; QueryRejected or the client's error on failure.
+
+        A caller may ask for tighter limits than the server's, never for looser ones."""
         stmt = check_read_only(sql)
-        settings = {"readonly": "1", "max_result_rows": str(self.max_rows),
-                    "result_overflow_mode": "throw"}
+        seconds = min(self.max_execution_s, max_execution_s or self.max_execution_s)
+        settings = query_settings(seconds, min(self.max_rows, max_rows or self.max_rows))
         with self.lock:
             result = self.client.query(stmt, settings=settings)
             columns = list(result.column_names)
@@ -182,6 +204,9 @@ class QueryServer:
             self._httpd.shutdown()
             self._thread.join(timeout=5)
         self._httpd.server_close()
+        if self.owns_client:
+            with self.lock:
+                self.client.close()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -205,7 +230,14 @@ class _Handler(BaseHTTPRequestHandler):
         sql = self.rfile.read(length).decode("utf-8", "replace")
         qs: QueryServer = self.server.query_server  # type: ignore[attr-defined]
         try:
-            self._send(200, qs.execute(sql))
+            seconds = float(self.headers.get(LIMIT_SECONDS_HEADER) or 0) or None
+            rows = int(self.headers.get(LIMIT_ROWS_HEADER) or 0) or None
+        except ValueError:
+            self._send(400, {"error": f"{LIMIT_SECONDS_HEADER} and {LIMIT_ROWS_HEADER} "
+                                      "must be numbers"})
+            return
+        try:
+            self._send(200, qs.execute(sql, seconds, rows))
         except QueryRejected as exc:
             self._send(400, {"error": str(exc)})
         except Exception as exc:  # the engine's error is the analyst's answer

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from schemas.catalog import Catalog
 from schemas.topics import Topics
 from sinks.base import BatchPolicy
+from sinks.chclient import ClientOptions, open_client, redact_dsn
 from sinks.clickhouse import ClickHouseSink
 from sinks.query_server import QueryServer, chdb_path, endpoint_file_for
 
@@ -30,24 +32,34 @@ def run_sink(
     status_file: Path | None = None,
     stop: threading.Event | None = None,
     policy: BatchPolicy | None = None,
+    client_options: ClientOptions | None = None,
+    ttl_days: Mapping[str, int] | None = None,
+    query_limits: tuple[float, int] = (60.0, 100_000),
 ) -> dict[str, Any]:
     """Store every topic in ClickHouse until ``stop`` is set; then drain, commit, close.
 
-    For a ``chdb://`` DSN this process owns the directory, so it also serves read-only
-    queries on loopback and advertises them in ``query_endpoint_file`` (default:
-    :func:`endpoint_file_for` the DSN). Returns the final status.
+    The sink migrates the schema and, with ``ttl_days``, sets the tables' TTLs. For a
+    ``chdb://`` DSN this process owns the directory, so it also serves read-only queries
+    on loopback (with ``query_limits``: max seconds, max rows) and advertises them in
+    ``query_endpoint_file`` (default: :func:`endpoint_file_for` the DSN). The queries use
+    a chDB connection of their own, so a long query does not hold up inserts.
+    Returns the final status.
     """
     stop = stop or threading.Event()
     sink = ClickHouseSink(catalog, bootstrap=bootstrap, topics=topics, dsn=dsn,
                           group_id=group_id, kafka_config=kafka_config, policy=policy,
-                          status_file=status_file)
+                          status_file=status_file, client_options=client_options,
+                          ttl_days=ttl_days)
     server: QueryServer | None = None
     try:
         if chdb_path(dsn) is not None:
             endpoint = query_endpoint_file or endpoint_file_for(dsn)
-            server = QueryServer(sink.client, sink.lock, dsn=dsn, endpoint_file=endpoint)
+            server = QueryServer(open_client(dsn, shared=True), threading.Lock(), dsn=dsn,
+                                 endpoint_file=endpoint, max_execution_s=query_limits[0],
+                                 max_rows=query_limits[1], owns_client=True)
             sink.query_url = server.start()
-        logger.info("sink: %s -> %s (group %s)", ", ".join(topics.all()), dsn, group_id)
+        logger.info("sink: %s -> %s (group %s)", ", ".join(topics.all()), redact_dsn(dsn),
+                    group_id)
         sink.write_status()
         sink.run(stop)
     finally:

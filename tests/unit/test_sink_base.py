@@ -81,3 +81,37 @@ def test_failed_insert_keeps_rows_and_offsets_until_retry_succeeds(sink: MemoryS
     sink._advance()
     assert sink._commit_to == {("t", 2): 6}
     assert sink.written == [("a", list(range(12)))]
+
+
+def test_a_failing_batch_is_retried_with_exactly_its_rows(sink: MemorySink) -> None:
+    sink.fail = True
+    sink._accept(msg(0, b"a:12"))  # sealed and failing
+    sink._accept(msg(1, b"a:3"))  # joins the next batch, not the failing one
+    sealed = sink._sealed["a"][0]
+    token = sealed.token
+    assert sealed.rows == 12 and sink._open["a"].rows == 3
+    sink.fail = False
+    assert sink._flush_due(force=True)
+    assert sink.written == [("a", list(range(12))), ("a", list(range(3)))]
+    assert sealed.token == token
+
+
+def test_backpressure_pauses_over_the_bound_and_resumes_below_half() -> None:
+    s = MemorySink(BatchPolicy(batch_rows=1000, flush_ms=60_000, max_pending_rows=20))
+    s._accept(msg(0, b"a:15"))
+    s._flush_due(force=False)
+    assert not s._paused
+    s._accept(msg(1, b"b:10"))  # 25 rows wait: over the bound
+    s._flush_due(force=False)
+    assert s._paused and s.counts["paused"] == 1
+    s._flush_due(force=True)  # written: nothing waits
+    assert not s._paused and s.pending_rows() == 0
+
+
+def test_origin_of_a_row_names_its_message() -> None:
+    s = MemorySink(BatchPolicy(batch_rows=1000, flush_ms=60_000))
+    for off, n in ((7, 3), (8, 4), (9, 2)):
+        s._accept(msg(off, f"a:{n}".encode()))
+    batch = s._open["a"]
+    offsets = [getattr(batch.origin_of(r), "offset", None) for r in range(9)]
+    assert offsets == [7, 7, 7, 8, 8, 8, 8, 9, 9]

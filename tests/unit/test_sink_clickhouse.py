@@ -21,17 +21,17 @@ def frame() -> ReadingFrame:
 
 
 def test_known_frame_becomes_columns() -> None:
-    cols, unknown = frame_columns(frame(), frozenset({"p/a", "p/b", "p/x"}))
+    cols, unknown = frame_columns(frame(), {"p/a": "degC", "p/b": "", "p/x": "bar"})
     assert unknown == []
     assert len(cols) == len(READINGS_COLUMNS)
     rows = list(zip(*cols, strict=True))
-    assert rows == [("p/a", 1000, 1.5, 0, "src", 7, 100, None, "", None),
-                    ("p/x", 1001, None, 2, "src", 7, 101, None, "", None),
-                    ("p/b", 1002, 3.0, 1, "src", 7, 102, None, "", None)]
+    assert rows == [("p/a", 1000, 1.5, 0, "src", 7, 100, None, "", None, "degC"),
+                    ("p/x", 1001, None, 2, "src", 7, 101, None, "", None, "bar"),
+                    ("p/b", 1002, 3.0, 1, "src", 7, 102, None, "", None, "")]
 
 
 def test_unknown_tags_are_left_out_and_keep_their_seq() -> None:
-    cols, unknown = frame_columns(frame(), frozenset({"p/a", "p/b"}))
+    cols, unknown = frame_columns(frame(), {"p/a": "", "p/b": ""})
     assert unknown == ["p/x"]
     assert cols[0] == ["p/a", "p/b"] and cols[6] == [100, 102]
 
@@ -40,7 +40,7 @@ def test_out_of_range_ts_is_a_contract_error() -> None:
     f = frame()
     bad = ReadingFrame(f.source, f.epoch, f.seq, f.tag, [1, 2, 2**70], f.value, f.quality)
     with pytest.raises(ContractError) as info:
-        frame_columns(bad, frozenset(f.tag))
+        frame_columns(bad, dict.fromkeys(f.tag, ""))
     assert info.value.reason == "out-of-range"
 
 
@@ -80,7 +80,7 @@ def test_frame_whose_source_cannot_be_encoded_is_rejected() -> None:
     f = frame()
     bad = ReadingFrame.decode(f.encode().replace(b'"src"', b'"s\\udc80"'))
     with pytest.raises(ContractError):
-        frame_columns(bad, frozenset(f.tag))
+        frame_columns(bad, dict.fromkeys(f.tag, ""))
 
 
 def test_a_dead_letter_that_was_not_delivered_holds_back_the_commit() -> None:

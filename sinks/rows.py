@@ -1,0 +1,90 @@
+"""Messages as ClickHouse columns: readings frames and events, checked before batching.
+
+Readings frames become one row per reading, column-oriented straight from the frame's
+arrays (DateTime64(3) columns take the Unix-ms integers as ticks, no datetime objects).
+Values that cannot fit their column are refused here, per message, with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import fields
+from typing import Any
+
+from schemas.exceptions import ContractError
+from schemas.readings import ReadingFrame
+
+__all__ = ["READINGS_COLUMNS", "event_columns", "frame_columns"]
+
+READINGS_COLUMNS = ("tag", "ts", "value", "quality", "source", "epoch", "seq", "server_ts",
+                    "status", "text", "unit")
+_I64 = (-(2**63), 2**63 - 1)
+_U64 = (0, 2**64 - 1)
+# integer columns whose ClickHouse type is narrower than a Python int: checked before
+# batching, so one out-of-range value cannot make a whole batch fail forever
+_INT_RANGES: dict[str, tuple[int, int]] = {
+    "count": (0, 2**32 - 1), "partition": (-(2**31), 2**31 - 1), "offset": _I64,
+    "window_start": _I64, "window_end": _I64, "detected_at": _I64, "issued_at": _I64,
+    "expires_at": _I64, "executed_at": _I64, "at": _I64,
+}
+
+
+def frame_columns(frame: ReadingFrame, units: Mapping[str, str]
+                  ) -> tuple[list[list[Any]], list[str]]:
+    """The frame as readings columns (READINGS_COLUMNS order) and the unknown tags it named.
+
+    ``units`` maps every known tag to its unit; readings of other tags are left out.
+    """
+    n = len(frame)
+    lo, hi = _I64
+    if not all(lo <= t <= hi for t in (min(frame.ts), max(frame.ts))):
+        raise ContractError("out-of-range", "a ts does not fit DateTime64 (Unix ms, Int64)")
+    if not (_U64[0] <= frame.epoch <= _U64[1] and frame.last_seq <= _U64[1]):
+        raise ContractError("out-of-range", f"epoch {frame.epoch} or seq does not fit UInt64")
+    _check_utf8("source", frame.source)
+    server_ts = frame.server_ts or [None] * n
+    if frame.server_ts and any(t is not None and not lo <= t <= hi for t in server_ts):
+        raise ContractError("out-of-range", "a server_ts does not fit DateTime64 (Unix ms)")
+    status = [s or "" for s in frame.status] if frame.status else [""] * n
+    text = frame.text or [None] * n
+    for name, col in (("status", status), ("text", text)):
+        for entry in col:
+            if entry:
+                _check_utf8(name, entry)
+    unit = [units.get(t) for t in frame.tag]
+    columns: list[list[Any]] = [frame.tag, frame.ts, frame.value, frame.quality, [frame.source] * n,
+               [frame.epoch] * n, list(range(frame.seq, frame.seq + n)), server_ts, status, text,
+               unit]
+    if None not in unit:
+        return columns, []
+    keep = [i for i, u in enumerate(unit) if u is not None]
+    unknown = [t for t, u in zip(frame.tag, unit, strict=True) if u is None]
+    return [[col[i] for i in keep] for col in columns], unknown
+
+
+def event_columns(event: Any) -> list[list[Any]]:
+    """One event as one-row columns, in field order (the DDL's column order)."""
+    cols = []
+    for f in fields(event):
+        value = getattr(event, f.name)
+        bounds = _INT_RANGES.get(f.name)
+        if bounds and value is not None and not bounds[0] <= value <= bounds[1]:
+            raise ContractError("out-of-range", f"{f.name}={value} does not fit its column")
+        if isinstance(value, str):
+            _check_utf8(f.name, value)
+        elif isinstance(value, int) and not bounds:  # a JSON integer for a Float64 column
+            try:
+                float(value)
+            except OverflowError as exc:
+                raise ContractError("out-of-range",
+                                    f"{f.name} is too large for a Float64") from exc
+        cols.append([value])
+    return cols
+
+
+def _check_utf8(name: str, value: str) -> None:
+    """JSON may carry lone surrogates ("\\ud800"); they cannot be written as UTF-8."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ContractError("bad-field", f"{name} is not valid Unicode ({exc.reason})") from exc
