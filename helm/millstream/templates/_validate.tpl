@@ -40,6 +40,13 @@ failure is one sentence: the value, why it is wrong, and what to do.
 {{- fail (printf "kafka.tls has a CA but kafka.securityProtocol is %q: TLS is used only with SSL or SASL_SSL; set kafka.securityProtocol." $proto) }}
 {{- end }}
 
+{{- /* settings go into a ConfigMap: nothing secret there */}}
+{{- range $key, $_ := $v.settings }}
+{{- if regexMatch "PASSWORD|SECRET|TOKEN|_DSN$|PRIVATE_KEY" $key }}
+{{- fail (printf "settings.%s looks like a secret, and settings are stored in a ConfigMap: use kafka.sasl.password, clickhouse.dsn, opcua.env or commandSigning (each has an existingSecret) instead." $key) }}
+{{- end }}
+{{- end }}
+
 {{- /* ClickHouse: the sink needs a server */}}
 {{- if and $v.sink.enabled (not $v.clickhouse.dsn) (not $v.clickhouse.existingSecret) }}
 {{- fail "the sink is enabled but neither clickhouse.dsn nor clickhouse.existingSecret is set: give the ClickHouse server's DSN, http(s)://user:password@host:port/db." }}
