@@ -15,6 +15,7 @@ import yaml
 
 from millstream.settings import Settings
 from schemas.catalog import load_catalog
+from tests.helm import chart
 from tests.helm.chart import CHART, PROFILES, Rendered, containers, helm, render
 
 
@@ -109,3 +110,22 @@ def test_notes_say_where_the_probes_point(tmp_path: Path) -> None:
     secure = _notes(tmp_path / "secure", PROFILES["multi-site-secure"])
     assert "opcua.pki.own is not set" not in secure
     assert "kafka-pw-Zq81-secret" not in secure
+
+
+def test_strimzi_user_secret_gives_the_password_and_values_the_user() -> None:
+    rendered = render(PROFILES["multi-site-secure"],
+                      sets=("kafka.sasl.existingSecret=millstream-user", "kafka.sasl.password="))
+    (worker,) = containers(rendered.named("Deployment", "plant-millstream-worker"))
+    env = {e["name"]: e for e in worker["env"]}
+    assert env["MILLSTREAM_KAFKA_SASL_USERNAME"]["value"] == "millstream"
+    assert env["MILLSTREAM_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "millstream-user", "key": "password"}
+    assert "plant-millstream-kafka-sasl" not in rendered.names("Secret")
+
+
+def test_missing_helm_fails_and_points_at_make_test(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(chart, "ROOT", tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(pytest.fail.Exception, match=r"run `make test` \(or `make tools`\)"):
+        chart.helm_binary()

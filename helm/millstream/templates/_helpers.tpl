@@ -141,11 +141,16 @@ One stage's container. dict:
     - name: MILLSTREAM_METRICS_PORT
       value: {{ .port | quote }}
     {{- if include "millstream.hasSasl" $root }}
+    {{- if and $v.kafka.sasl.existingSecret $v.kafka.sasl.username }}
+    - name: MILLSTREAM_KAFKA_SASL_USERNAME   # a Strimzi KafkaUser Secret holds only the password
+      value: {{ $v.kafka.sasl.username | quote }}
+    {{- else }}
     - name: MILLSTREAM_KAFKA_SASL_USERNAME
       valueFrom:
         secretKeyRef:
           name: {{ include "millstream.kafkaSaslSecret" $root }}
           key: {{ $v.kafka.sasl.usernameKey }}
+    {{- end }}
     - name: MILLSTREAM_KAFKA_SASL_PASSWORD
       valueFrom:
         secretKeyRef:
