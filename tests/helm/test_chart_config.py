@@ -129,3 +129,14 @@ def test_missing_helm_fails_and_points_at_make_test(
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(pytest.fail.Exception, match=r"run `make test` \(or `make tools`\)"):
         chart.helm_binary()
+
+
+def test_readme_deploying_values_render(tmp_path: Path) -> None:
+    readme = (chart.ROOT / "README.md").read_text()
+    section = readme.split("## Deploying", 1)[1].split("\n## ", 1)[0]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    values = tmp_path / "plant-values.yaml"
+    values.write_text(example)
+    rendered = render(values)
+    assert "plant-millstream-connect-press-gw" in rendered.names("Deployment")
+    assert "plant-millstream-worker" in rendered.names("HorizontalPodAutoscaler")

@@ -33,6 +33,7 @@ TEMPLATE_ERRORS = [
      ["workers.replicas is 5 but kafka.partitions.readings is 3", "2 workers would sit idle"]),
     (["workers.autoscaling.enabled=true", "workers.autoscaling.maxReplicas=8"],
      ["workers.autoscaling.maxReplicas is 8 but kafka.partitions.readings is 3"]),
+    (["sink.replicas=4"], ["sink.replicas is 4 but kafka.partitions.readings is 3"]),
     (["kafka.securityProtocol=SASL_SSL"],
      ["kafka.sasl.mechanism is empty", "SCRAM-SHA-512"]),
     (["kafka.securityProtocol=SASL_SSL", "kafka.sasl.mechanism=PLAIN"],

@@ -10,6 +10,9 @@ failure is one sentence: the value, why it is wrong, and what to do.
 {{- if and $v.workers.enabled (not $v.workers.autoscaling.enabled) (gt (int $v.workers.replicas) $parts) }}
 {{- fail (printf "workers.replicas is %d but kafka.partitions.readings is %d: a consumer group gives each partition to one worker, so %d workers would sit idle. Lower workers.replicas, or add partitions to the readings topic and raise kafka.partitions.readings." (int $v.workers.replicas) $parts (sub (int $v.workers.replicas) $parts)) }}
 {{- end }}
+{{- if and $v.sink.enabled (gt (int $v.sink.replicas) $parts) }}
+{{- fail (printf "sink.replicas is %d but kafka.partitions.readings is %d: the sinks share the readings partitions as one consumer group, so %d would sit idle. Lower sink.replicas, or add partitions." (int $v.sink.replicas) $parts (sub (int $v.sink.replicas) $parts)) }}
+{{- end }}
 {{- with $v.workers.autoscaling }}
 {{- if and $v.workers.enabled .enabled }}
 {{- if gt (int .maxReplicas) $parts }}
