@@ -4,10 +4,16 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
+# helm for the chart tests: the one on PATH, else built from the Go module proxy once
+# and kept in .tools/bin (rm -r .tools to rebuild)
+HELM_VERSION ?= v3.22.0
+TOOLS  := .tools/bin
+HELM   := $(TOOLS)/helm
+GO     ?= $(shell command -v go || echo /usr/local/go/bin/go)
 # re-install when the dependencies change
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test setup install lint clean
+.PHONY: demo test setup install lint tools clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,11 +29,25 @@ setup: install
 demo: setup
 	$(BIN)/millstream demo $(ARGS)
 
+$(HELM):
+	@mkdir -p $(TOOLS)
+	@if command -v helm >/dev/null 2>&1; then \
+		ln -sf "$$(command -v helm)" $@; \
+	elif test -x "$(GO)"; then \
+		echo "building helm $(HELM_VERSION) from the Go module proxy into $(TOOLS) (once)"; \
+		GOBIN="$(abspath $(TOOLS))" "$(GO)" install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION); \
+	else \
+		echo "helm is not on PATH and Go is missing: install Go (apt-get install golang-go) or helm" >&2; \
+		exit 1; \
+	fi
+
+tools: $(HELM)
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: setup lint
+test: setup lint tools
 	$(BIN)/pytest
 
 clean:
