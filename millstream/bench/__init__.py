@@ -36,9 +36,17 @@ def _streams(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
                           n_frames=max(1, (readings or 300_000) // 1000))
 
 
+def _mqtt(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    from millstream.bench import mqtt
+
+    return mqtt.run(getattr(args, "readings", None))
+
+
 BENCHMARKS: dict[str, tuple[Benchmark, str]] = {
     "wire": (_wire, "readings wire format: frames vs one message per reading, Faust vs raw"),
     "streams": (_streams, "stream logic without Kafka: vectorised windows vs a per-reading loop"),
+    "mqtt": (_mqtt,
+             "Sparkplug B DDATA through Mosquitto into one connector vs a bare paho decode"),
 }
 
 
