@@ -123,7 +123,7 @@ def _bare(endpoint: str, node: EdgeNode, payloads: dict[int, bytes], messages: i
     count = [0]
 
     def on_message(_c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
-        count[0] += len(decode_payload(msg.payload).metrics)
+        count[0] += len(decode_payload(bytes(msg.payload)).metrics)
 
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-bare",
                          protocol=paho.MQTTv5)
