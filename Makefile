@@ -23,7 +23,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Mosquitto (Debian's package) is the MQTT broker of the tests and the demo; it is in
+# /usr/sbin, often not on a user's PATH. Installing it needs root (non-interactive).
 setup: install
+	@command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q mosquitto)
 	$(BIN)/millstream setup
 
 demo: setup

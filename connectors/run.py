@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from connectors.base import FramePublisher, Source
+from connectors.deadletter import DeadLetterPublisher, DeadLetterSink
 from connectors.exceptions import ConnectorConfigError
 from connectors.modbus import ModbusSource
+from connectors.mqtt import MqttSource
 from connectors.opcua import OpcUaSource
 from connectors.publisher import ReadingPublisher
 from schemas.catalog import Catalog
@@ -29,12 +31,17 @@ def make_source(
     status_file: Path | None = None,
     frame_ms: int = 200,
     pki_dir: Path | None = None,
+    dead_letters: DeadLetterSink | None = None,
 ) -> Source:
-    """The :class:`Source` for the catalog's source ``source_name``, by its protocol."""
+    """The :class:`Source` for the catalog's source ``source_name``, by its protocol.
+
+    ``dead_letters`` takes the messages an MQTT source cannot map (other sources have none).
+    """
     spec = catalog.source(source_name)  # CatalogError names the known sources
-    kinds: dict[str, type[OpcUaSource] | type[ModbusSource]] = {
+    kinds: dict[str, type[Source]] = {
         "opcua": OpcUaSource,
         "modbus": ModbusSource,
+        "mqtt": MqttSource,
     }
     kind = kinds.get(spec.protocol)
     if kind is None:
@@ -45,8 +52,11 @@ def make_source(
     if spec.protocol == "opcua":
         return OpcUaSource(catalog, spec, publisher, endpoint=endpoint, status_file=status_file,
                            frame_ms=frame_ms, pki_dir=pki_dir)
-    return kind(catalog, spec, publisher, endpoint=endpoint, status_file=status_file,
-                frame_ms=frame_ms)
+    if spec.protocol == "mqtt":
+        return MqttSource(catalog, spec, publisher, endpoint=endpoint, status_file=status_file,
+                          frame_ms=frame_ms, dead_letters=dead_letters)
+    return ModbusSource(catalog, spec, publisher, endpoint=endpoint, status_file=status_file,
+                        frame_ms=frame_ms)
 
 
 async def run_connector(
@@ -72,11 +82,18 @@ async def run_connector(
     publisher = ReadingPublisher(
         bootstrap, topics, kafka_config=kafka_config, client_id=f"millstream-{source_name}"
     )
+    letters: DeadLetterPublisher | None = None
     try:
+        if catalog.source(source_name).protocol == "mqtt":
+            letters = DeadLetterPublisher(bootstrap, topics, kafka_config=kafka_config,
+                                          client_id=f"millstream-{source_name}-deadletter")
         source = make_source(catalog, source_name, publisher, endpoint=endpoint,
-                             status_file=status_file, frame_ms=frame_ms, pki_dir=pki_dir)
+                             status_file=status_file, frame_ms=frame_ms, pki_dir=pki_dir,
+                             dead_letters=letters)
         logger.info("bridging %s (%s) at %s into %s", source_name, source.protocol,
                     getattr(source, "endpoint", "?"), topics.readings)
         return await source.serve(stop)
     finally:
         publisher.close()
+        if letters is not None:
+            letters.close()

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from schemas.catalog_errors import describe_validation_error
 from schemas.exceptions import CatalogError
+from schemas.mqtt import MqttSpec, parse_broker
 from schemas.opcua import MonitoringSpec, OpcUaSecurity, parse_browse_path, parse_node_ref
 from schemas.register_csv import read_register_csv
 from schemas.registers import ModbusRegister
@@ -101,8 +102,9 @@ class MachineSpec(_Frozen):
 
 class SourceSpec(_Frozen):
     name: str = Field(pattern=r"^[a-z0-9-]+$")
-    protocol: Literal["opcua", "modbus"]
-    # opc.tcp://host:port/path for OPC-UA, host:port for Modbus TCP (or RTU over TCP)
+    protocol: Literal["opcua", "modbus", "mqtt"]
+    # opc.tcp://host:port/path for OPC-UA, host:port for Modbus TCP (or RTU over TCP),
+    # mqtt://host:port or mqtts://host:port for MQTT
     endpoint: str
     interval_ms: int = Field(default=200, ge=10)  # OPC-UA sampling+publishing / Modbus poll
     # OPC-UA: the namespace of browse names without a prefix; aliases usable in nsu=/paths
@@ -117,6 +119,18 @@ class SourceSpec(_Frozen):
     max_block: int = Field(default=125, ge=1, le=125)  # registers per read
     max_bits: int = Field(default=2000, ge=1, le=2000)  # coils/discrete inputs per read
     concurrency: int = Field(default=4, ge=1, le=256)
+    # MQTT: session, credentials, topic mappings and Sparkplug B (schemas/mqtt.py)
+    mqtt: MqttSpec | None = None
+
+    @model_validator(mode="after")
+    def _mqtt(self) -> SourceSpec:
+        if (self.protocol == "mqtt") != (self.mqtt is not None):
+            raise ValueError(
+                f"source {self.name!r}: an mqtt source needs an 'mqtt:' section (topics or "
+                "sparkplug), and only an mqtt source may have one")
+        if self.protocol == "mqtt":
+            parse_broker(self.endpoint)
+        return self
 
     def monitoring_of(self, tag: TagSpec) -> MonitoringSpec:
         """The tag's monitored-item settings: the source's, then the tag's overrides."""
@@ -206,10 +220,15 @@ class Catalog(_Frozen):
                 raise ValueError(f"machine {m.name!r} names unknown source {m.source!r}")
             if len({t.name for t in m.tags}) != len(m.tags):
                 raise ValueError(f"machine {m.name!r} has duplicate tag names")
-            if by_name[m.source].protocol == "modbus":
+            protocol = by_name[m.source].protocol
+            if protocol == "modbus":
                 _check_registers(m)
-            else:
+            elif protocol == "opcua":
                 _check_nodes(m, by_name[m.source])
+            elif any(t.node or t.browse_path or t.modbus for t in m.tags):
+                raise ValueError(f"machine {m.name!r} is on MQTT source {m.source!r}: its "
+                                 "tags take no node, browse_path or register (the source's "
+                                 "topic mappings or Sparkplug rule name them)")
         for r in self.rules:
             self.info(r.tag)
             sp = self.info(r.action.setpoint)

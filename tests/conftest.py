@@ -10,6 +10,7 @@ import pytest
 
 from millstream.settings import Settings
 from millstream.stack.kafka import ensure_topics, free_port, kafka_for
+from millstream.stack.mosquitto import EmbeddedMosquitto
 from schemas.catalog import Catalog, load_catalog
 from schemas.topics import Topics
 
@@ -27,6 +28,14 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Kafka: MILLSTREAM_KAFKA_BOOTSTRAP if set, else the embedded broker."""
     with kafka_for(Settings(), tmp_path_factory.mktemp("kafka")) as bootstrap:
         yield bootstrap
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedMosquitto]:
+    """A real MQTT broker: Debian's Mosquitto on a free loopback port, with persistence.
+    A test that restarts a broker starts its own (``EmbeddedMosquitto(tmp_path)``)."""
+    with EmbeddedMosquitto(tmp_path_factory.mktemp("mosquitto")) as broker:
+        yield broker
 
 
 @pytest.fixture

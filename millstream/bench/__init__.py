@@ -48,12 +48,20 @@ def _sink(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     return sink.run(settings, getattr(args, "readings", None))
 
 
+def _mqtt(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    from millstream.bench import mqtt
+
+    return mqtt.run(getattr(args, "readings", None))
+
+
 BENCHMARKS: dict[str, tuple[Benchmark, str]] = {
     "wire": (_wire, "readings wire format: frames vs one message per reading, Faust vs raw"),
     "streams": (_streams, "stream logic without Kafka: vectorised windows vs a per-reading loop"),
     "ingest": (_ingest, "edge connectors: OPC-UA tags at 1 Hz vs bare asyncua, Modbus block "
                         "reads vs one register per request"),
     "sink": (_sink, "ClickHouse sink end to end from Kafka vs a raw columnar chDB insert"),
+    "mqtt": (_mqtt,
+             "Sparkplug B DDATA through Mosquitto into one connector vs a bare paho decode"),
 }
 
 
