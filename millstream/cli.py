@@ -277,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--json", action="store_true", help="one JSON line (default: indented)")
     p.add_argument("--readings", type=int, default=None, help="workload size")
+    p.add_argument("--data", default=None,
+                   help="dataset directory (nab: default ../shared/datasets/NAB)")
 
     for module in commands.MODULES:
         module.register(add)

@@ -36,9 +36,16 @@ def _streams(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
                           n_frames=max(1, (readings or 300_000) // 1000))
 
 
+def _nab(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    from millstream.bench import nab
+
+    return nab.run(getattr(args, "data", None))
+
+
 BENCHMARKS: dict[str, tuple[Benchmark, str]] = {
     "wire": (_wire, "readings wire format: frames vs one message per reading, Faust vs raw"),
     "streams": (_streams, "stream logic without Kafka: vectorised windows vs a per-reading loop"),
+    "nab": (_nab, "Numenta Anomaly Benchmark: the streaming detectors vs a windowed Gaussian"),
 }
 
 
