@@ -8,6 +8,7 @@ asset's window features together.
 from streams.detectors.bank import UNIVARIATE, BankStep, TagBank
 from streams.detectors.base import MAX_SCORE, Detection, Detector
 from streams.detectors.columns import ColumnDetector
+from streams.detectors.multivariate import PCADetector
 from streams.detectors.univariate import (
     CusumDetector,
     LevelShiftDetector,
@@ -25,6 +26,7 @@ __all__ = [
     "Detection",
     "Detector",
     "LevelShiftDetector",
+    "PCADetector",
     "SpikeDetector",
     "StuckDetector",
     "TagBank",

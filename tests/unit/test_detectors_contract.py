@@ -23,6 +23,7 @@ from streams.detectors import (
     CusumDetector,
     Detector,
     LevelShiftDetector,
+    PCADetector,
     SpikeDetector,
     StuckDetector,
     TagBank,
@@ -37,6 +38,7 @@ FACTORIES: dict[str, Callable[[], Detector]] = {
     "variance": lambda: VarianceDetector(**SMALL),
     "stuck": lambda: StuckDetector(**SMALL),
     "bank": lambda: TagBank(warmup=10, history=100, rebaseline=20),
+    "pca": lambda: PCADetector(warmup=10, history=100),
 }
 
 detectors = pytest.mark.parametrize("make", list(FACTORIES.values()), ids=list(FACTORIES))
