@@ -54,6 +54,12 @@ def _mqtt(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     return mqtt.run(getattr(args, "readings", None))
 
 
+def _nab(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    from millstream.bench import nab
+
+    return nab.run(getattr(args, "data", None))
+
+
 BENCHMARKS: dict[str, tuple[Benchmark, str]] = {
     "wire": (_wire, "readings wire format: frames vs one message per reading, Faust vs raw"),
     "streams": (_streams, "stream logic without Kafka: vectorised windows vs a per-reading loop"),
@@ -62,6 +68,7 @@ BENCHMARKS: dict[str, tuple[Benchmark, str]] = {
     "sink": (_sink, "ClickHouse sink end to end from Kafka vs a raw columnar chDB insert"),
     "mqtt": (_mqtt,
              "Sparkplug B DDATA through Mosquitto into one connector vs a bare paho decode"),
+    "nab": (_nab, "Numenta Anomaly Benchmark: the streaming detectors vs a windowed Gaussian"),
 }
 
 
