@@ -36,9 +36,16 @@ def _streams(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
                           n_frames=max(1, (readings or 300_000) // 1000))
 
 
+def _spool(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    from millstream.bench import spool
+
+    return spool.run(settings, getattr(args, "readings", None))
+
+
 BENCHMARKS: dict[str, tuple[Benchmark, str]] = {
     "wire": (_wire, "readings wire format: frames vs one message per reading, Faust vs raw"),
     "streams": (_streams, "stream logic without Kafka: vectorised windows vs a per-reading loop"),
+    "spool": (_spool, "connector disk spool: write and replay readings/s vs a direct produce"),
 }
 
 
