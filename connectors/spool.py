@@ -137,9 +137,9 @@ class Spool:
                payload: bytes) -> bool:
         """Spool one frame; False when the spool is full and the policy is ``block``."""
         record = encode_record(written_ms, epoch, seq, count, key, payload)
-        if len(record) + len(MAGIC) > self.segment_bytes * 2:
-            raise SpoolError(f"a frame of {len(record)} bytes does not fit segments of "
-                             f"{self.segment_bytes} bytes; raise MILLSTREAM_SPOOL_MAX_BYTES")
+        if len(record) + len(MAGIC) > self.config.max_bytes // 2:
+            raise SpoolError(f"a frame of {len(record)} bytes is too large for a spool of "
+                             f"{self.config.max_bytes} bytes; raise MILLSTREAM_SPOOL_MAX_BYTES")
         if self._writer.size + len(record) > self.segment_bytes and self._active.records:
             self._roll()
         if self.bytes + len(record) > self.config.max_bytes and not self._make_room(len(record)):

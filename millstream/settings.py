@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     # store-and-forward disk spool of each connector (connectors/spool.py)
     spool_enabled: bool = True
     spool_dir: Path | None = None  # unset: <data_dir>/spool; one folder per source in it
-    spool_max_bytes: int = Field(default=1 << 30, ge=16 * 1024)  # bound of one source's spool
+    spool_max_bytes: int = Field(default=1 << 30, ge=1 << 20)  # bound of one source's spool
     spool_segment_bytes: int = Field(default=16 << 20, ge=4096)  # segment files roll here
     spool_policy: Literal["drop-oldest", "block"] = "drop-oldest"  # when the spool is full
     spool_fsync_ms: int = Field(default=1000, ge=0)  # 0: fsync every frame

@@ -218,3 +218,12 @@ def test_fsync_thread_syncs_on_its_schedule(tmp_path: Path) -> None:
     status = spool.status()
     assert status["fsync_rounds"] >= 1 and status["fsync_seconds"] >= 0
 
+
+
+def test_a_frame_larger_than_a_segment_gets_one_of_its_own(tmp_path: Path) -> None:
+    spool = Spool(SpoolConfig(tmp_path, max_bytes=64 * 1024, segment_bytes=4096, fsync_ms=0))
+    taken = fill(spool, 3, count=200)  # ~5 KB frames in 4 KB segments
+    assert len(segments(tmp_path)) == 3 and drain(spool) == taken
+    with pytest.raises(SpoolError, match="too large for a spool"):
+        fill(spool, 1, count=4000)
+    spool.close()

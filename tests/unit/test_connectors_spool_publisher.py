@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 from typing import Any, cast
@@ -12,6 +13,7 @@ from connectors.publisher import ReadingPublisher
 from connectors.spool import Spool, SpoolConfig, SpoolPolicy
 from connectors.spool_publisher import SpoolPublisher
 from schemas.readings import FrameBuilder, ReadingFrame
+from tests.support.synthetic import SteadySource
 
 
 class FakeKafka:
@@ -24,12 +26,16 @@ class FakeKafka:
         self.log: list[int] = []  # seq of every frame sent, in order
         self.last_error: str | None = None
         self.closed = False
+        self.auto = False  # confirm every frame inside send()
 
     def send(self, value: bytes, key: bytes, n: int, on_done: Any) -> bool:
         if len(self.waiting) >= self.room:
             return False
-        self.waiting.append((value, on_done))
         self.log.append(ReadingFrame.decode(value).seq)
+        if self.auto:
+            on_done(None)
+        else:
+            self.waiting.append((value, on_done))
         return True
 
     def answer(self, err: KafkaError | None = None, n: int | None = None) -> None:
@@ -166,3 +172,36 @@ def test_block_holds_frames_and_blocks_the_source_until_there_is_room(tmp_path: 
     assert not pub.blocked and pub.spool.counters.dropped_readings == 0
     assert pub.delivered == sum(len(f) for f in fs[: len(kafka.log)])
     pub.close()
+
+
+def test_a_source_stops_reading_while_a_block_spool_is_full(tmp_path: Path) -> None:
+    """The base's ``wait_unblocked`` hook: a polled source takes no readings while blocked,
+    and resumes once Kafka confirms; nothing it read is lost."""
+    kafka = FakeKafka(room=0)  # Kafka away
+    pub = publisher(tmp_path, kafka, max_bytes=32 * 1024, segment_bytes=4096,
+                    policy=SpoolPolicy.BLOCK)
+    source = SteadySource("synthetic", pub, ["a/t0", "a/t1"], rate=5000, frame_ms=20)
+
+    async def go() -> tuple[int, int, int]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(source.serve(stop))
+        while not pub.blocked:
+            assert not task.done(), task.result()
+            await asyncio.sleep(0.01)
+        at_block = source.emitted
+        await asyncio.sleep(0.5)
+        while_blocked = source.emitted
+        kafka.room = 1000
+        while pub.blocked or source.emitted <= while_blocked:
+            kafka.answer()
+            await asyncio.sleep(0.02)
+        kafka.auto = True  # from now on Kafka confirms at once (the final flush too)
+        kafka.answer()
+        stop.set()
+        await task
+        return at_block, while_blocked, source.emitted
+
+    at_block, while_blocked, total = asyncio.run(go())
+    assert while_blocked - at_block <= 2 * 5000 * 0.06  # at most a tick or two after
+    assert total > while_blocked  # read again once unblocked
+    assert pub.delivered == source.builder.produced == total and pub.failed == 0
