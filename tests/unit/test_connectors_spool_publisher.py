@@ -205,3 +205,26 @@ def test_a_source_stops_reading_while_a_block_spool_is_full(tmp_path: Path) -> N
     assert while_blocked - at_block <= 2 * 5000 * 0.06  # at most a tick or two after
     assert total > while_blocked  # read again once unblocked
     assert pub.delivered == source.builder.produced == total and pub.failed == 0
+
+
+def test_a_corrupt_segment_found_on_start_is_in_the_status_and_its_good_part_sent(
+        tmp_path: Path) -> None:
+    kafka = FakeKafka()
+    pub = publisher(tmp_path, kafka)
+    for f in frames(5, epoch=1):
+        pub.publish(f)
+    pub.close()  # killed before Kafka answered
+    (seg,) = sorted(tmp_path.glob("*.seg"))
+    with seg.open("r+b") as fh:
+        fh.truncate(seg.stat().st_size - 3)  # the last write was cut short
+    kafka = FakeKafka(room=10)
+    pub = publisher(tmp_path, kafka)
+    (report,) = pub.spool_status()["corrupt"]
+    assert report["readable_records"] == 4 and "truncated" in report["reason"]
+    pub.poll()  # the replay starts at the first poll
+    while kafka.waiting:
+        kafka.answer()
+        pub.poll()
+    assert kafka.log == [1, 11, 21, 31] and pub.replayed == 40
+    pub.close()
+    assert (tmp_path / report["kept_aside"]).stat().st_size == report["bytes"]
