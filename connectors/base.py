@@ -92,6 +92,17 @@ class Source(abc.ABC):
         if self.builder.full:
             self._publish_pending()
 
+    @property
+    def blocked(self) -> bool:
+        """True while the publisher takes no more frames (a full spool, policy ``block``):
+        a source then stops reading its device, ``await self.wait_unblocked()``."""
+        return bool(getattr(self.publisher, "blocked", False))
+
+    async def wait_unblocked(self) -> None:
+        """Return once the publisher takes frames again (at once when it does)."""
+        while self.blocked and self.running:
+            await asyncio.sleep(self.frame_ms / 1000)
+
     def record_error(self, message: str) -> None:
         """Count a device error; the message is what a person reads in the status file."""
         self.errors += 1
@@ -144,7 +155,9 @@ class Source(abc.ABC):
 
     def status(self) -> dict[str, Any]:
         """The counters the status file carries (see schemas/status.py)."""
+        spool = getattr(self.publisher, "spool_status", None)
         return {
+            **({"spool": spool()} if spool is not None else {}),
             "source": self.name,
             "protocol": self.protocol,
             "epoch": self.epoch,

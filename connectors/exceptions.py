@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from schemas.exceptions import MillstreamError
 
-__all__ = ["ConnectorConfigError", "ConnectorError", "DeviceError", "PublishError"]
+__all__ = [
+    "ConnectorConfigError",
+    "ConnectorError",
+    "DeviceError",
+    "PublishError",
+    "SpoolError",
+]
 
 
 class ConnectorError(MillstreamError):
@@ -32,3 +38,7 @@ class PublishError(ConnectorError):
     def __init__(self, message: str, failed: int = 0) -> None:
         super().__init__(message)
         self.failed = failed
+
+
+class SpoolError(ConnectorError):
+    """The disk spool cannot be used (folder in use, not writable, a frame larger than it)."""

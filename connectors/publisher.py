@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -85,6 +86,25 @@ class ReadingPublisher:
         self._backlog.append(frame)
         self._drain()
 
+    def send(self, value: bytes, key: bytes, n: int,
+             on_done: Callable[[KafkaError | None], None]) -> bool:
+        """Produce one encoded frame of ``n`` readings with no backlog of its own (the spool
+        is the backlog): False when the local queue is full (``poll()``, then try again).
+        ``on_done(None)`` once Kafka confirmed it (counted delivered), else ``on_done(err)``
+        (not counted failed: the caller retries it or gives it up)."""
+        try:
+            self._producer.produce(self.topic, value=value, key=key,
+                                   on_delivery=functools.partial(self._on_sent, n, on_done))
+        except BufferError:
+            return False
+        except KafkaException as exc:  # refused outright (too large, fatal)
+            err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            on_done(err or KafkaError(KafkaError._FAIL, str(exc)))
+            return True
+        self.produced += n
+        self.frames += 1
+        return True
+
     def poll(self, timeout: float = 0.0) -> None:
         """Serve delivery callbacks and retry the backlog."""
         self._producer.poll(timeout)
@@ -139,6 +159,16 @@ class ReadingPublisher:
             self._backlog.popleft()
             self.produced += n
             self.frames += 1
+
+    def _on_sent(self, n: int, on_done: Callable[[KafkaError | None], None],
+                 err: KafkaError | None, _msg: Message | None) -> None:
+        if err is None:
+            self.delivered += n
+            self._quiet.clear()
+        else:
+            self.last_error = (f"Kafka did not confirm a frame of {n} readings for "
+                               f"{self.topic}: {err}")
+        on_done(err)
 
     def _on_delivery(self, n: int, err: KafkaError | str | None, _msg: Message | None) -> None:
         if err is None:

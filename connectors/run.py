@@ -14,10 +14,13 @@ from connectors.modbus import ModbusSource
 from connectors.mqtt import MqttSource
 from connectors.opcua import OpcUaSource
 from connectors.publisher import ReadingPublisher
+from connectors.spool import Spool, SpoolConfig
+from connectors.spool_publisher import SpoolPublisher
 from schemas.catalog import Catalog
+from schemas.readings import Quality
 from schemas.topics import Topics
 
-__all__ = ["make_source", "run_connector"]
+__all__ = ["attach_gaps", "make_source", "open_publisher", "run_connector"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,17 +74,18 @@ async def run_connector(
     frame_ms: int = 200,
     stop: asyncio.Event | None = None,
     pki_dir: Path | None = None,
+    spool: SpoolConfig | None = None,
 ) -> dict[str, Any]:
     """Bridge ``source_name`` into ``topics.readings`` until ``stop`` is set.
 
     Returns the final status (the same object the status file holds at the end). Device
     outages are retried and counted in the status; configuration errors raise
     :class:`~connectors.exceptions.ConnectorConfigError`. ``pki_dir`` holds the OPC-UA
-    certificates (own and trusted): a secured OPC-UA source needs it.
+    certificates (own and trusted): a secured OPC-UA source needs it. ``spool`` makes the
+    connector store and forward through a disk spool (:mod:`connectors.spool_publisher`).
     """
-    publisher = ReadingPublisher(
-        bootstrap, topics, kafka_config=kafka_config, client_id=f"millstream-{source_name}"
-    )
+    publisher = open_publisher(bootstrap, topics, source_name, kafka_config=kafka_config,
+                               spool=spool)
     letters: DeadLetterPublisher | None = None
     try:
         if catalog.source(source_name).protocol == "mqtt":
@@ -90,6 +94,7 @@ async def run_connector(
         source = make_source(catalog, source_name, publisher, endpoint=endpoint,
                              status_file=status_file, frame_ms=frame_ms, pki_dir=pki_dir,
                              dead_letters=letters)
+        attach_gaps(publisher, source)
         logger.info("bridging %s (%s) at %s into %s", source_name, source.protocol,
                     getattr(source, "endpoint", "?"), topics.readings)
         return await source.serve(stop)
@@ -97,3 +102,27 @@ async def run_connector(
         publisher.close()
         if letters is not None:
             letters.close()
+
+
+def open_publisher(bootstrap: str, topics: Topics, source_name: str, *,
+                   kafka_config: dict[str, str] | None = None,
+                   spool: SpoolConfig | None = None) -> ReadingPublisher | SpoolPublisher:
+    """The Kafka publisher of one source: store-and-forward through ``spool`` if given."""
+    kafka = ReadingPublisher(bootstrap, topics, kafka_config=kafka_config,
+                             client_id=f"millstream-{source_name}")
+    if spool is None:
+        return kafka
+    try:
+        return SpoolPublisher(kafka, Spool(spool))
+    except BaseException:
+        kafka.close()
+        raise
+
+
+def attach_gaps(publisher: FramePublisher, source: Source) -> None:
+    """Readings a full spool drops become BAD gap markers in the source's own stream."""
+    if isinstance(publisher, SpoolPublisher):
+        def mark(tag: str, ts: int, reason: str) -> None:
+            source.emit(tag, ts, None, Quality.BAD, status=reason)
+
+        publisher.gap_handler = mark

@@ -120,19 +120,27 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_connect(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.run import run_connector
+    from connectors.spool import SpoolConfig, SpoolPolicy
     from millstream.stack.locate import resolve_bootstrap
     from schemas.opcua_pki import default_pki_dir
 
     catalog = _catalog(settings)
     catalog.source(args.source)  # names the known sources if this one is not
     bootstrap = resolve_bootstrap(settings)
+    spool = None
+    if settings.spool_enabled:
+        spool = SpoolConfig(settings.spool_folder(args.source),
+                            max_bytes=settings.spool_max_bytes,
+                            segment_bytes=settings.spool_segment_bytes,
+                            policy=SpoolPolicy(settings.spool_policy),
+                            fsync_ms=settings.spool_fsync_ms)
 
     async def _main() -> dict[str, object]:
         return await run_connector(
             catalog, args.source, bootstrap=bootstrap, topics=_topics(settings),
             kafka_config=settings.kafka_client_config(), endpoint=args.endpoint,
             status_file=_path(args.status_file), frame_ms=args.frame_ms,
-            stop=_async_stop_event(), pki_dir=default_pki_dir(settings.data_dir),
+            stop=_async_stop_event(), pki_dir=default_pki_dir(settings.data_dir), spool=spool,
         )
 
     final = asyncio.run(_main())

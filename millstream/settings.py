@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import (
@@ -58,6 +59,14 @@ class Settings(BaseSettings):
     query_max_execution_s: float = Field(default=60.0, gt=0)
     query_max_rows: int = Field(default=100_000, gt=0)
 
+    # store-and-forward disk spool of each connector (connectors/spool.py)
+    spool_enabled: bool = True
+    spool_dir: Path | None = None  # unset: <data_dir>/spool; one folder per source in it
+    spool_max_bytes: int = Field(default=1 << 30, ge=1 << 20)  # bound of one source's spool
+    spool_segment_bytes: int = Field(default=16 << 20, ge=4096)  # segment files roll here
+    spool_policy: Literal["drop-oldest", "block"] = "drop-oldest"  # when the spool is full
+    spool_fsync_ms: int = Field(default=1000, ge=0)  # 0: fsync every frame
+
     catalog: Path | None = None  # plant catalog YAML; unset: the simulated plant
     data_dir: Path = Field(default_factory=lambda: _xdg("XDG_DATA_HOME", ".local/share"))
     cache_dir: Path = Field(default_factory=lambda: _xdg("XDG_CACHE_HOME", ".cache"))
@@ -93,6 +102,10 @@ class Settings(BaseSettings):
             "readings_1h": self.ttl_rollups_days, "deadletter": self.ttl_deadletter_days,
             "gaps": self.ttl_gaps_days,
         }
+
+    def spool_folder(self, source: str) -> Path:
+        """Where the connector of ``source`` keeps its spool."""
+        return (self.spool_dir or self.data_dir / "spool") / source
 
     def kafka_client_config(self) -> dict[str, str]:
         """librdkafka-style security options for an external cluster (empty when plain)."""

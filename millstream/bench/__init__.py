@@ -60,6 +60,12 @@ def _nab(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     return nab.run(getattr(args, "data", None))
 
 
+def _spool(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    from millstream.bench import spool
+
+    return spool.run(settings, getattr(args, "readings", None))
+
+
 BENCHMARKS: dict[str, tuple[Benchmark, str]] = {
     "wire": (_wire, "readings wire format: frames vs one message per reading, Faust vs raw"),
     "streams": (_streams, "stream logic without Kafka: vectorised windows vs a per-reading loop"),
@@ -69,6 +75,7 @@ BENCHMARKS: dict[str, tuple[Benchmark, str]] = {
     "mqtt": (_mqtt,
              "Sparkplug B DDATA through Mosquitto into one connector vs a bare paho decode"),
     "nab": (_nab, "Numenta Anomaly Benchmark: the streaming detectors vs a windowed Gaussian"),
+    "spool": (_spool, "connector disk spool: write and replay readings/s vs a direct produce"),
 }
 
 
