@@ -92,6 +92,7 @@ class ModbusSource(Source):
         interval = device.plan.poll_ms / 1000
         next_tick = time.monotonic()
         while self.running:
+            await self.wait_unblocked()  # a full spool with policy block: stop reading
             async with slots:
                 await device.poll(self)
             self.connected = any(link.connected for link in self.links.values())
