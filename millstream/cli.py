@@ -186,7 +186,7 @@ def cmd_executor(args: argparse.Namespace, settings: Settings) -> int:
     stop = _stop_event_on_signals()
     final = run_executor(_catalog(settings), bootstrap=resolve_bootstrap(settings),
                          topics=_topics(settings), endpoints=endpoints or None,
-                         kafka_config=settings.kafka_client_config(),
+                         group_id=args.group_id, kafka_config=settings.kafka_client_config(),
                          status_file=_path(args.status_file), stop=stop,
                          pki_dir=default_pki_dir(settings.data_dir),
                          trusted_keys_dir=settings.trusted_keys_dir,
@@ -282,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status-file", help="write counters here every second (JSON)")
     p.add_argument("--dry-run", action="store_true",
                    help="check every command but write nothing (MILLSTREAM_EXECUTOR_DRY_RUN)")
+    p.add_argument("--group-id", default="millstream-executor", help="Kafka consumer group")
 
     p = add("query", cmd_query, "run SQL against millstream's ClickHouse and print the result")
     p.add_argument("sql")
