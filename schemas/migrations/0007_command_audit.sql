@@ -38,10 +38,11 @@ SETTINGS non_replicated_deduplication_window = 1000;
 DROP VIEW IF EXISTS command_audit;
 
 CREATE VIEW IF NOT EXISTS command_audit AS
-SELECT c.command_id, c.rule, c.machine, c.setpoint, c.value, c.reason, c.issued_at,
-       if(r.status != '', r.status, a.verdict) AS status, r.readback,
-       if(r.status != '', r.detail, a.detail) AS detail, r.executed_at,
-       c.issuer, a.checks
+SELECT c.command_id AS command_id, c.rule AS rule, c.machine AS machine,
+       c.setpoint AS setpoint, c.value AS value, c.reason AS reason,
+       c.issued_at AS issued_at, if(r.status != '', r.status, a.verdict) AS status,
+       r.readback AS readback, if(r.status != '', r.detail, a.detail) AS detail,
+       r.executed_at AS executed_at, c.issuer AS issuer, a.checks AS checks
 FROM commands AS c FINAL
 LEFT JOIN command_results AS r FINAL USING (command_id)
 LEFT JOIN (
