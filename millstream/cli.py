@@ -149,13 +149,15 @@ def cmd_connect(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from millstream.keys import load_signer
     from millstream.stack.locate import resolve_bootstrap
     from streams.app import run_worker
 
     run_worker(_catalog(settings), bootstrap=resolve_bootstrap(settings),
                topics=_topics(settings), app_id=args.app_id,
                kafka_config=settings.kafka_client_config(),
-               status_file=_path(args.status_file), loglevel=args.loglevel)
+               status_file=_path(args.status_file), loglevel=args.loglevel,
+               signer=load_signer(settings, "streams"))
     return 0
 
 
@@ -192,9 +194,14 @@ def cmd_executor(args: argparse.Namespace, settings: Settings) -> int:
     stop = _stop_event_on_signals()
     final = run_executor(_catalog(settings), bootstrap=resolve_bootstrap(settings),
                          topics=_topics(settings), endpoints=endpoints or None,
-                         kafka_config=settings.kafka_client_config(),
+                         group_id=args.group_id, kafka_config=settings.kafka_client_config(),
                          status_file=_path(args.status_file), stop=stop,
-                         pki_dir=default_pki_dir(settings.data_dir))
+                         pki_dir=default_pki_dir(settings.data_dir),
+                         trusted_keys_dir=settings.trusted_keys_dir,
+                         max_rate_per_setpoint=settings.executor_max_rate_per_setpoint,
+                         max_rate_per_machine=settings.executor_max_rate_per_machine,
+                         max_ttl_ms=int(settings.command_max_ttl_s * 1000),
+                         dry_run=args.dry_run or settings.executor_dry_run)
     print(json.dumps(final, default=str), flush=True)
     return 0
 
@@ -281,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoint", action="append", metavar="SOURCE=ENDPOINT",
                    help="override a source's endpoint, e.g. opcua-sim=opc.tcp://127.0.0.1:4840/")
     p.add_argument("--status-file", help="write counters here every second (JSON)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check every command but write nothing (MILLSTREAM_EXECUTOR_DRY_RUN)")
+    p.add_argument("--group-id", default="millstream-executor", help="Kafka consumer group")
 
     p = add("query", cmd_query, "run SQL against millstream's ClickHouse and print the result")
     p.add_argument("sql")

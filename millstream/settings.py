@@ -66,6 +66,19 @@ class Settings(BaseSettings):
     spool_segment_bytes: int = Field(default=16 << 20, ge=4096)  # segment files roll here
     spool_policy: Literal["drop-oldest", "block"] = "drop-oldest"  # when the spool is full
     spool_fsync_ms: int = Field(default=1000, ge=0)  # 0: fsync every frame
+    # signed commands (schemas/signing.py): who this process signs as (unset: "streams" for
+    # the worker, the login name for `millstream command`), its Ed25519 private key (a PEM
+    # file, or base64 of the raw 32 bytes; unset: <data_dir>/keys/<signer>.key, created on
+    # first use), and where the executor finds the trusted public keys (<signer>.pub)
+    command_signer: str | None = None
+    command_signing_key_file: Path | None = None
+    command_signing_key: SecretStr | None = None
+    command_trusted_keys_dir: Path | None = None  # unset: <data_dir>/keys/trusted
+    # the executor: rate limits per minute, longest command TTL, dry run (write nothing)
+    executor_max_rate_per_setpoint: int = Field(default=6, ge=1)
+    executor_max_rate_per_machine: int = Field(default=20, ge=1)
+    command_max_ttl_s: float = Field(default=3600.0, gt=0)
+    executor_dry_run: bool = False
 
     catalog: Path | None = None  # plant catalog YAML; unset: the simulated plant
     data_dir: Path = Field(default_factory=lambda: _xdg("XDG_DATA_HOME", ".local/share"))
@@ -89,6 +102,14 @@ class Settings(BaseSettings):
     @property
     def chdb_path(self) -> Path:
         return self.data_dir / "chdb"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    @property
+    def trusted_keys_dir(self) -> Path:
+        return self.command_trusted_keys_dir or self.keys_dir / "trusted"
 
     @property
     def dsn(self) -> str:

@@ -29,6 +29,7 @@ from schemas.registers import ModbusRegister
 __all__ = [
     "Catalog",
     "DetectorSpec",
+    "HandshakeSpec",
     "MachineSpec",
     "ModbusRegister",
     "RuleSpec",
@@ -44,6 +45,16 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
 
+class HandshakeSpec(_Frozen):
+    """A PLC handshake after a setpoint write: the executor sets ``strobe`` (a tag of the
+    same machine) to 1, waits up to ``timeout_ms`` for the PLC to set ``ack`` to 1, then
+    clears the strobe. No acknowledgement: the command failed."""
+
+    strobe: str = Field(pattern=r"^[a-z0-9_]+$")
+    ack: str = Field(pattern=r"^[a-z0-9_]+$")
+    timeout_ms: int = Field(default=2000, ge=10)
+
+
 class TagSpec(_Frozen):
     name: str = Field(pattern=r"^[a-z0-9_]+$")
     unit: str = ""
@@ -56,6 +67,15 @@ class TagSpec(_Frozen):
     min: float | None = None
     max: float | None = None
     default: float | None = None
+    # setpoints: the largest change from the current value in one command; the fastest
+    # change (units per second since the last write); how far the read-back may be from
+    # the value written (default: float32 rounding); whether a second operator must
+    # approve every command (two-person rule); a PLC handshake after the write
+    max_step: float | None = Field(default=None, gt=0)
+    max_rate_per_s: float | None = Field(default=None, gt=0)
+    tolerance: float | None = Field(default=None, ge=0)
+    two_person: bool = False
+    handshake: HandshakeSpec | None = None
     # OPC-UA tags: the node, by node id or by browse path from Objects (one of the two)
     node: str | None = None
     browse_path: str | None = None
@@ -229,6 +249,13 @@ class Catalog(_Frozen):
                 raise ValueError(f"machine {m.name!r} is on MQTT source {m.source!r}: its "
                                  "tags take no node, browse_path or register (the source's "
                                  "topic mappings or Sparkplug rule name them)")
+        for m in self.machines:
+            names = {t.name for t in m.tags}
+            for t in m.tags:
+                hs = t.handshake
+                if hs is not None and not {hs.strobe, hs.ack} <= names:
+                    raise ValueError(f"setpoint {m.name}/{t.name}: handshake tags "
+                                     f"{hs.strobe!r} and {hs.ack!r} must be tags of {m.name}")
         for r in self.rules:
             self.info(r.tag)
             sp = self.info(r.action.setpoint)

@@ -30,6 +30,7 @@ TABLES: tuple[str, ...] = (
     "readings_1m",
     "readings_1h",
     "readings_progress",
+    "command_audit_log",
 )
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")

@@ -16,6 +16,7 @@ from enum import Enum
 from typing import Any, ClassVar, Self
 
 from schemas.exceptions import ContractError
+from schemas.signing import Signer
 
 __all__ = [
     "Aggregate",
@@ -36,6 +37,7 @@ class CommandStatus(str, Enum):
     APPLIED = "applied"  # written and read back equal
     REJECTED = "rejected"  # refused by the safety gateway; nothing was written
     FAILED = "failed"  # written but not confirmed, or the device did not answer
+    DRY_RUN = "dry-run"  # passed every check; not written (dry-run mode)
 
 
 _NUMBER = (int, float)
@@ -155,7 +157,9 @@ class Command(_Event):
     _TYPES: ClassVar[dict[str, tuple[type, ...]]] = {
         "command_id": (str,), "rule": (str,), "machine": (str,), "setpoint": (str,),
         "value": _NUMBER, "reason": (str,), "issued_at": (int,), "expires_at": (int,),
+        "issuer": (str,), "dry_run": (bool,), "signature": (str,),
     }
+    _NULLABLE: ClassVar[frozenset[str]] = frozenset({"issuer", "dry_run", "signature"})
 
     command_id: str
     rule: str  # name of the rule in the catalog that decided it
@@ -165,9 +169,20 @@ class Command(_Event):
     reason: str  # human-readable: what was seen
     issued_at: int  # Unix ms
     expires_at: int  # Unix ms; the executor refuses a command it receives later than this
+    # who signed it (a stage such as "streams", or an operator), and the Ed25519 signature
+    # over the canonical JSON (schemas.signing); the executor refuses unsigned commands
+    issuer: str | None = None
+    dry_run: bool | None = None  # check everything but do not write
+    signature: str | None = None
 
     def key(self) -> bytes:
         return self.machine.encode()
+
+    def signed_by(self, signer: Signer) -> Command:
+        """This command with ``issuer`` and ``signature`` set by ``signer``."""
+        doc = signer.sign(self.to_dict())
+        doc.pop("schema")
+        return Command(**doc)
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,9 +42,27 @@ class Topics:
     def deadletter(self) -> str:
         return f"{self.prefix}.deadletter"
 
+    @property
+    def control(self) -> str:
+        """Kill switches, approvals and the executor's pending writes (compacted)."""
+        return f"{self.prefix}.control"
+
+    @property
+    def command_audit(self) -> str:
+        """One record per decision of the executor (append-only)."""
+        return f"{self.prefix}.command-audit"
+
     def all(self) -> tuple[str, ...]:
         return (self.readings, self.aggregates, self.anomalies, self.commands,
-                self.command_results, self.deadletter)
+                self.command_results, self.deadletter, self.control, self.command_audit)
+
+    def config(self, topic: str) -> dict[str, str]:
+        """Topic settings millstream creates a topic with. The results and the control
+        topic are the executor's durable memory: compacted, so the latest entry per key
+        (command id, kill switch) is kept for ever and reloaded when it starts."""
+        if topic in (self.command_results, self.control):
+            return {"cleanup.policy": "compact"}
+        return {}
 
     def partitions(self, topic: str) -> int:
         """Partitions millstream creates a topic with. Readings are keyed by source, so a

@@ -48,6 +48,11 @@ class DeviceWriter(abc.ABC):
         """Write ``value`` to the setpoint ``tag_path`` and return what the device reads back."""
 
     @abc.abstractmethod
+    async def read_value(self, tag_path: str) -> float:
+        """The setpoint's current value on the device (read before a write, for the
+        safety gateway's step and rate checks)."""
+
+    @abc.abstractmethod
     async def close(self) -> None:
         """Close the connection; a later write reconnects."""
 
@@ -125,6 +130,26 @@ class ModbusWriter(DeviceWriter):
         if isinstance(readback, str):
             raise DeviceError(self.source.name, tag_path, f"read back text {readback!r}")
         return readback
+
+    async def read_value(self, tag_path: str) -> float:
+        info = self.catalog.info(tag_path)
+        reg = info.spec.modbus
+        if reg is None or reg.type == "string":
+            raise DeviceError(self.source.name, tag_path, "no numeric register to read")
+        unit = info.machine.unit_id if reg.unit_id is None else reg.unit_id
+        endpoint = info.machine.endpoint or self.endpoint
+        try:
+            client = await self._connected(endpoint)
+            words = await read_table(client, reg.table, reg.address, reg.width, unit)
+        except ModbusIOError as exc:
+            if exc.kind != "exception":
+                self._drop(endpoint)
+            raise DeviceError(self.source.name, tag_path,
+                              f"Modbus device at {endpoint} (unit {unit}): {exc}") from exc
+        value = modbus.decode_register([int(w) for w in words], reg)
+        if isinstance(value, str):
+            raise DeviceError(self.source.name, tag_path, f"read text {value!r}")
+        return float(value)
 
     def _encode(self, tag_path: str, value: float, reg: ModbusRegister,
                 current: list[int] | None = None) -> list[int]:
@@ -210,6 +235,26 @@ class OpcUaWriter(DeviceWriter):
                               f"read back {readback!r}, not a number")
         return float(readback)
 
+    async def read_value(self, tag_path: str) -> float:
+        try:
+            client = await self._connected()
+            node = await self._node(client, tag_path)
+            value = await node.read_value()
+        except OpcUaSecurityError as exc:
+            raise DeviceError(self.source.name, tag_path, str(exc)) from exc
+        except ua.UaStatusCodeError as exc:
+            raise DeviceError(self.source.name, tag_path,
+                              f"OPC-UA server {self.endpoint} refused: {exc}") from exc
+        except (OSError, TimeoutError, ua.UaError) as exc:
+            await self.close()
+            raise DeviceError(self.source.name, tag_path,
+                              f"OPC-UA server {self.endpoint}: {exc!r}") from exc
+        if isinstance(value, bool):
+            return float(value)
+        if not isinstance(value, int | float):
+            raise DeviceError(self.source.name, tag_path, f"read {value!r}, not a number")
+        return float(value)
+
     async def close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
@@ -267,6 +312,10 @@ class DevicePool:
     async def write_and_read_back(self, tag_path: str, value: float) -> float:
         info = self.catalog.info(tag_path)
         return await self.writer(info).write_and_read_back(info.path, value)
+
+    async def read_value(self, tag_path: str) -> float:
+        info = self.catalog.info(tag_path)
+        return await self.writer(info).read_value(info.path)
 
     async def close(self) -> None:
         for writer in self._writers.values():

@@ -1,12 +1,13 @@
 """The safety gateway: the last check before a command reaches a machine.
 
 Pure logic, no I/O. :meth:`SafetyGateway.check` refuses a command that names an unknown or
-non-writable tag, a machine the setpoint does not belong to, a value outside the
-setpoint's ``[min, max]`` or one its Modbus register cannot hold (type range after scale
-and offset; a bit takes 0 or 1), a command received after it expired, or one more command than
-the per-setpoint rate limit allows in a sliding minute. It fails closed: a setpoint
-without limits is refused. A redelivered command never reaches it: the executor answers
-it with the result it already published.
+non-writable tag (the allow-list: setpoints of the catalog, on their own machine), a value
+outside the setpoint's ``[min, max]`` or one its Modbus register cannot hold, a command
+received after it expired, or one more command than the rate limit allows in a sliding
+minute (per setpoint and per machine). :meth:`SafetyGateway.check_change` then compares
+the value with the one read from the device: at most ``max_step`` away, and no faster
+than ``max_rate_per_s`` since the setpoint's last write. It fails closed: a setpoint
+without limits is refused. Each :class:`Verdict` names the check that decided it.
 
 Lifecycle: one gateway per executor process; :meth:`check` remembers the times of the
 commands it allowed (for the rate limit), so call it once per command.
@@ -24,7 +25,7 @@ from schemas.events import Command
 from schemas.exceptions import CatalogError
 from schemas.modbus import encode_register
 
-__all__ = ["RATE_WINDOW_MS", "SafetyGateway", "Verdict"]
+__all__ = ["CHECKS", "RATE_WINDOW_MS", "SafetyGateway", "Verdict"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,19 +34,24 @@ RATE_WINDOW_MS = 60_000  # the rate limit counts commands per setpoint in this s
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """The gateway's answer: ``reason`` says why a command was refused (or "ok")."""
+    """The gateway's answer: ``reason`` says why a command was refused (or "ok"), and
+    ``check`` which check refused it (the audit's name for it)."""
 
     allowed: bool
     reason: str
+    check: str = ""
 
 
 _OK = Verdict(True, "ok")
+# the audit's names of the gateway's checks, in the order they run
+CHECKS = ("allow_list", "range", "ttl", "rate", "step", "rate_of_change")
 
 
 class SafetyGateway:
     """Checks commands against the catalog's setpoint limits and a per-setpoint rate limit.
 
-    ``max_rate_per_setpoint`` is the number of commands allowed per setpoint per minute.
+    ``max_rate_per_setpoint`` and ``max_rate_per_machine`` are the numbers of commands
+    allowed per setpoint and per machine per minute.
     """
 
     def __init__(
@@ -53,16 +59,17 @@ class SafetyGateway:
         catalog: Catalog,
         *,
         max_rate_per_setpoint: int = 6,
+        max_rate_per_machine: int = 20,
     ) -> None:
-        if max_rate_per_setpoint < 1:
-            raise ValueError(
-                f"max_rate_per_setpoint={max_rate_per_setpoint}: allow at least 1 command "
-                "per setpoint per minute"
-            )
+        for name, rate in (("max_rate_per_setpoint", max_rate_per_setpoint),
+                           ("max_rate_per_machine", max_rate_per_machine)):
+            if rate < 1:
+                raise ValueError(f"{name}={rate}: allow at least 1 command per minute")
         self.catalog = catalog
         self.max_rate_per_setpoint = max_rate_per_setpoint
+        self.max_rate_per_machine = max_rate_per_machine
         self._tags = catalog.tags()
-        self._allowed_at: dict[str, deque[int]] = {}  # setpoint path -> times allowed
+        self._allowed_at: dict[str, deque[int]] = {}  # setpoint or machine path -> times
 
     def check(self, command: Command, now_ms: int) -> Verdict:
         """Decide whether ``command`` may be written (an allowed one counts for the rate)."""
@@ -75,21 +82,59 @@ class SafetyGateway:
                 False,
                 f"expired: command {command.command_id} expired at {command.expires_at} "
                 f"and was received {late} ms later; the rule must issue a fresh command",
+                "ttl",
             )
-        return self._rate_check(info.path, now_ms)
+        machine = self.catalog.machine_path(info.machine)
+        for key, limit in ((info.path, self.max_rate_per_setpoint),
+                           (machine, self.max_rate_per_machine)):
+            if (refusal := self._rate_refusal(key, limit, now_ms)) is not None:
+                return refusal
+        for key in (info.path, machine):
+            self._allowed_at[key].append(now_ms)
+        return _OK
+
+    def check_change(self, path: str, value: float, current: float,
+                     last_write_ms: int | None, now_ms: int) -> Verdict:
+        """The step from ``current`` (read from the device) to ``value``, and its rate since
+        the setpoint's last write at ``last_write_ms`` (None: no write known)."""
+        spec = self.catalog.info(path).spec
+        unit = f" {spec.unit}" if spec.unit else ""
+        step = abs(value - current)
+        if spec.max_step is not None and step > spec.max_step:
+            return Verdict(
+                False,
+                f"step too large: {path} from {current:g} to {value:g}{unit} is a step of "
+                f"{step:g}{unit}, more than max_step {spec.max_step:g}{unit}; move it in "
+                "smaller steps",
+                "step",
+            )
+        if spec.max_rate_per_s is not None and last_write_ms is not None and step > 0:
+            elapsed_s = max(now_ms - last_write_ms, 1) / 1000
+            rate = step / elapsed_s
+            if rate > spec.max_rate_per_s:
+                wait_s = step / spec.max_rate_per_s - elapsed_s
+                return Verdict(
+                    False,
+                    f"too fast: {path} from {current:g} to {value:g}{unit} {elapsed_s:.1f} s "
+                    f"after its last write is {rate:g}{unit}/s, more than max_rate_per_s "
+                    f"{spec.max_rate_per_s:g}{unit}/s; retry in {wait_s:.1f} s",
+                    "rate_of_change",
+                )
+        return _OK
 
     def _static_checks(self, command: Command) -> tuple[Verdict, TagInfo | None]:
         """The checks that depend only on the command and the catalog."""
         try:
             info = self._tags.get(command.setpoint) or self.catalog.info(command.setpoint)
         except CatalogError as exc:
-            return Verdict(False, f"unknown setpoint: {exc}"), None
+            return Verdict(False, f"unknown setpoint: {exc}", "allow_list"), None
         spec = info.spec
         if not spec.writable:
             return Verdict(
                 False,
                 f"not a setpoint: {info.path} is a {spec.kind} tag and cannot be written; "
                 "commands may only target tags of kind 'setpoint'",
+                "allow_list",
             ), None
         machine_path = self.catalog.machine_path(info.machine)
         if command.machine != machine_path:
@@ -97,12 +142,14 @@ class SafetyGateway:
                 False,
                 f"machine mismatch: setpoint {info.path} belongs to {machine_path}, "
                 f"but the command names machine {command.machine!r}",
+                "allow_list",
             ), None
         if spec.min is None or spec.max is None:
             return Verdict(
                 False,
                 f"no limits: setpoint {info.path} has no min/max in the catalog; "
                 "add both so the gateway can check values",
+                "range",
             ), None
         value = command.value
         try:
@@ -115,24 +162,25 @@ class SafetyGateway:
                 False,
                 f"out of limits: value {value:g}{unit} for {info.path} is outside "
                 f"[{spec.min:g}, {spec.max:g}]{unit}",
+                "range",
             ), None
         if spec.modbus is not None and (refusal := _register_refusal(info, value)):
-            return Verdict(False, refusal), None
+            return Verdict(False, refusal, "range"), None
         return _OK, info
 
-    def _rate_check(self, path: str, now_ms: int) -> Verdict:
-        times = self._allowed_at.setdefault(path, deque())
+    def _rate_refusal(self, key: str, limit: int, now_ms: int) -> Verdict | None:
+        times = self._allowed_at.setdefault(key, deque())
         while times and times[0] <= now_ms - RATE_WINDOW_MS:
             times.popleft()
-        if len(times) >= self.max_rate_per_setpoint:
-            wait_s = (times[0] + RATE_WINDOW_MS - now_ms) / 1000
-            return Verdict(
-                False,
-                f"rate limit: {len(times)} commands for {path} in the last minute "
-                f"(limit {self.max_rate_per_setpoint}/min); next one allowed in {wait_s:.1f} s",
-            )
-        times.append(now_ms)
-        return _OK
+        if len(times) < limit:
+            return None
+        wait_s = (times[0] + RATE_WINDOW_MS - now_ms) / 1000
+        return Verdict(
+            False,
+            f"rate limit: {len(times)} commands for {key} in the last minute "
+            f"(limit {limit}/min); next one allowed in {wait_s:.1f} s",
+            "rate",
+        )
 
 
 def _register_refusal(info: TagInfo, value: float) -> str | None:

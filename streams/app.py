@@ -25,6 +25,7 @@ import faust
 
 from schemas.catalog import Catalog
 from schemas.events import now_ms
+from schemas.signing import Signer
 from schemas.status import write_status
 from schemas.topics import Topics
 from streams.exceptions import StreamsError, WorkerError
@@ -70,8 +71,10 @@ def create_app(
     app_id: str = "millstream-streams",
     kafka_config: Mapping[str, Any] | None = None,
     status_file: Path | None = None,
+    signer: Signer | None = None,
 ) -> faust.App:
-    """A Faust app running the streams stage; its FrameProcessor is ``app.processor``."""
+    """A Faust app running the streams stage; its FrameProcessor is ``app.processor``.
+    Commands are signed by ``signer`` (the executor refuses unsigned ones)."""
     app = faust.App(
         app_id,
         broker=f"kafka://{bootstrap}",
@@ -105,7 +108,8 @@ def create_app(
         for an in out.anomalies:
             await outs["anomalies"].send(key=an.key(), value=an.encode())
         for cmd in out.commands:
-            await outs["commands"].send(key=cmd.key(), value=cmd.encode())
+            signed = cmd.signed_by(signer) if signer is not None else cmd
+            await outs["commands"].send(key=cmd.key(), value=signed.encode())
         for dl in out.deadletters:
             await outs["deadletter"].send(key=dl.key_bytes(), value=dl.encode())
 
@@ -155,10 +159,11 @@ def run_worker(
     kafka_config: Mapping[str, Any] | None = None,
     status_file: Path | None = None,
     loglevel: str = "warn",
+    signer: Signer | None = None,
 ) -> None:
     """Run the streams worker in the foreground until SIGINT/SIGTERM."""
     app = create_app(catalog, bootstrap=bootstrap, topics=topics, app_id=app_id,
-                     kafka_config=kafka_config, status_file=status_file)
+                     kafka_config=kafka_config, status_file=status_file, signer=signer)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     logger.info("streams worker %s on %s, reading %s", app_id, bootstrap, topics.readings)
     try:

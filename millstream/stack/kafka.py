@@ -167,7 +167,8 @@ def ensure_topics(bootstrap: str, topics: Topics, conf: dict[str, str] | None = 
     """Create millstream's topics where missing, with the partitions ``Topics`` names."""
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 4, **(conf or {})})
     existing = set(admin.list_topics(timeout=10).topics)
-    new = [NewTopic(t, num_partitions=topics.partitions(t), replication_factor=1)
+    new = [NewTopic(t, num_partitions=topics.partitions(t), replication_factor=1,
+                    config=topics.config(t))
            for t in topics.all() if t not in existing]
     if not new:
         return

@@ -9,6 +9,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from schemas.control import AuditRecord, ControlRecord
 from schemas.events import (
     Aggregate,
     Anomaly,
@@ -26,6 +27,10 @@ SAMPLES: dict[str, Any] = {
                          "river.anomaly.StandardAbsoluteDeviation", 2500),
     "commands": Command("c1", "rule", "a/b/c/d/m", "a/b/c/d/m/sp", 5000.0, "hot", 1, 30001),
     "command-results": CommandResult("c1", "a/b/c/d/m/sp", 5000.0, None, "failed", "timeout", 9),
+    "control": ControlRecord("kill-switch", "global", True, "drill", 5, None, "alice", "c2ln"),
+    "command-audit": AuditRecord("a1", "c1", "rejected", "bad signature", "", "r", "hot",
+                                 "a/b/c/d/m", "a/b/c/d/m/sp", None, 1.5, None,
+                                 {"signature": "refused"}, False, 9),
     "deadletter": DeadLetter.of(stage="sink", reason="not-json", detail="x", topic="t",
                                 partition=0, offset=7, key=b"k", value=b"\x00\xff"),
 }
