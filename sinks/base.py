@@ -2,8 +2,10 @@
 
 A sink implements :meth:`BatchingSink.decode` (one Kafka message -> rows for one table, or
 rejects) and :meth:`BatchingSink.write` (insert one table's batch). The base owns the rest:
-batching by size and age, retry with backoff while the partitions are paused (backpressure),
-and committing a message's offset only once every row it produced has been written.
+batching by size and age, a writer thread that inserts sealed batches while the next ones
+are decoded (:mod:`sinks.writer`), retry with backoff while the partitions are paused
+(backpressure), and committing a message's offset only once every row it produced has been
+written.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from sinks.batch import Batch, BatchPolicy, Decoded, Origin, Reject, Rows
-from sinks.exceptions import InsertError
+from sinks.writer import BatchWriter
 
 __all__ = ["Batch", "BatchPolicy", "BatchingSink", "Decoded", "Origin", "Reject", "Rows"]
 
@@ -32,9 +34,11 @@ class BatchingSink(ABC):
     """Lifecycle: construct, :meth:`run` until ``stop`` is set (it subscribes, loops,
     drains, commits and closes the consumer), then read :meth:`status`.
 
-    Each table has one open batch that fills, and a queue of sealed batches written in
-    order. A batch whose write fails stays sealed (no new rows join it, so a retry inserts
-    exactly the same rows) and is retried with backoff while consumption is paused.
+    Each table has one open batch that fills, and a queue of sealed batches that the
+    writer thread inserts in order while this thread consumes and decodes. A batch whose
+    write fails stays sealed (no new rows join it, so a retry inserts exactly the same
+    rows) and is retried with backoff while consumption is paused. :meth:`write` runs in
+    the writer thread (outside :meth:`run`, in the caller's).
     """
 
     def __init__(
@@ -51,8 +55,6 @@ class BatchingSink(ABC):
         self._topics = list(topics)
         self._columns = {t: tuple(cols) for t, cols in columns.items()}
         self._open = {t: Batch(t, cols) for t, cols in self._columns.items()}
-        self._sealed: dict[str, deque[Batch]] = {t: deque() for t in self._columns}
-        self._written_gen = dict.fromkeys(self._columns, -1)  # every batch <= this is written
         self._pending: dict[_TP, deque[tuple[int, str | None, int]]] = {}
         self._commit_to: dict[_TP, int] = {}
         self._committed: dict[_TP, int] = {}
@@ -62,6 +64,8 @@ class BatchingSink(ABC):
             "insert_seconds": dict.fromkeys(columns, 0.0), "rejected": 0, "commits": 0,
             "paused": 0,
         }
+        self._writer = BatchWriter(self._columns, self.write, self.policy, self.counts)
+        self._sealed = self._writer.queues
 
     # -- what a sink implements ---------------------------------------------------------
     @abstractmethod
@@ -91,11 +95,13 @@ class BatchingSink(ABC):
     def run(self, stop: threading.Event) -> None:
         self._consumer.subscribe(self._topics, on_assign=self._on_assign,
                                  on_revoke=self._on_revoke, on_lost=self._on_lost)
+        self._writer.start()
         try:
             while not stop.is_set():
                 self._step()
             self._drain()
         finally:
+            self._writer.stop()
             self._consumer.close()
 
     def _step(self) -> None:
@@ -135,64 +141,33 @@ class BatchingSink(ABC):
         self._pending.setdefault(tp, deque()).append((msg.offset() or 0, table, gen))
         if table is not None and batch.rows >= self.policy.batch_rows:
             self._seal(table)
-            self._write_sealed(table, time.monotonic())
+            self._writer.flush(time.monotonic())
 
     def _seal(self, table: str) -> None:
         batch = self._open[table]
-        self._sealed[table].append(batch)
         self._open[table] = Batch(table, self._columns[table], gen=batch.gen + 1)
+        self._writer.push(batch)
 
     def _flush_due(self, *, force: bool) -> bool:
-        """Write the batches that are due; True when no batch is failing (or waiting)."""
+        """Seal the batches that are due and have them written; True when no batch is
+        failing (inline: or waiting for its retry)."""
         now = time.monotonic()
         age = self.policy.flush_ms / 1000
-        ok = True
         for table, batch in self._open.items():
             if batch.rows and (force or batch.rows >= self.policy.batch_rows
                                or now - batch.started >= age):
                 self._seal(table)
-            ok = self._write_sealed(table, now) and ok
+        ok = self._writer.flush(now)
         self._backpressure(failing=not ok)
         return ok
 
-    def _write_sealed(self, table: str, now: float) -> bool:
-        """Write the table's sealed batches in order; False if one fails (or waits)."""
-        queue = self._sealed[table]
-        while queue:
-            batch = queue[0]
-            if now < batch.retry_at or not self._flush(batch):
-                return False
-            queue.popleft()
-            self._written_gen[table] = batch.gen
-        return True
-
-    def _flush(self, batch: Batch) -> bool:
-        t0 = time.monotonic()
-        try:
-            self.write(batch)
-        except Exception as exc:
-            batch.attempts += 1
-            delay = min(self.policy.retry_max_s,
-                        self.policy.retry_initial_s * 2 ** (batch.attempts - 1))
-            batch.retry_at = time.monotonic() + delay
-            self.counts["insert_errors"] += 1
-            err = InsertError(batch.table, batch.rows, batch.attempts, delay, str(exc)[:500])
-            logger.error("%s", err)
-            self._backpressure(failing=True)
-            return False
-        if batch.attempts:
-            logger.info("inserting %d rows into %r succeeded after %d failed attempts",
-                        batch.rows, batch.table, batch.attempts)
-        self.counts["inserted"][batch.table] += batch.rows - batch.refused
-        self.counts["insert_seconds"][batch.table] += time.monotonic() - t0
-        return True
-
     # -- offsets ------------------------------------------------------------------------
     def _advance(self) -> None:
+        written = {t: self._writer.written_gen(t) for t in self._columns}
         for tp, dq in self._pending.items():
             while dq:
                 offset, table, gen = dq[0]
-                if table is not None and self._written_gen[table] < gen:
+                if table is not None and written[table] < gen:
                     break
                 dq.popleft()
                 self._commit_to[tp] = offset + 1
@@ -213,9 +188,9 @@ class BatchingSink(ABC):
         self.counts["commits"] += 1
 
     def _drain(self) -> None:
-        deadline = time.monotonic() + self.policy.drain_timeout_s
-        while not self._flush_due(force=True) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        self._flush_due(force=True)
+        self._writer.wait_idle(time.monotonic() + self.policy.drain_timeout_s)
+        self._writer.stop()  # after the write in progress, if one still fails
         self._commit()
         left = self.pending_rows()
         if left:
@@ -255,7 +230,10 @@ class BatchingSink(ABC):
             logger.exception("the sink's on_assign hook failed")
 
     def _on_revoke(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
+        # commit what can be written now; a failing insert does not hold up the rebalance
         self._flush_due(force=True)
+        self._writer.wait_idle(time.monotonic() + self.policy.drain_timeout_s,
+                               until_failing=True)
         self._commit()
         self._forget(parts)
 
@@ -284,7 +262,7 @@ class BatchingSink(ABC):
             return None
 
     def _batches(self) -> list[Batch]:
-        return [*self._open.values(), *(b for q in self._sealed.values() for b in q)]
+        return [*self._open.values(), *self._writer.batches()]
 
     def pending_rows(self) -> int:
         return sum(b.rows for b in self._batches())

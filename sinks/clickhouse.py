@@ -51,7 +51,8 @@ _INSERT_SETTINGS = {"throw_on_max_partitions_per_insert_block": 0}
 class ClickHouseSink(BatchingSink):
     """Lifecycle: construct (opens the client, migrates, creates consumer and producer),
     :meth:`run` until stopped, then :meth:`close`. ``lock`` serialises every use of
-    ``client``."""
+    ``client``. Decoding runs in the consuming thread, :meth:`write` in the writer thread;
+    what both touch (readings done elsewhere, dead-letter counts) is under ``_shared``."""
 
     def __init__(
         self,
@@ -70,6 +71,7 @@ class ClickHouseSink(BatchingSink):
         self.dsn, self.topics, self.status_file = dsn, topics, status_file
         self.client_options = client_options
         self.lock = threading.Lock()
+        self._shared = threading.Lock()
         self.client = open_client(dsn, client_options)
         try:
             migrate(self.client)
@@ -125,8 +127,9 @@ class ClickHouseSink(BatchingSink):
             stored = set(cols[6])
             gone = [s for lo, hi in todo for s in range(lo, hi + 1) if s not in stored]
             if gone:
-                self._done_elsewhere.append([frame.source, frame.epoch, min(gone), max(gone),
-                                             len(gone)])
+                with self._shared:
+                    self._done_elsewhere.append([frame.source, frame.epoch, min(gone),
+                                                 max(gone), len(gone)])
         rejects: tuple[Reject, ...] = ()
         if unknown:
             names = ", ".join(sorted(set(unknown))[:5])
@@ -143,7 +146,8 @@ class ClickHouseSink(BatchingSink):
     def on_reject(self, msg: Message, reject: Reject) -> None:
         where = f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
         if msg.topic() == self.topics.deadletter:  # never re-publish: no loops
-            self.counts["deadletter_malformed"] += 1
+            with self._shared:
+                self.counts["deadletter_malformed"] += 1
             logger.error("malformed dead letter at %s (%s: %s); skipped", where,
                          reject.reason, reject.detail)
             return
@@ -159,7 +163,8 @@ class ClickHouseSink(BatchingSink):
                                key=origin.key, value=value)
         self._producer.produce(self.topics.deadletter, letter.encode(), letter.key_bytes(),
                                on_delivery=self._delivered)
-        self.counts["deadlettered"] += 1
+        with self._shared:
+            self.counts["deadlettered"] += 1
 
     def _delivered(self, err: Any, msg: Message) -> None:
         if err is not None:
@@ -179,13 +184,16 @@ class ClickHouseSink(BatchingSink):
         refused = insert_isolating(lambda lo, hi: self._insert(batch, lo, hi), batch.rows)
         if refused:
             self._refuse(batch, refused)
-        if batch.table == "readings" and self._done_elsewhere:
+        if batch.table == "readings":
             self._record_done_elsewhere()
 
     def _record_done_elsewhere(self) -> None:
         """Count dead-lettered readings as done, so a redelivery after a restart skips them
         (best effort: if this fails they are only dead-lettered again)."""
-        rows, self._done_elsewhere = self._done_elsewhere, []
+        with self._shared:
+            rows, self._done_elsewhere = self._done_elsewhere, []
+        if not rows:
+            return
         try:
             with self.lock:
                 self.client.insert("readings_progress", rows,
@@ -219,9 +227,11 @@ class ClickHouseSink(BatchingSink):
         if batch.table == "readings":
             names = batch.column_names
             src, ep, sq = names.index("source"), names.index("epoch"), names.index("seq")
-            for row, _ in refused:
-                s = batch.data[sq][row]
-                self._done_elsewhere.append([batch.data[src][row], batch.data[ep][row], s, s, 1])
+            with self._shared:
+                for row, _ in refused:
+                    s = batch.data[sq][row]
+                    self._done_elsewhere.append([batch.data[src][row], batch.data[ep][row],
+                                                 s, s, 1])
         by_origin: dict[Origin | None, list[tuple[int, BaseException]]] = {}
         for row, exc in refused:
             by_origin.setdefault(batch.origin_of(row), []).append((row, exc))
@@ -230,7 +240,8 @@ class ClickHouseSink(BatchingSink):
             detail = (f"ClickHouse refused {len(items)} row(s) of {batch.table}: {error}")
             logger.error("dead-lettering %s", detail)
             if batch.table == "deadletter" or origin is None:
-                self.counts["deadletter_malformed"] += 1
+                with self._shared:
+                    self.counts["deadletter_malformed"] += 1
                 continue
             rows = [{c: batch.data[i][row] for i, c in enumerate(batch.column_names)}
                     for row, _ in items]

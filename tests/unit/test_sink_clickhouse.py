@@ -86,6 +86,8 @@ def test_frame_whose_source_cannot_be_encoded_is_rejected() -> None:
 def test_a_dead_letter_that_was_not_delivered_holds_back_the_commit() -> None:
     """A failed delivery must not leave the producer's queue empty: the base would then
     commit the rejected message's offset, and the message would be lost."""
+    import threading
+
     from confluent_kafka import Message, Producer
 
     from schemas.topics import Topics
@@ -95,6 +97,7 @@ def test_a_dead_letter_that_was_not_delivered_holds_back_the_commit() -> None:
     sink = ClickHouseSink.__new__(ClickHouseSink)  # no chDB, no consumer: the dead-letter path
     sink.topics = Topics("unit")
     sink.counts = {"deadlettered": 0, "deadletter_malformed": 0, "deadletter_errors": 0}
+    sink._shared = threading.Lock()
     sink._producer = Producer({"bootstrap.servers": "127.0.0.1:9", "message.timeout.ms": "100",
                                "log_level": 0})  # the refusals are expected
     sink.on_reject(Message(topic="unit.readings", partition=0, offset=3, value=b"x"),
