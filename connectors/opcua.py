@@ -175,6 +175,7 @@ class OpcUaSource(Source):
             *(asyncio.create_task(self._consume(s)) for s in made.subscriptions),
             asyncio.create_task(self._lost.wait()),
             asyncio.create_task(self._audit(client, made, groups)),
+            asyncio.create_task(self._follow_block(made.subscriptions)),
         ]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -259,6 +260,19 @@ class OpcUaSource(Source):
                                 strict=True):
             if marker is not None:
                 self.emit(path, marker.ts, None, Quality.BAD, status=marker.status)
+
+    async def _follow_block(self, subs: list[Subscription]) -> None:
+        """A full spool with policy block: stop the subscriptions publishing (the server
+        keeps each item's last ``queue_size`` values) until the spool takes frames again."""
+        paused = False
+        while True:
+            if self.blocked != paused:
+                paused = self.blocked
+                logger.warning("%s publishing at %s: the spool is %s", "pausing" if paused
+                               else "resuming", self.endpoint, "full" if paused else "free")
+                for sub in subs:
+                    await sub.set_publishing_mode(not paused)
+            await asyncio.sleep(self.frame_ms / 1000)
 
     async def _audit(self, client: Client, made: Subscribed, groups: list[Group]) -> None:
         """Every ``audit_s``: tags whose node was deleted get a BAD reading; a node that

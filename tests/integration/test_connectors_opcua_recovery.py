@@ -176,3 +176,39 @@ def test_opcua_stop_emits_no_markers() -> None:
     asyncio.run(go())
     readings = [r for f in pub.sent for r in f.readings()]
     assert len(readings) >= 9 and all(r.status is None for r in readings)
+
+
+def test_a_full_spool_under_policy_block_pauses_publishing() -> None:
+    """While the publisher says it is blocked (a full spool, policy block), the server's
+    subscriptions stop publishing: no reading piles up in the connector's memory."""
+    port = free_port()
+    server = CountingServer(port, 5, period_s=0.1)
+    pub = TimedPublisher()
+    blocked_at = released_at = 0
+
+    async def go() -> None:
+        nonlocal blocked_at, released_at
+        await server.start()
+        catalog = catalog_for(server, server.endpoint)
+        source = OpcUaSource(catalog, catalog.source("plc"), pub, frame_ms=50)
+        stop = asyncio.Event()
+        task = asyncio.create_task(source.serve(stop))
+        try:
+            await asyncio.sleep(1.5)
+            pub.blocked = True  # type: ignore[attr-defined]
+            blocked_at = int(time.time() * 1000)
+            await asyncio.sleep(2.0)
+            pub.blocked = False  # type: ignore[attr-defined]
+            released_at = int(time.time() * 1000)
+            await asyncio.sleep(1.5)
+        finally:
+            stop.set()
+            await task
+            await server.stop()
+
+    asyncio.run(go())
+    during = [at for at in pub.sent_at if blocked_at + 500 < at < released_at]
+    after = [at for at in pub.sent_at if at > released_at]
+    before = [at for at in pub.sent_at if at < blocked_at]
+    assert before and after  # it published before and again after the pause
+    assert during == []  # nothing while blocked (after the pause took effect)
