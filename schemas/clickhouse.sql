@@ -33,9 +33,17 @@ CREATE TABLE IF NOT EXISTS aggregates (
     mean Float64,
     std Float64,
     first Float64,
-    last Float64
+    last Float64,
+    window_ms UInt32,
+    good_share Nullable(Float64)
 ) ENGINE = ReplacingMergeTree
-ORDER BY (tag, window_start);
+ORDER BY (tag, window_start, window_ms);
+
+-- tables created before window sizes existed get the column and a key that keeps sizes
+-- apart (their older rows read window_ms 0: the size is window_end - window_start)
+ALTER TABLE aggregates ADD COLUMN IF NOT EXISTS window_ms UInt32,
+    MODIFY ORDER BY (tag, window_start, window_ms);
+ALTER TABLE aggregates ADD COLUMN IF NOT EXISTS good_share Nullable(Float64);
 
 CREATE TABLE IF NOT EXISTS anomalies (
     anomaly_id String,

@@ -42,9 +42,14 @@ class Topics:
     def deadletter(self) -> str:
         return f"{self.prefix}.deadletter"
 
+    @property
+    def late(self) -> str:
+        """Readings that arrived after their window had closed, with the reason."""
+        return f"{self.prefix}.late"
+
     def all(self) -> tuple[str, ...]:
         return (self.readings, self.aggregates, self.anomalies, self.commands,
-                self.command_results, self.deadletter)
+                self.command_results, self.deadletter, self.late)
 
     def partitions(self, topic: str) -> int:
         """Partitions millstream creates a topic with. Readings are keyed by source, so a

@@ -21,6 +21,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.insert import InsertContext
 from confluent_kafka import Message, Producer
 
+from schemas.aggregates import aggregate_columns
 from schemas.catalog import Catalog
 from schemas.clickhouse import ddl_statements
 from schemas.events import Aggregate, Anomaly, Command, CommandResult, DeadLetter, now_ms
@@ -180,6 +181,8 @@ class ClickHouseSink(BatchingSink):
                                   f"name tags not in the catalog ({names}); the others were "
                                   "stored"),)
             return Decoded(Rows(table, cols), rejects)
+        if table == "aggregates":  # columnar frames (v2) and single aggregates (v1)
+            return Decoded(Rows(table, aggregate_columns(msg.value())))
         event = _EVENTS[table].decode(msg.value())
         return Decoded(Rows(table, event_columns(event)))
 
