@@ -154,8 +154,8 @@ class WindowSpec(_Frozen):
 
 class StreamsSpec(_Frozen):
     """Event time and windows. ``windows`` lists every size computed at once; without it,
-    ``window_ms`` is the one tumbling window. The first window is the one the detector and
-    the rules read."""
+    ``window_ms`` is the one tumbling window (with it, ``window_ms`` is not used). The
+    first window is the one the detector and the rules read."""
 
     window_ms: int = Field(default=1000, ge=100)  # shorthand: one tumbling window
     windows: list[WindowSpec] | None = Field(default=None, min_length=1)
