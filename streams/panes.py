@@ -76,15 +76,20 @@ class PaneStats:
         self.put(idx, merge(self.take(idx), other))
 
     def to_dict(self) -> dict[str, list[Any]]:
-        """Plain lists, for a snapshot (JSON-safe except +-inf in empty min/max slots)."""
-        return {f.name: getattr(self, f.name).tolist() for f in fields(self)}
+        """Plain lists, for a snapshot; strict JSON (an empty slot's min/max is null)."""
+        doc = {f.name: getattr(self, f.name).tolist() for f in fields(self)}
+        for name in ("min", "max"):
+            doc[name] = [x if np.isfinite(x) else None for x in doc[name]]
+        return doc
 
     @classmethod
     def from_dict(cls, doc: dict[str, list[Any]]) -> PaneStats:
-        f64 = {"mean", "m2", "min", "max", "first", "last"}
+        f64 = {"mean", "m2", "first", "last"}
         cols: dict[str, Any] = {f.name: np.asarray(doc[f.name],
                                                    np.float64 if f.name in f64 else np.int64)
-                                for f in fields(cls)}
+                                for f in fields(cls) if f.name not in ("min", "max")}
+        cols["min"] = np.asarray([np.inf if x is None else x for x in doc["min"]], np.float64)
+        cols["max"] = np.asarray([-np.inf if x is None else x for x in doc["max"]], np.float64)
         return cls(**cols)
 
 

@@ -168,3 +168,29 @@ def test_aggregates_equal_a_recomputation_over_the_valid_readings(
     assert c["readings"] == len(rows) + redelivered
     letters = [d for out in outs for d in out.deadletters]
     assert sum(1 for d in letters if d.reason == "bad-field") == ragged
+
+
+def test_a_restored_snapshot_continues_as_if_never_stopped(catalog: Catalog) -> None:
+    rows = _stream([(i % 3, 97, (i * 7) % LATENESS, "num", float(i), i % 3)
+                    for i in range(80)])
+    frames = [rows[i:i + 9] for i in range(0, len(rows), 9)]
+
+    def run(cut: int | None) -> list[tuple[Any, ...]]:
+        proc = FrameProcessor(_catalog(catalog))
+        got = []
+        for i, frame in enumerate(frames):
+            if i == cut:  # a new worker takes over from the snapshot
+                snap = json.loads(json.dumps(proc.snapshot(), allow_nan=False))
+                proc = FrameProcessor(_catalog(catalog))
+                proc.restore(snap)
+                # the frame before the cut is delivered again, as after a crash
+                proc.process(None, _payload(frames[i - 1]), "r", 0, i - 1, NOW)
+            out = proc.process(None, _payload(frame), "r", 0, i, NOW)
+            got += [a for f in out.aggregate_frames for a in f.aggregates()]
+        got += [a for f in proc.flush(NOW).aggregate_frames for a in f.aggregates()]
+        return sorted((a.window_ms, a.tag, a.window_start, a.count, a.mean, a.last)
+                      for a in got)
+
+    whole = run(None)
+    assert len(whole) > 20
+    assert run(4) == whole

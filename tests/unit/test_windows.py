@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -131,7 +134,7 @@ def test_snapshot_restores_through_json_and_continues_identically() -> None:
     a, b = WindowStore(specs, 500), WindowStore(specs, 500)
     first = [("a", T0 + i * 300, float(i), i % 3) for i in range(12)]
     _add(a, first)
-    snap = json.loads(json.dumps(a.snapshot()))  # plain data, JSON-safe
+    snap = json.loads(json.dumps(a.snapshot(), allow_nan=False))  # plain data, strict JSON
     b.restore(snap)
     rest = [("a", T0 + 3600 + i * 300, float(i * i), 0) for i in range(12)]
     assert _rows(_add(a, rest, seq0=13)[0]) == _rows(_add(b, rest, seq0=13)[0])
@@ -173,3 +176,14 @@ def test_window_config_is_checked_and_the_shorthand_still_works() -> None:
         StreamsSpec(windows=[WindowSpec(size_ms=1000), WindowSpec(size_ms=1000, hop_ms=500)])
     with pytest.raises(ValueError, match="lateness_ms"):
         WindowStore([WindowSpec(size_ms=W)], -1)
+
+
+def test_the_readme_windows_example_is_a_valid_streams_section() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("## Windows and event time"):]
+    block = re.search(r"```yaml\n(.*?)```", section, re.DOTALL)
+    assert block is not None
+    spec = StreamsSpec.model_validate(yaml.safe_load(block.group(1))["streams"])
+    assert [(w.size_ms, w.pane_ms) for w in spec.window_specs()] == [
+        (1000, 1000), (60_000, 10_000), (900_000, 900_000)]
+    WindowStore(spec.window_specs(), spec.lateness_ms, spec.idle_timeout_ms)
