@@ -123,13 +123,11 @@ def test_aggregates_equal_a_recomputation_over_the_valid_readings(
     outs.append(proc.flush(NOW))
 
     # which readings are valid, and where each bad one must have gone
-    first_frame = next((i for i, f in enumerate(frames)
-                        if any(r["kind"] in ("num", "none", "past") and r["tag"] != TAGS[3]
-                               for r in f)), None)
     valid: list[dict[str, Any]] = []
     late: list[int] = []
     dead: Counter[str] = Counter()
-    for i, frame in enumerate(frames):
+    max_ts: int | None = None  # highest timestamp of the frames before: the watermark's base
+    for frame in frames:
         for r in frame:
             if r["tag"] == TAGS[3] and r["kind"] not in ("nan", "inf", "str"):
                 dead["unknown-tag"] += 1
@@ -139,10 +137,13 @@ def test_aggregates_equal_a_recomputation_over_the_valid_readings(
                 dead["non-finite-value"] += 1
             elif r["kind"] == "str":
                 dead["non-numeric-value"] += 1
-            elif r["kind"] == "past" and first_frame is not None and i > first_frame:
-                late.append(r["seq"])  # behind the watermark: its windows closed long ago
+            elif max_ts is not None and r["ts"] + 3000 <= max_ts - LATENESS:
+                late.append(r["seq"])  # behind the watermark: all its windows had closed
             else:
                 valid.append(r)
+        eligible = [r["ts"] for r in frame if r["tag"] != TAGS[3]
+                    and r["kind"] in ("num", "none", "past")]
+        max_ts = max([*eligible, *([] if max_ts is None else [max_ts])], default=None)
 
     got: dict[tuple[int, str, int], tuple[Any, ...]] = {}
     for out in outs:
