@@ -25,6 +25,8 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 _TS_MAX = np.iinfo(np.int64).max
 _TS_MIN = np.iinfo(np.int64).min
+_NAMES = ("n", "total", "good", "mean", "m2", "min", "max", "first", "first_ts", "first_seq",
+          "last", "last_ts", "last_seq")
 
 
 @dataclass(slots=True)
@@ -56,20 +58,19 @@ class PaneStats:
         return len(self.n)
 
     def take(self, idx: I64) -> PaneStats:
-        return PaneStats(*(getattr(self, f.name)[idx] for f in fields(self)))
+        return PaneStats(*(getattr(self, name)[idx] for name in _NAMES))
 
     def put(self, idx: I64, rows: PaneStats) -> None:
-        for f in fields(self):
-            getattr(self, f.name)[idx] = getattr(rows, f.name)
+        for name in _NAMES:
+            getattr(self, name)[idx] = getattr(rows, name)
 
     def grow(self, rows: int) -> None:
         """Add empty slots up to ``rows`` (new tags of the source)."""
         extra = rows - len(self)
         if extra > 0:
             pad = PaneStats.empty(extra)
-            for f in fields(self):
-                setattr(self, f.name, np.concatenate((getattr(self, f.name),
-                                                      getattr(pad, f.name))))
+            for name in _NAMES:
+                setattr(self, name, np.concatenate((getattr(self, name), getattr(pad, name))))
 
     def merge_at(self, idx: I64, other: PaneStats) -> None:
         """Fold ``other`` (later arrivals, one row per distinct ``idx``) into those rows."""
@@ -95,15 +96,14 @@ class PaneStats:
 
 def merge(a: PaneStats, b: PaneStats) -> PaneStats:
     """Row-wise merge of ``b`` (arrived later) into ``a``. Ties on (ts, seq): ``first``
-    keeps the earlier arrival, ``last`` takes the later one."""
+    keeps the earlier arrival, ``last`` takes the later one. A row without values has
+    mean and M2 0, so it merges exactly (x + (y - 0) * 1 == y)."""
     n = a.n + b.n
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):
         delta = b.mean - a.mean
-        wb = np.where(n > 0, b.n / np.maximum(n, 1), 0.0)
+        wb = b.n / np.maximum(n, 1)
         mean = a.mean + delta * wb
         m2 = a.m2 + b.m2 + delta * delta * a.n * wb
-    mean = np.where(b.n == 0, a.mean, np.where(a.n == 0, b.mean, mean))
-    m2 = np.where(b.n == 0, a.m2, np.where(a.n == 0, b.m2, m2))
     bf = (b.first_ts < a.first_ts) | ((b.first_ts == a.first_ts) & (b.first_seq < a.first_seq))
     bl = (b.last_ts > a.last_ts) | ((b.last_ts == a.last_ts) & (b.last_seq >= a.last_seq))
     bl &= b.n > 0
@@ -133,8 +133,14 @@ def group_frame(ids: I64, ts: I64, seq: I64, value: F64, quality: npt.NDArray[np
     """
     panes = ts - ts % pane_ms
     n = len(ids)
-    starts = np.flatnonzero(np.r_[True, (ids[1:] != ids[:-1]) | (panes[1:] != panes[:-1])])
-    ends = np.r_[starts[1:], n]
+    edge = np.empty(n, bool)
+    edge[0] = True
+    np.not_equal(ids[1:], ids[:-1], out=edge[1:])
+    edge[1:] |= panes[1:] != panes[:-1]
+    starts = np.flatnonzero(edge)
+    ends = np.empty_like(starts)
+    ends[:-1] = starts[1:]
+    ends[-1] = n
     total = ends - starts
     good = np.add.reduceat((valid & (quality == 0)).astype(np.int64), starts)
     with np.errstate(over="ignore", invalid="ignore"):

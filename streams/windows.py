@@ -157,18 +157,21 @@ class WindowStore:
               stats: PaneStats) -> None:
         level = st.panes.setdefault(pane_ms, {})
         rows = len(st.tags)
-        starts = np.unique(gstart)
-        for start in starts.tolist():
-            pane = level.get(start)
-            if pane is None:
-                pane = level[start] = PaneStats.empty(rows)
-            elif len(pane) < rows:
-                pane.grow(rows)
-            if len(starts) == 1:
-                pane.merge_at(gid, stats)
-            else:
+        lo = int(gstart.min())
+        starts = [lo] if lo == int(gstart.max()) else np.unique(gstart).tolist()
+        for start in starts:
+            ids, part = gid, stats
+            if len(starts) > 1:
                 pick = np.flatnonzero(gstart == start)
-                pane.merge_at(gid[pick], stats.take(pick))
+                ids, part = gid[pick], stats.take(pick)
+            pane = level.get(start)
+            if pane is None:  # a new pane: the frame's groups are its state
+                pane = level[start] = PaneStats.empty(rows)
+                pane.put(ids, part)
+                continue
+            if len(pane) < rows:
+                pane.grow(rows)
+            pane.merge_at(ids, part)
 
     def _close(self, key: StreamKey, st: _Stream, before: int | None,
                out: list[Closed]) -> None:
