@@ -150,7 +150,7 @@ class FrameProcessor:
             found[reason] = (len(idx), f"{len(idx)} of {frame.size} readings have a "
                                        f"{reason.replace('-', ' ')} (positions {idx[:5]})")
         known = self.known_tags
-        if not all(t in known for t in frame.tag):
+        if not known.issuperset(frame.tag):
             mask = np.fromiter((t in known for t in frame.tag), bool, len(frame.tag))
             unknown = Counter(t for t, ok, k in zip(frame.tag, mask.tolist(), keep.tolist(),
                                                     strict=True) if k and not ok)
