@@ -37,6 +37,7 @@ __all__ = [
     "StreamsSpec",
     "TagInfo",
     "TagSpec",
+    "WindowSpec",
     "load_catalog",
 ]
 
@@ -165,10 +166,61 @@ class SourceSpec(_Frozen):
         return base.merged(tag.monitoring)
 
 
+class WindowSpec(_Frozen):
+    """One window size: tumbling (``hop_ms`` unset) or hopping, a new window every hop."""
+
+    size_ms: int = Field(ge=100)
+    hop_ms: int | None = Field(default=None, ge=100)
+
+    @model_validator(mode="after")
+    def _hop_divides(self) -> WindowSpec:
+        if self.hop_ms is not None and (self.hop_ms > self.size_ms
+                                        or self.size_ms % self.hop_ms):
+            raise ValueError(f"window size_ms={self.size_ms} must be a multiple of "
+                             f"hop_ms={self.hop_ms}; pick a hop that divides the size")
+        return self
+
+    @property
+    def pane_ms(self) -> int:
+        """The slice windows are built from: the hop, or the whole window when tumbling."""
+        return self.hop_ms or self.size_ms
+
+
 class StreamsSpec(_Frozen):
-    window_ms: int = Field(default=1000, ge=100)  # tumbling window size
+    """Event time and windows. ``windows`` lists every size computed at once; without it,
+    ``window_ms`` is the one tumbling window (with it, ``window_ms`` is not used). The
+    first window is the one the detector and the rules read."""
+
+    window_ms: int = Field(default=1000, ge=100)  # shorthand: one tumbling window
+    windows: list[WindowSpec] | None = Field(default=None, min_length=1)
     # how long after a window's end (in source time) it stays open for late readings
     lateness_ms: int = Field(default=1000, ge=0)
+    # a source silent this long (processing time) has its windows closed; default:
+    # the first window's size plus the lateness
+    idle_ms: int | None = Field(default=None, ge=0)
+    # readings stamped further ahead of the worker's clock go to the dead-letter topic
+    future_ms: int = Field(default=300_000, ge=0)
+    # sequence numbers this far below the highest seen are still checked one by one
+    dedup_tolerance: int = Field(default=100_000, ge=0)
+    aggregate_frame_rows: int = Field(default=2000, ge=1)  # rows per aggregates message
+
+    @model_validator(mode="after")
+    def _distinct(self) -> StreamsSpec:
+        specs = self.window_specs()
+        sizes = [w.size_ms for w in specs]
+        if len(set(sizes)) != len(sizes):
+            raise ValueError(f"streams.windows lists a size twice ({sizes}): an aggregate "
+                             "is identified by its tag, start and size")
+        return self
+
+    def window_specs(self) -> list[WindowSpec]:
+        return list(self.windows) if self.windows else [WindowSpec(size_ms=self.window_ms)]
+
+    @property
+    def idle_timeout_ms(self) -> int:
+        if self.idle_ms is not None:
+            return self.idle_ms
+        return self.window_specs()[0].size_ms + self.lateness_ms
 
 
 class DetectorSpec(_Frozen):

@@ -99,14 +99,20 @@ class _Event:
 
 @dataclass(frozen=True, slots=True)
 class Aggregate(_Event):
-    """Statistics of one tag over one tumbling window [window_start, window_end)."""
+    """Statistics of one tag over one window [window_start, window_end) of one size.
+
+    The single-message form (``millstream.aggregates.v1``); the worker publishes
+    aggregates as columnar frames (:mod:`schemas.aggregates`) and uses this form in process.
+    """
 
     SCHEMA: ClassVar[str] = "millstream.aggregates.v1"
     _TYPES: ClassVar[dict[str, tuple[type, ...]]] = {
         "tag": (str,), "window_start": (int,), "window_end": (int,), "count": (int,),
         "min": _NUMBER, "max": _NUMBER, "mean": _NUMBER, "std": _NUMBER,
-        "first": _NUMBER, "last": _NUMBER,
+        "first": _NUMBER, "last": _NUMBER, "window_ms": (int,), "good_share": _NUMBER,
     }
+    # absent in messages written before window sizes and quality shares existed
+    _NULLABLE: ClassVar[frozenset[str]] = frozenset({"window_ms", "good_share"})
 
     tag: str
     window_start: int  # Unix ms, inclusive
@@ -118,6 +124,12 @@ class Aggregate(_Event):
     std: float  # population standard deviation
     first: float  # value of the earliest reading by source timestamp
     last: float  # value of the latest reading by source timestamp
+    window_ms: int | None = None  # window size; None: window_end - window_start
+    good_share: float | None = None  # GOOD readings / all readings (bad ones too); None: unknown
+
+    def __post_init__(self) -> None:
+        if self.window_ms is None:
+            object.__setattr__(self, "window_ms", self.window_end - self.window_start)
 
     def key(self) -> bytes:
         return self.tag.encode()

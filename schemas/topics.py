@@ -52,9 +52,15 @@ class Topics:
         """One record per decision of the executor (append-only)."""
         return f"{self.prefix}.command-audit"
 
+    @property
+    def late(self) -> str:
+        """Readings that arrived after their window had closed, with the reason."""
+        return f"{self.prefix}.late"
+
     def all(self) -> tuple[str, ...]:
         return (self.readings, self.aggregates, self.anomalies, self.commands,
-                self.command_results, self.deadletter, self.control, self.command_audit)
+                self.command_results, self.deadletter, self.control, self.command_audit,
+                self.late)
 
     def config(self, topic: str) -> dict[str, str]:
         """Topic settings millstream creates a topic with. The results and the control

@@ -22,6 +22,7 @@ from typing import Any
 from clickhouse_connect.driver.insert import InsertContext
 from confluent_kafka import Message, Producer, TopicPartition
 
+from schemas.aggregates import aggregate_columns
 from schemas.catalog import Catalog
 from schemas.control import AuditRecord
 from schemas.events import Aggregate, Anomaly, Command, CommandResult, DeadLetter, now_ms
@@ -107,6 +108,8 @@ class ClickHouseSink(BatchingSink):
         table = self._tables[msg.topic() or ""]
         if table == "readings":
             return self._decode_frame(ReadingFrame.decode(msg.value()))
+        if table == "aggregates":  # columnar frames (v2) and single aggregates (v1)
+            return Decoded(Rows(table, aggregate_columns(msg.value())))
         event = _EVENTS[table].decode(msg.value())
         return Decoded(Rows(table, event_columns(event)))
 

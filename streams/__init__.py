@@ -1,25 +1,28 @@
-"""The stream processing stage: tumbling windows, River anomaly detection, rules → commands.
+"""The stream processing stage: tumbling and hopping windows, River detection, rules → commands.
 
 Faust stays at the edge (:mod:`streams.app`); the logic lives in plain classes that
 tests call without a broker.
 """
 
+from streams.assets import AssetWindow
 from streams.detect import DETECTOR_NAME, GuardedSAD, WindowDetector, detector_from_catalog
 from streams.exceptions import StreamsError, WorkerError
+from streams.panes import PaneStats
 from streams.processor import FrameProcessor, Output
 from streams.rules import RuleEngine
-from streams.windows import Partial, TumblingWindows
+from streams.windows import WindowStore
 
 __all__ = [
     "DETECTOR_NAME",
+    "AssetWindow",
     "FrameProcessor",
     "GuardedSAD",
     "Output",
-    "Partial",
+    "PaneStats",
     "RuleEngine",
     "StreamsError",
-    "TumblingWindows",
     "WindowDetector",
+    "WindowStore",
     "WorkerError",
     "detector_from_catalog",
 ]

@@ -1,7 +1,8 @@
 """The Faust edge of the streams stage: one agent on the readings topic, one timer.
 
 The agent hands each message (key, value, partition, offset) to a :class:`FrameProcessor`
-and sends what it returns to the aggregates, anomalies, commands and dead-letter topics.
+and sends what it returns to the aggregates (columnar frames), late, anomalies, commands
+and dead-letter topics.
 A one-second timer closes the windows of sources that went silent and rewrites the
 status file. On shutdown the open windows are flushed before the producer is.
 
@@ -100,11 +101,14 @@ def create_app(
     outs = {
         "aggregates": topic(topics.aggregates), "anomalies": topic(topics.anomalies),
         "commands": topic(topics.commands), "deadletter": topic(topics.deadletter),
+        "late": topic(topics.late),
     }
 
     async def send(out: Output) -> None:
-        for agg in out.aggregates:
-            await outs["aggregates"].send(key=agg.key(), value=agg.encode())
+        for frame in out.aggregate_frames:
+            await outs["aggregates"].send(key=frame.key(), value=frame.encode())
+        for late in out.late:
+            await outs["late"].send(key=late.key(), value=late.encode())
         for an in out.anomalies:
             await outs["anomalies"].send(key=an.key(), value=an.encode())
         for cmd in out.commands:
@@ -135,12 +139,14 @@ def create_app(
 
     async def flush(sender: Any, *args: Any, **kwargs: Any) -> None:
         out = proc.flush(now_ms())
-        logger.info("shutdown: flushing %d open windows", len(out.aggregates))
+        logger.info("shutdown: flushing %d open windows",
+                    sum(len(f) for f in out.aggregate_frames))
         try:
             await send(out)
         except Exception:  # shutting down anyway: say what was not sent, and why
-            logger.exception("shutdown: could not send the last %d aggregates, %d anomalies, "
-                             "%d commands", len(out.aggregates), len(out.anomalies),
+            logger.exception("shutdown: could not send the last %d aggregate frames, %d "
+                             "anomalies, %d commands", len(out.aggregate_frames),
+                             len(out.anomalies),
                              len(out.commands))
         status(running=False)
 

@@ -1,6 +1,6 @@
 """In-process throughput of the streams stage, without Kafka (``python -m streams.bench``).
 
-Measures readings/s of :class:`TumblingWindows` alone (frames already as arrays) and of
+Measures readings/s of :class:`WindowStore` alone (frames already as arrays) and of
 :class:`FrameProcessor` end to end from encoded frames (JSON decode, windows, detector,
 rules), with frames of ``frame_size`` readings over the catalog's tags of one source.
 """
@@ -15,7 +15,7 @@ import numpy as np
 from schemas.catalog import Catalog, load_catalog
 from schemas.readings import FrameBuilder, ReadingFrame
 from streams.processor import FrameProcessor
-from streams.windows import TumblingWindows
+from streams.windows import WindowStore
 
 __all__ = ["frames_for_bench", "measure"]
 
@@ -49,18 +49,19 @@ def measure(catalog: Catalog | None = None, n_frames: int = 200,
     frames = frames_for_bench(cat, n_frames, frame_size)
     n = n_frames * frame_size
     arrays = [f.arrays() for f in frames]
-    w = TumblingWindows(cat.streams.window_ms, cat.streams.lateness_ms)
+    w = WindowStore(cat.streams.window_specs(), cat.streams.lateness_ms)
     t0 = time.perf_counter()
     for a in arrays:
-        w.add(frames[0].source, a.tag, a.ts, a.value, a.quality)
+        w.add((frames[0].source, 0), a.tag, a.ts, a.value, a.quality, a.seq)
     w.flush_all()
     windows_rate = n / (time.perf_counter() - t0)
     encoded = [f.encode() for f in frames]
     proc = FrameProcessor(cat)
+    now = max(frames[-1].ts)  # the worker's clock: the frames are not from the future
     t0 = time.perf_counter()
     for i, payload in enumerate(encoded):
-        proc.process(b"k", payload, "readings", 0, i, 0)
-    proc.flush(0)
+        proc.process(b"k", payload, "readings", 0, i, now)
+    proc.flush(now)
     processor_rate = n / (time.perf_counter() - t0)
     return {"windows": windows_rate, "processor": processor_rate}
 

@@ -1,230 +1,258 @@
-"""Tumbling windows per tag, updated a frame at a time with NumPy.
+"""Tumbling and hopping windows of several sizes per tag, updated a frame at a time.
 
-Each (tag, window) keeps a :class:`Partial` — count, mean, M2 (sum of squared deviations),
-min, max, first, last — and frames merge into it with Chan et al.'s parallel update, so
-results do not depend on how readings were split into frames. Windows close by event
-time: a per-source watermark (max source ts seen minus ``lateness_ms``); a window closes
-when ``window_end <= watermark``. Readings for a closed window are late: counted, dropped.
+State is kept per (source, partition): a :class:`Watermark` and, per pane size, the open
+panes as columnar :class:`PaneStats` (one row per tag of the source). A tumbling window is
+one pane; a hopping window (size, hop) is the merge of its size/hop panes of one hop each,
+so a reading is added once per pane size however many windows overlap it. A window closes
+when its end is at or before the watermark. A reading whose window of some size has closed
+is *late* for that size: it still counts in the larger windows that are open, and the
+caller routes it (``AddResult.late``). Windows close in start order per size.
 
-Lifecycle: ``TumblingWindows(window_ms, lateness_ms)``; ``add(source, arrays)`` per frame
-returns the aggregates that frame closed; ``close_idle(now_ms)`` on a timer;
-``flush_all()`` on shutdown.
+All state is plain data: :meth:`WindowStore.snapshot` gives dicts of lists and
+:meth:`WindowStore.restore` rebuilds the store from one, for state persistence.
+
+Lifecycle: ``WindowStore(specs, lateness_ms, idle_ms)``; ``add(...)`` per frame;
+``close_idle(now_ms)`` on a timer; ``flush_all()`` on shutdown.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from schemas.events import Aggregate
+from schemas.catalog import WindowSpec
 from schemas.readings import Quality
+from streams.panes import F64, I64, PaneStats, group_frame, merge, sort_frame
+from streams.watermarks import Watermark
 
-__all__ = ["AddResult", "Partial", "TumblingWindows", "aggregate_frame"]
+__all__ = ["AddResult", "Closed", "StreamKey", "WindowStore"]
 
 logger = logging.getLogger(__name__)
 
-F64 = npt.NDArray[np.float64]
-I64 = npt.NDArray[np.int64]
+StreamKey = tuple[str, int]  # (source, partition)
 
 
-class Partial:
-    """Running statistics of one (tag, window): the aggregator state."""
+@dataclass(slots=True)
+class Closed:
+    """Windows of one size of one stream that closed together: one row per (tag, start),
+    rows with at least one reading (possibly only BAD ones: ``stats.n == 0``)."""
 
-    __slots__ = ("first", "first_ts", "last", "last_ts", "m2", "max", "mean", "min", "n")
-
-    def __init__(self, n: int, mean: float, m2: float, lo: float, hi: float,
-                 first: float, first_ts: int, last: float, last_ts: int) -> None:
-        self.n, self.mean, self.m2, self.min, self.max = n, mean, m2, lo, hi
-        self.first, self.first_ts, self.last, self.last_ts = first, first_ts, last, last_ts
-
-    @classmethod
-    def of(cls, value: float, ts: int) -> Partial:
-        return cls(1, value, 0.0, value, value, value, ts, value, ts)
-
-    def merge(self, o: Partial) -> None:
-        """Fold ``o`` (readings that arrived later) into this partial, in place.
-
-        Ties on timestamps go to arrival order: ``first`` keeps the earlier arrival,
-        ``last`` takes the later one.
-        """
-        n = self.n + o.n
-        delta = o.mean - self.mean
-        self.mean += delta * o.n / n
-        self.m2 += o.m2 + delta * delta * self.n * o.n / n
-        self.n = n
-        if o.min < self.min:
-            self.min = o.min
-        if o.max > self.max:
-            self.max = o.max
-        if o.first_ts < self.first_ts:
-            self.first, self.first_ts = o.first, o.first_ts
-        if o.last_ts >= self.last_ts:
-            self.last, self.last_ts = o.last, o.last_ts
-
-    def result(self, tag: str, window_start: int, window_ms: int) -> Aggregate:
-        return Aggregate(
-            tag=tag, window_start=window_start, window_end=window_start + window_ms,
-            count=self.n, min=self.min, max=self.max, mean=self.mean,
-            std=math.sqrt(max(self.m2, 0.0) / self.n), first=self.first, last=self.last,
-        )
+    source: str
+    partition: int
+    window_ms: int
+    tag: list[str]
+    window_start: I64
+    stats: PaneStats
 
 
-def aggregate_frame(
-    ids: I64, ws: I64, ts: I64, value: F64
-) -> tuple[I64, list[Partial]]:
-    """Group valid readings by (tag id, window start) in one NumPy pass.
-
-    Returns the index of the first reading of each group (into the inputs) and its
-    partial. Within a group readings are ordered by ts, ties by position (stable sort).
-    """
-    order = np.lexsort((ts, ws, ids))
-    k, w, t, v = ids[order], ws[order], ts[order], value[order]
-    n = len(k)
-    starts = np.flatnonzero(np.r_[True, (k[1:] != k[:-1]) | (w[1:] != w[:-1])])
-    counts = np.diff(np.r_[starts, n])
-    sums = np.add.reduceat(v, starts)
-    means = sums / counts
-    dev = v - np.repeat(means, counts)
-    m2 = np.add.reduceat(dev * dev, starts)
-    mins = np.minimum.reduceat(v, starts)
-    maxs = np.maximum.reduceat(v, starts)
-    ends = starts + counts - 1
-    parts = [
-        Partial(int(c), float(mu), float(q), float(lo), float(hi), float(fv), int(ft),
-                float(lv), int(lt))
-        for c, mu, q, lo, hi, fv, ft, lv, lt in zip(
-            counts.tolist(), means.tolist(), m2.tolist(), mins.tolist(), maxs.tolist(),
-            v[starts].tolist(), t[starts].tolist(), v[ends].tolist(), t[ends].tolist(),
-            strict=True,
-        )
-    ]
-    return order[starts], parts
-
-
-@dataclass
+@dataclass(slots=True)
 class AddResult:
-    """What one frame did to the windows."""
+    """What one frame did: windows it closed, readings aggregated, late ones."""
 
-    closed: list[Aggregate] = field(default_factory=list)
-    aggregated: int = 0
-    late: int = 0
-    bad_quality: int = 0
-
-
-@dataclass
-class _Source:
-    watermark: int | None = None  # windows ending at or before it are closed
-    max_ts: int | None = None
-    last_seen_ms: int = 0  # processing time of the last frame
-    open: dict[int, dict[int, Partial]] = field(default_factory=dict)  # ws -> tag id -> state
+    closed: list[Closed] = field(default_factory=list)
+    aggregated: int = 0  # readings that entered at least one window
+    bad_quality: int = 0  # BAD or valueless readings (they count only in good_share)
+    late: npt.NDArray[np.bool_] | None = None  # per reading: missed a closed window
+    missed_ms: list[list[int]] = field(default_factory=list)  # per late reading: sizes
 
 
-class TumblingWindows:
-    """Open windows of every tag, grouped by the source whose watermark closes them."""
+@dataclass(slots=True)
+class _Stream:
+    wm: Watermark
+    tags: list[str] = field(default_factory=list)
+    slot: dict[str, int] = field(default_factory=dict)
+    panes: dict[int, dict[int, PaneStats]] = field(default_factory=dict)  # pane_ms -> start
 
-    def __init__(self, window_ms: int, lateness_ms: int) -> None:
-        if window_ms <= 0 or lateness_ms < 0:
-            raise ValueError(f"window_ms={window_ms} must be > 0 and lateness_ms >= 0")
-        self.window_ms = window_ms
-        self.lateness_ms = lateness_ms
-        self._sources: dict[str, _Source] = {}
-        self._tag_id: dict[str, int] = {}
-        self._tags: list[str] = []
-
-    def _ids(self, tags: Sequence[str]) -> I64:
-        index = self._tag_id
+    def slots(self, tags: Sequence[str]) -> I64:
+        index = self.slot
         try:
             ids = [index[t] for t in tags]
         except KeyError:
             for t in tags:
                 if t not in index:
-                    index[t] = len(self._tags)
-                    self._tags.append(t)
+                    index[t] = len(self.tags)
+                    self.tags.append(t)
             ids = [index[t] for t in tags]
         return np.asarray(ids, dtype=np.int64)
 
+
+class WindowStore:
+    """Open windows of every configured size for every (source, partition)."""
+
+    def __init__(self, specs: Sequence[WindowSpec], lateness_ms: int,
+                 idle_ms: int | None = None) -> None:
+        if not specs or lateness_ms < 0:
+            raise ValueError(f"need at least one window and lateness_ms >= 0, got "
+                             f"{list(specs)} and {lateness_ms}")
+        self.specs = list(specs)
+        self.lateness_ms = lateness_ms
+        self.idle_ms = specs[0].size_ms + lateness_ms if idle_ms is None else idle_ms
+        # per pane size, the longest window built from it: its panes live that long
+        self._keep: dict[int, int] = {}
+        for s in self.specs:
+            self._keep[s.pane_ms] = max(self._keep.get(s.pane_ms, 0), s.size_ms)
+        self._streams: dict[StreamKey, _Stream] = {}
+
     @property
     def open_windows(self) -> int:
-        return sum(len(w) for s in self._sources.values() for w in s.open.values())
+        return sum(len(p) for st in self._streams.values() for p in st.panes.values())
 
-    def add(self, source: str, tags: Sequence[str], ts: I64, value: F64,
-            quality: npt.NDArray[np.int8], now_ms: int = 0) -> AddResult:
-        """Aggregate one frame of ``source`` and close the windows its watermark passed."""
+    def watermark(self, key: StreamKey) -> int | None:
+        st = self._streams.get(key)
+        return None if st is None else st.wm.value
+
+    def add(self, key: StreamKey, tags: Sequence[str], ts: I64, value: F64,
+            quality: npt.NDArray[np.int8], seq: I64, now_ms: int = 0) -> AddResult:
+        """Aggregate one frame's readings and close the windows its watermark passed."""
         res = AddResult()
-        n = len(tags)
-        if n == 0:
-            return res
-        st = self._sources.get(source)
+        st = self._streams.get(key)
         if st is None:
-            st = self._sources[source] = _Source()
-        st.last_seen_ms = now_ms
-        frame_max = int(ts.max())  # bad readings move event time too
-        w = self.window_ms
+            st = self._streams[key] = _Stream(Watermark(self.lateness_ms))
+        if len(tags) == 0:
+            st.wm.observe(None, now_ms)
+            return res
         valid = (quality != Quality.BAD) & ~np.isnan(value)
-        res.bad_quality = n - int(np.count_nonzero(valid))
-        ws = ts - ts % w
-        if st.watermark is not None:
-            late = valid & (ws + w <= st.watermark)
-            res.late = int(np.count_nonzero(late))
-            valid &= ~late
-        idx = np.flatnonzero(valid)
-        if len(idx):
-            ids = self._ids(tags)
-            if len(idx) < n:
-                ids, ws, ts, value = ids[idx], ws[idx], ts[idx], value[idx]
-            first, parts = aggregate_frame(ids, ws, ts, value)
-            for tag_id, start, part in zip(
-                ids[first].tolist(), ws[first].tolist(), parts, strict=True
-            ):
-                bucket = st.open.get(start)
-                if bucket is None:
-                    bucket = st.open[start] = {}
-                cur = bucket.get(tag_id)
-                if cur is None:
-                    bucket[tag_id] = part
-                else:
-                    cur.merge(part)
-            res.aggregated = len(idx)
-        if st.max_ts is None or frame_max > st.max_ts:
-            st.max_ts = frame_max
-        self._advance(st, st.max_ts - self.lateness_ms, res.closed)
+        res.bad_quality = len(tags) - int(np.count_nonzero(valid))
+        wm = st.wm.value
+        ids = st.slots(tags)
+        order = sort_frame(ids, ts, seq)
+        ids, ts, seq = ids[order], ts[order], seq[order]
+        value, quality, valid = value[order], quality[order], valid[order]
+        entered = np.zeros(len(ids), bool)
+        late = np.zeros(len(ids), bool)
+        for pane_ms, keep in self._keep.items():
+            cols = (ids, ts, seq, value, quality, valid)
+            if wm is not None:
+                pane = ts - ts % pane_ms
+                late |= pane + pane_ms <= wm  # its earliest window of this pane has closed
+                ok = pane + keep > wm  # some window of this pane is still open
+                entered |= ok
+                if not ok.all():
+                    cols = tuple(c[ok] for c in cols)  # type: ignore[assignment]
+                    if not len(cols[0]):
+                        continue
+            else:
+                entered[:] = True
+            gid, gstart, stats = group_frame(*cols, pane_ms)
+            self._fold(st, pane_ms, gid, gstart, stats)
+        res.aggregated = int(np.count_nonzero(entered))
+        if late.any():
+            back = np.empty_like(order)
+            back[order] = np.arange(len(order))
+            res.late = late[back]
+            lt = ts[late]
+            res.missed_ms = [[s.size_ms for s in self.specs
+                              if (t - t % s.pane_ms) + s.pane_ms <= (wm or 0)]
+                             for t in lt[np.argsort(order[late])].tolist()]
+        if st.wm.observe(int(ts.max()), now_ms) is not None:
+            self._close(key, st, wm, res.closed)
         return res
 
-    def _advance(self, st: _Source, watermark: int, out: list[Aggregate]) -> None:
-        if st.watermark is not None and watermark <= st.watermark:
+    def _fold(self, st: _Stream, pane_ms: int, gid: I64, gstart: I64,
+              stats: PaneStats) -> None:
+        level = st.panes.setdefault(pane_ms, {})
+        rows = len(st.tags)
+        lo = int(gstart.min())
+        starts = [lo] if lo == int(gstart.max()) else np.unique(gstart).tolist()
+        for start in starts:
+            ids, part = gid, stats
+            if len(starts) > 1:
+                pick = np.flatnonzero(gstart == start)
+                ids, part = gid[pick], stats.take(pick)
+            pane = level.get(start)
+            if pane is None:  # a new pane: the frame's groups are its state
+                pane = level[start] = PaneStats.empty(rows)
+                pane.put(ids, part)
+                continue
+            if len(pane) < rows:
+                pane.grow(rows)
+            pane.merge_at(ids, part)
+
+    def _close(self, key: StreamKey, st: _Stream, before: int | None,
+               out: list[Closed]) -> None:
+        """Emit the windows whose end the watermark passed since ``before``: each window
+        closes exactly once, and a late reading never reopens one."""
+        wm = st.wm.value
+        if wm is None:
             return
-        st.watermark = watermark
-        w = self.window_ms
-        for start in sorted(s for s in st.open if s + w <= watermark):
-            bucket = st.open.pop(start)
-            out.extend(
-                bucket[i].result(self._tags[i], start, w)
-                for i in sorted(bucket, key=self._tags.__getitem__)
-            )
+        for spec in self.specs:
+            level = st.panes.get(spec.pane_ms, {})
+            size = spec.size_ms
+            starts: set[int] = set()
+            for p in level:  # windows that contain a pane with data
+                for s in range(p - size + spec.pane_ms, p + 1, spec.pane_ms):
+                    if s + size <= wm and (before is None or s + size > before):
+                        starts.add(s)
+            if starts:
+                out.extend(self._emit(key, st, spec, sorted(starts)))
+        for pane_ms, keep in self._keep.items():
+            level = st.panes.get(pane_ms, {})
+            for p in [p for p in level if p + keep <= wm]:
+                del level[p]
 
-    def close_idle(self, now_ms: int, idle_ms: int | None = None) -> list[Aggregate]:
-        """Close windows of sources silent for ``idle_ms`` of processing time.
-
-        A silent source's event time is taken to move on with processing time, so its
-        watermark becomes ``max_ts + (now - last frame) - lateness``.
-        """
-        idle = self.window_ms + self.lateness_ms if idle_ms is None else idle_ms
-        out: list[Aggregate] = []
-        for st in self._sources.values():
-            silent = now_ms - st.last_seen_ms
-            if st.max_ts is not None and st.open and silent >= idle:
-                self._advance(st, st.max_ts + silent - self.lateness_ms, out)
+    def _emit(self, key: StreamKey, st: _Stream, spec: WindowSpec,
+              starts: list[int]) -> list[Closed]:
+        level = st.panes[spec.pane_ms]
+        rows = len(st.tags)
+        out: list[Closed] = []
+        for s in starts:
+            acc: PaneStats | None = None
+            for p in range(s, s + spec.size_ms, spec.pane_ms):
+                pane = level.get(p)
+                if pane is None:
+                    continue
+                pane.grow(rows)
+                acc = pane if acc is None else merge(acc, pane)
+            if acc is None:
+                continue
+            idx = np.flatnonzero(acc.total > 0)
+            out.append(Closed(key[0], key[1], spec.size_ms,
+                              [st.tags[i] for i in idx.tolist()],
+                              np.full(len(idx), s, np.int64), acc.take(idx)))
         return out
 
-    def flush_all(self) -> list[Aggregate]:
+    def close_idle(self, now_ms: int) -> list[Closed]:
+        """Close windows of streams silent for ``idle_ms`` of processing time."""
+        out: list[Closed] = []
+        for key, st in self._streams.items():
+            before = st.wm.value
+            if any(st.panes.values()) and st.wm.idle(now_ms, self.idle_ms) is not None:
+                self._close(key, st, before, out)
+        return out
+
+    def flush_all(self) -> list[Closed]:
         """Close every open window (shutdown, tests); later readings for them are late."""
-        out: list[Aggregate] = []
-        for st in self._sources.values():
-            if st.open:
-                self._advance(st, max(st.open) + self.window_ms, out)
+        out: list[Closed] = []
+        longest = max(self._keep.values())
+        for key, st in self._streams.items():
+            top = max((p for lv in st.panes.values() for p in lv), default=None)
+            if top is not None:
+                before = st.wm.value
+                st.wm.force(top + longest)
+                self._close(key, st, before, out)
         return out
+
+    # -- persistence --------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """All state as plain data (dicts, lists, numbers)."""
+        return {"streams": [
+            {"source": k[0], "partition": k[1], "watermark": st.wm.to_dict(),
+             "tags": list(st.tags),
+             "panes": {str(ms): {str(p): pane.to_dict() for p, pane in lv.items()}
+                       for ms, lv in st.panes.items()}}
+            for k, st in self._streams.items()]}
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        """Replace the state by a :meth:`snapshot` (same window configuration)."""
+        self._streams = {}
+        for doc in snap["streams"]:
+            st = _Stream(Watermark.from_dict(doc["watermark"]), list(doc["tags"]))
+            st.slot = {t: i for i, t in enumerate(st.tags)}
+            st.panes = {int(ms): {int(p): PaneStats.from_dict(pane) for p, pane in lv.items()}
+                        for ms, lv in doc["panes"].items()}
+            self._streams[(doc["source"], int(doc["partition"]))] = st

@@ -120,31 +120,41 @@ def _ms(value: Any) -> int:
 
 def test_aggregates_agree_with_a_recomputation_from_stored_readings(
         run: Run, catalog: Catalog) -> None:
-    window = catalog.streams.window_ms
+    specs = catalog.streams.window_specs()
     readings = run.rows(
-        "SELECT tag, toUnixTimestamp64Milli(ts), value, seq FROM readings FINAL "
-        "WHERE quality != 2 AND value IS NOT NULL AND source != 'intruder' ORDER BY tag, ts, seq")
-    groups: dict[tuple[str, int], list[float]] = defaultdict(list)
-    for tag, ts, value, _seq in readings:
-        groups[(tag, ts - ts % window)].append(float(value))
+        "SELECT tag, toUnixTimestamp64Milli(ts), value, seq, quality FROM readings FINAL "
+        "WHERE source != 'intruder' ORDER BY tag, ts, seq")
+    groups: dict[tuple[str, int, int], list[float]] = defaultdict(list)  # size, start
+    totals: dict[tuple[str, int, int], list[int]] = defaultdict(list)  # qualities
+    for tag, ts, value, _seq, quality in readings:
+        for spec in specs:
+            pane = ts - ts % spec.pane_ms
+            for start in range(pane - spec.size_ms + spec.pane_ms, pane + 1, spec.pane_ms):
+                totals[(tag, spec.size_ms, start)].append(quality)
+                if quality != 2 and value is not None:
+                    groups[(tag, spec.size_ms, start)].append(float(value))
     aggregates = run.rows(
-        "SELECT tag, toUnixTimestamp64Milli(window_start), toUnixTimestamp64Milli(window_end), "
-        "count, min, max, mean, std, first, last FROM aggregates FINAL")
+        "SELECT tag, window_ms, toUnixTimestamp64Milli(window_start), "
+        "toUnixTimestamp64Milli(window_end), count, min, max, mean, std, first, last, "
+        "good_share FROM aggregates FINAL")
     assert len(aggregates) > 100
-    last_closed: dict[str, int] = defaultdict(int)
-    for tag, start, end, count, lo, hi, mean, std, first, last in aggregates:
-        assert end - start == window
-        values = groups[(tag, start)]
-        assert count == len(values), (tag, start)
+    assert {a[1] for a in aggregates} == {s.size_ms for s in specs}  # every size published
+    last_closed: dict[tuple[str, int], int] = defaultdict(int)
+    for tag, size, start, end, count, lo, hi, mean, std, first, last, good in aggregates:
+        assert end - start == size
+        values = groups[(tag, size, start)]
+        assert count == len(values), (tag, size, start)
         assert (lo, hi, first, last) == (min(values), max(values), values[0], values[-1])
         m = sum(values) / len(values)
         sd = math.sqrt(sum((v - m) ** 2 for v in values) / len(values))
         assert math.isclose(mean, m, rel_tol=1e-9, abs_tol=1e-9)
         assert math.isclose(std, sd, rel_tol=1e-6, abs_tol=1e-6)
-        last_closed[tag] = max(last_closed[tag], start)
+        qualities = totals[(tag, size, start)]
+        assert math.isclose(good, qualities.count(0) / len(qualities)), (tag, size, start)
+        last_closed[(tag, size)] = max(last_closed[(tag, size)], start)
     # no window skipped: every window with readings, up to the last one closed, has a row
-    have = {(a[0], a[1]) for a in aggregates}
-    missing = [k for k in groups if k[1] <= last_closed.get(k[0], -1) and k not in have]
+    have = {(a[0], a[1], a[2]) for a in aggregates}
+    missing = [k for k in groups if k[2] <= last_closed.get((k[0], k[1]), -1) and k not in have]
     assert not missing, missing[:5]
 
 

@@ -21,6 +21,7 @@ import pytest
 from confluent_kafka import Producer
 
 from millstream.query import QueryError, endpoint_file_for, run_query
+from schemas.aggregates import AggregateFrame
 from schemas.catalog import Catalog
 from schemas.events import Aggregate, Anomaly, Command, CommandResult
 from schemas.readings import FrameBuilder, Quality
@@ -109,6 +110,10 @@ def produce_events_and_garbage(bootstrap: str, topics: Topics, catalog: Catalog)
     ]
     for topic, ev in events:
         p.produce(topic, ev.encode(), ev.key())
+    agg_frame = AggregateFrame("opcua-sim", 60_000, [tag, tag], [now, now + 60_000], [5, 7],
+                           [1.0, 2.0], [3.0, 4.0], [2.0, 3.0], [0.5, 0.5], [1.0, 2.0],
+                           [3.0, 4.0], [1.0, 0.75])
+    p.produce(topics.aggregates, agg_frame.encode(), agg_frame.key())  # the worker format
     ghost = FrameBuilder("ghost-src", epoch=1)
     ghost.add(UNKNOWN_TAG, now, 1.0)
     # the known readings of the same frame are stored, with their optional columns
@@ -152,8 +157,12 @@ def test_sink_stores_everything_once_and_dead_letters_bad_input(
                  "FROM readings WHERE source = 'ghost-src' ORDER BY ts") == [
             [2.0, 1, 1_763_760_000_005, "UncertainLastUsableValue", None],
             [None, 0, None, "", "LOT-42"]]
-        for table in ("aggregates", "anomalies", "commands", "command_results"):
+        for table in ("anomalies", "commands", "command_results"):
             assert q(f"SELECT count() FROM {table}") == [[1]], table
+        assert q("SELECT window_ms, count, toUnixTimestamp64Milli(window_end) - "
+                 "toUnixTimestamp64Milli(window_start), good_share FROM aggregates "
+                 "ORDER BY window_ms, window_start") == [
+            [1000, 10, 1000, None], [60_000, 5, 60_000, 1.0], [60_000, 7, 60_000, 0.75]]
         assert q("SELECT status, readback FROM command_audit") == [["applied", 1000.0]]
         assert q("SELECT reason, topic FROM deadletter ORDER BY reason") == [
             ["not-json", topics.readings], ["unknown-tag", topics.readings],

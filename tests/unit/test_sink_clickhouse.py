@@ -47,7 +47,7 @@ def test_out_of_range_ts_is_a_contract_error() -> None:
 def test_event_columns_in_field_order() -> None:
     agg = Aggregate("p/a", 0, 1000, 3, 1.0, 2.0, 1.5, 0.5, 1.0, 2.0)
     assert event_columns(agg) == [["p/a"], [0], [1000], [3], [1.0], [2.0], [1.5], [0.5],
-                                  [1.0], [2.0]]
+                                  [1.0], [2.0], [1000], [None]]
     res = CommandResult("c1", "p/sp", 5.0, None, "failed", "no answer", 12)
     assert event_columns(res)[3] == [None]
 

@@ -1,88 +1,144 @@
-"""Window maths: vectorised frames against a naive per-reading recomputation."""
+"""Window maths and event time: WindowStore against hand-made cases and a naive recount."""
 
 from __future__ import annotations
 
-import itertools
+import json
 import math
-from collections import defaultdict
+import re
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.events import Aggregate
+from schemas.catalog import StreamsSpec, WindowSpec
 from schemas.readings import Quality
-from streams.windows import Partial, TumblingWindows
+from streams.panes import PaneStats, group_frame, merge, sort_frame
+from streams.windows import Closed, WindowStore
 
 W = 1000
 T0 = 1_763_760_000_000
-TAGS = ["a/t1", "a/t2", "b/t3"]
+KEY = ("src", 0)
 
 Row = tuple[str, int, float | None, int]
 
 
-def _arrays(rows: list[Row]) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
-    return (
-        [r[0] for r in rows],
-        np.asarray([r[1] for r in rows], dtype=np.int64),
-        np.asarray([np.nan if r[2] is None else r[2] for r in rows], dtype=np.float64),
-        np.asarray([r[3] for r in rows], dtype=np.int8),
-    )
+def _add(w: WindowStore, rows: Sequence[Row], key: tuple[str, int] = KEY, seq0: int = 1,
+         now_ms: int = 0) -> tuple[list[Closed], int, np.ndarray | None]:
+    res = w.add(key, [r[0] for r in rows], np.asarray([r[1] for r in rows], np.int64),
+                np.asarray([np.nan if r[2] is None else r[2] for r in rows], np.float64),
+                np.asarray([r[3] for r in rows], np.int8),
+                np.arange(seq0, seq0 + len(rows), dtype=np.int64), now_ms)
+    return res.closed, res.aggregated, res.late
 
 
-def _feed(w: TumblingWindows, rows: list[Row], cuts: list[int]) -> list[Aggregate]:
-    out: list[Aggregate] = []
-    bounds = [0, *sorted(c % (len(rows) + 1) for c in cuts), len(rows)]
-    for lo, hi in itertools.pairwise(bounds):
-        if hi > lo:
-            out.extend(w.add("src", *_arrays(rows[lo:hi])).closed)
-    return out + w.flush_all()
+def _rows(closed: list[Closed]) -> list[tuple[int, str, int, int, float, float, float]]:
+    """(size, tag, start, count, mean, first, last) of every closed window with a value."""
+    out = []
+    for c in closed:
+        s = c.stats
+        for i, tag in enumerate(c.tag):
+            if s.n[i]:
+                out.append((c.window_ms, tag, int(c.window_start[i]), int(s.n[i]),
+                            float(s.mean[i]), float(s.first[i]), float(s.last[i])))
+    return out
 
 
-def _naive(rows: list[Row]) -> dict[tuple[str, int], list[float]]:
-    """Per-reading recomputation with no lateness: every valid reading counts."""
-    groups: dict[tuple[str, int], list[tuple[int, int, float]]] = defaultdict(list)
-    for i, (tag, ts, v, q) in enumerate(rows):
-        if v is not None and q != Quality.BAD:
-            groups[(tag, ts - ts % W)].append((ts, i, v))
-    return {k: [v for _, _, v in sorted(g)] for k, g in groups.items()}
+def test_window_closes_by_watermark_and_late_readings_are_flagged() -> None:
+    w = WindowStore([WindowSpec(size_ms=W)], lateness_ms=500)
+    closed, n, _ = _add(w, [("a", T0 + 100, 1.0, 0), ("a", T0 + 900, 3.0, 0)])
+    assert closed == [] and n == 2
+    closed, _, _ = _add(w, [("a", T0 + 1400, 5.0, 0)], seq0=3)  # watermark T0+900
+    assert closed == []
+    closed, _, _ = _add(w, [("a", T0 + 1500, 7.0, 0)], seq0=4)  # watermark T0+1000
+    assert _rows(closed) == [(W, "a", T0, 2, 2.0, 1.0, 3.0)]
+    closed, n, late = _add(w, [("a", T0 + 999, 9.0, 0), ("a", T0 + 1600, 9.0, 0)], seq0=5)
+    assert n == 1 and late is not None and late.tolist() == [True, False]
+    assert _rows(w.flush_all()) == [(W, "a", T0 + W, 3, 7.0, 5.0, 9.0)]
+    assert w.open_windows == 0
 
 
-def _check(agg: Aggregate, vs: list[float]) -> None:
-    mean = math.fsum(vs) / len(vs)
-    std = math.sqrt(math.fsum((v - mean) ** 2 for v in vs) / len(vs))
-    assert agg.count == len(vs)
-    assert (agg.min, agg.max, agg.first, agg.last) == (min(vs), max(vs), vs[0], vs[-1])
-    scale = max(1.0, max(abs(v) for v in vs))
-    assert agg.mean == pytest.approx(mean, rel=1e-9, abs=1e-9 * scale)
-    assert agg.std == pytest.approx(std, rel=1e-7, abs=1e-9 * scale)
+def test_hopping_window_is_the_merge_of_its_hops() -> None:
+    w = WindowStore([WindowSpec(size_ms=3 * W, hop_ms=W)], lateness_ms=0)
+    closed, _, _ = _add(w, [("a", T0 + i * W + 10, float(i), 0) for i in range(4)])
+    got = {r[2]: r for r in _rows(closed + w.flush_all())}
+    # windows starting 2 hops before the first reading up to the last reading's hop
+    assert sorted(got) == [T0 + k * W for k in range(-2, 4)]
+    assert got[T0][3:] == (3, 1.0, 0.0, 2.0)
+    assert got[T0 + W][3:] == (3, 2.0, 1.0, 3.0)
+    assert got[T0 + 3 * W][3:] == (1, 3.0, 3.0, 3.0)
 
 
-rows_st = st.lists(
-    st.tuples(
-        st.sampled_from(TAGS),
-        st.integers(T0, T0 + 5 * W),
-        st.one_of(st.none(), st.floats(-1e6, 1e6, allow_nan=False)),
-        st.sampled_from([0, 1, 2]),
-    ),
-    min_size=1,
-    max_size=200,
-)
+def test_late_for_a_small_window_still_counts_in_a_larger_open_one() -> None:
+    w = WindowStore([WindowSpec(size_ms=W), WindowSpec(size_ms=10 * W)], lateness_ms=0)
+    _add(w, [("a", T0 + 100, 1.0, 0)])
+    closed, _, _ = _add(w, [("a", T0 + 2500, 2.0, 0)], seq0=2)
+    assert [(r[0], r[2]) for r in _rows(closed)] == [(W, T0)]
+    res = w.add(KEY, ["a"], np.asarray([T0 + 200]), np.asarray([3.0]),
+                np.asarray([0], np.int8), np.asarray([3]))
+    assert res.late is not None and res.late.tolist() == [True]
+    assert res.missed_ms == [[W]] and res.aggregated == 1
+    big = [r for r in _rows(w.flush_all()) if r[0] == 10 * W]
+    assert big == [(10 * W, "a", T0, 3, 2.0, 1.0, 2.0)]
 
 
-@settings(max_examples=200, deadline=None)
-@given(rows=rows_st, cuts=st.lists(st.integers(0, 400), max_size=6))
-def test_frames_split_anyhow_equal_naive(rows: list[Row], cuts: list[int]) -> None:
-    # lateness larger than the span: nothing is late, so every split must agree
-    w = TumblingWindows(W, lateness_ms=10 * W)
-    aggs = _feed(w, rows, cuts)
-    want = _naive(rows)
-    assert {(a.tag, a.window_start) for a in aggs} == set(want)
-    assert len(aggs) == len(want)
-    for a in aggs:
-        assert a.window_end == a.window_start + W
-        _check(a, want[(a.tag, a.window_start)])
+def test_a_late_reading_never_reopens_a_closed_hopping_window() -> None:
+    w = WindowStore([WindowSpec(size_ms=3 * W, hop_ms=W)], lateness_ms=0)
+    _add(w, [("a", T0 + 100, 1.0, 0)])
+    emitted = _rows(_add(w, [("a", T0 + 10 * W, 2.0, 0)], seq0=2)[0])
+    # pane T0+8s stays (its window from T0+8s is open) but windows ending <= T0+10s closed
+    closed, _, late = _add(w, [("a", T0 + 8 * W + 500, 5.0, 0)], seq0=3)
+    assert late is not None and late.tolist() == [True] and closed == []
+    rest = _rows(w.flush_all())
+    starts = [r[2] for r in emitted + rest]
+    assert len(starts) == len(set(starts))
+    assert {r[2]: r[3] for r in rest}[T0 + 8 * W] == 2  # only the open window has it
+
+
+def test_bad_quality_counts_in_good_share_only() -> None:
+    w = WindowStore([WindowSpec(size_ms=W)], lateness_ms=0)
+    _add(w, [("a", T0, 1.0, Quality.GOOD), ("a", T0 + 1, 100.0, Quality.BAD),
+             ("a", T0 + 2, None, Quality.BAD), ("a", T0 + 3, 3.0, Quality.UNCERTAIN),
+             ("b", T0 + 4, None, Quality.BAD)])
+    [c] = w.flush_all()
+    i = c.tag.index("a")
+    assert (c.stats.n[i], c.stats.total[i], c.stats.good[i], c.stats.max[i]) == (2, 4, 1, 3.0)
+    j = c.tag.index("b")  # only BAD readings: a row without a value (not published)
+    assert (c.stats.n[j], c.stats.total[j]) == (0, 1)
+
+
+def test_sources_and_partitions_have_their_own_watermarks() -> None:
+    w = WindowStore([WindowSpec(size_ms=W)], lateness_ms=0)
+    _add(w, [("a", T0, 1.0, 0)], key=("s1", 0))
+    assert _add(w, [("a", T0 + 5 * W, 1.0, 0)], key=("s1", 1))[0] == []
+    assert _add(w, [("b", T0 + 5 * W, 1.0, 0)], key=("s2", 0))[0] == []
+    closed, _, _ = _add(w, [("a", T0 + W, 2.0, 0)], key=("s1", 0), seq0=2)
+    assert [(c.source, c.partition, c.tag) for c in closed] == [("s1", 0, ["a"])]
+
+
+def test_idle_source_closes_by_processing_time() -> None:
+    w = WindowStore([WindowSpec(size_ms=W)], lateness_ms=1000)
+    _add(w, [("a", T0 + 10, 1.0, 0)], now_ms=50_000)
+    assert w.close_idle(51_000) == []
+    [c] = w.close_idle(52_000)
+    assert int(c.window_start[0]) == T0
+    _, n, late = _add(w, [("a", T0 + 20, 1.0, 0)], seq0=2, now_ms=52_001)
+    assert n == 0 and late is not None and late.all()
+
+
+def test_snapshot_restores_through_json_and_continues_identically() -> None:
+    specs = [WindowSpec(size_ms=W), WindowSpec(size_ms=4 * W, hop_ms=2 * W)]
+    a, b = WindowStore(specs, 500), WindowStore(specs, 500)
+    first = [("a", T0 + i * 300, float(i), i % 3) for i in range(12)]
+    _add(a, first)
+    snap = json.loads(json.dumps(a.snapshot(), allow_nan=False))  # plain data, strict JSON
+    b.restore(snap)
+    rest = [("a", T0 + 3600 + i * 300, float(i * i), 0) for i in range(12)]
+    assert _rows(_add(a, rest, seq0=13)[0]) == _rows(_add(b, rest, seq0=13)[0])
+    assert _rows(a.flush_all()) == _rows(b.flush_all())
 
 
 @settings(max_examples=200, deadline=None)
@@ -90,85 +146,44 @@ def test_frames_split_anyhow_equal_naive(rows: list[Row], cuts: list[int]) -> No
 def test_merge_of_partials_equals_one_shot(xs: list[float], cut: int) -> None:
     cut = min(cut, len(xs) - 1)
 
-    def build(vals: list[float], t0: int) -> Partial:
-        p = Partial.of(vals[0], t0)
-        for i, v in enumerate(vals[1:], 1):
-            p.merge(Partial.of(v, t0 + i))
-        return p
+    def build(lo: int, hi: int) -> PaneStats:
+        n = hi - lo
+        ids, ts = np.zeros(n, np.int64), np.arange(lo, hi, dtype=np.int64)
+        order = sort_frame(ids, ts, ts)
+        _, _, s = group_frame(ids[order], ts[order], ts[order],
+                              np.asarray(xs[lo:hi])[order], np.zeros(n, np.int8),
+                              np.ones(n, bool), 10**6)
+        return s
 
-    whole, left, right = build(xs, 0), build(xs[:cut], 0), build(xs[cut:], cut)
-    left.merge(right)
-    assert left.n == whole.n
-    assert (left.min, left.max, left.first, left.last) == (
-        whole.min, whole.max, whole.first, whole.last)
-    assert left.mean == pytest.approx(whole.mean, abs=1e-9)
-    assert left.m2 == pytest.approx(whole.m2, rel=1e-9, abs=1e-6)
-
-
-def test_window_closes_by_watermark_and_late_readings_are_counted() -> None:
-    w = TumblingWindows(W, lateness_ms=500)
-    r = w.add("src", *_arrays([("a/t1", T0 + 100, 1.0, 0), ("a/t1", T0 + 900, 3.0, 0)]))
-    assert r.closed == [] and r.aggregated == 2
-    # watermark = T0+1400-500 = T0+900 < window end T0+1000: still open
-    r = w.add("src", *_arrays([("a/t1", T0 + 1400, 5.0, 0)]))
-    assert r.closed == []
-    r = w.add("src", *_arrays([("a/t1", T0 + 1500, 7.0, 0)]))  # watermark T0+1000
-    assert [(a.window_start, a.count, a.mean, a.first, a.last) for a in r.closed] == [
-        (T0, 2, 2.0, 1.0, 3.0)]
-    r = w.add("src", *_arrays([("a/t1", T0 + 999, 9.0, 0), ("a/t1", T0 + 1600, 9.0, 0)]))
-    assert r.late == 1 and r.aggregated == 1
-    [last] = w.flush_all()
-    assert (last.window_start, last.count, last.mean) == (T0 + W, 3, 7.0)
-    assert w.open_windows == 0
+    whole, parts = build(0, len(xs)), merge(build(0, cut), build(cut, len(xs)))
+    for name in ("n", "total", "min", "max", "first", "last", "first_ts", "last_ts"):
+        assert getattr(parts, name).tolist() == getattr(whole, name).tolist(), name
+    assert parts.mean[0] == pytest.approx(whole.mean[0], abs=1e-9)
+    assert parts.m2[0] == pytest.approx(whole.m2[0], rel=1e-9, abs=1e-6)
+    assert math.isclose(whole.mean[0], math.fsum(xs) / len(xs), abs_tol=1e-9)
 
 
-def test_bad_quality_and_missing_values_are_counted_not_aggregated() -> None:
-    w = TumblingWindows(W, lateness_ms=0)
-    r = w.add("src", *_arrays([
-        ("a/t1", T0, 1.0, Quality.GOOD), ("a/t1", T0 + 1, 100.0, Quality.BAD),
-        ("a/t1", T0 + 2, None, Quality.BAD), ("a/t1", T0 + 3, 3.0, Quality.UNCERTAIN),
-    ]))
-    assert (r.bad_quality, r.aggregated) == (2, 2)
-    [a] = w.flush_all()
-    assert (a.count, a.max, a.mean) == (2, 3.0, 2.0)
+def test_window_config_is_checked_and_the_shorthand_still_works() -> None:
+    assert [w.size_ms for w in StreamsSpec(window_ms=2000).window_specs()] == [2000]
+    spec = StreamsSpec(windows=[WindowSpec(size_ms=1000),
+                                WindowSpec(size_ms=60_000, hop_ms=10_000)])
+    assert [(w.size_ms, w.pane_ms) for w in spec.window_specs()] == [(1000, 1000),
+                                                                      (60_000, 10_000)]
+    assert spec.idle_timeout_ms == 1000 + spec.lateness_ms
+    with pytest.raises(ValueError, match="multiple of hop_ms"):
+        WindowSpec(size_ms=1000, hop_ms=300)
+    with pytest.raises(ValueError, match="size twice"):
+        StreamsSpec(windows=[WindowSpec(size_ms=1000), WindowSpec(size_ms=1000, hop_ms=500)])
+    with pytest.raises(ValueError, match="lateness_ms"):
+        WindowStore([WindowSpec(size_ms=W)], -1)
 
 
-def test_only_bad_readings_still_move_event_time() -> None:
-    w = TumblingWindows(W, lateness_ms=0)
-    w.add("src", *_arrays([("a/t1", T0, 1.0, 0)]))
-    r = w.add("src", *_arrays([("a/t1", T0 + W, None, Quality.BAD)]))
-    assert [a.count for a in r.closed] == [1]
-
-
-def test_sources_have_their_own_watermarks() -> None:
-    w = TumblingWindows(W, lateness_ms=0)
-    w.add("s1", *_arrays([("a/t1", T0, 1.0, 0)]))
-    r = w.add("s2", *_arrays([("b/t3", T0 + 5 * W, 1.0, 0)]))
-    assert r.closed == []  # s2 being ahead closes nothing of s1
-    r = w.add("s1", *_arrays([("a/t1", T0 + W, 2.0, 0)]))
-    assert [a.tag for a in r.closed] == ["a/t1"]
-
-
-def test_idle_source_closes_by_processing_time() -> None:
-    w = TumblingWindows(W, lateness_ms=1000)
-    w.add("src", *_arrays([("a/t1", T0 + 10, 1.0, 0)]), now_ms=50_000)
-    assert w.close_idle(51_000) == []
-    [a] = w.close_idle(52_000)
-    assert a.window_start == T0
-    r = w.add("src", *_arrays([("a/t1", T0 + 20, 1.0, 0)]), now_ms=52_001)
-    assert r.late == 1
-
-
-def test_closed_aggregates_are_ordered_and_encodable() -> None:
-    w = TumblingWindows(W, lateness_ms=0)
-    rows: list[Row] = [(t, T0 + i * 300, float(i), 0) for i in range(10) for t in TAGS[::-1]]
-    aggs = _feed(w, rows, [7, 20])
-    starts = [a.window_start for a in aggs]
-    assert starts == sorted(starts)
-    for a in aggs:
-        assert Aggregate.decode(a.encode()) == a
-
-
-def test_rejects_bad_config() -> None:
-    with pytest.raises(ValueError, match="window_ms"):
-        TumblingWindows(0, 0)
+def test_the_readme_windows_example_is_a_valid_streams_section() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("## Windows and event time"):]
+    block = re.search(r"```yaml\n(.*?)```", section, re.DOTALL)
+    assert block is not None
+    spec = StreamsSpec.model_validate(yaml.safe_load(block.group(1))["streams"])
+    assert [(w.size_ms, w.pane_ms) for w in spec.window_specs()] == [
+        (1000, 1000), (60_000, 10_000), (900_000, 900_000)]
+    WindowStore(spec.window_specs(), spec.lateness_ms, spec.idle_timeout_ms)

@@ -1,0 +1,103 @@
+"""Frames in, arrays out: the strict decoder first, a reading-by-reading rescue when it fails.
+
+:meth:`ReadingFrame.decode` rejects a whole frame for one bad reading. A NaN (Python's
+JSON accepts ``NaN`` and ``Infinity``), a string on a numeric tag, or a timestamp that is
+not an integer should cost that reading, not its neighbours: :func:`decode_frame` then
+keeps the good readings (with their own sequence numbers) and names each rejected one's
+reason. A frame it cannot read at all (not JSON, a bad header, arrays of different
+lengths: no reading can be trusted to line up) raises :class:`ContractError`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from schemas.exceptions import ContractError
+from schemas.readings import ReadingFrame
+
+__all__ = ["DecodedFrame", "decode_frame"]
+
+_I64 = (-(2**63), 2**63 - 1)
+
+
+@dataclass(slots=True)
+class DecodedFrame:
+    """The readable readings of one frame, and the positions of the others by reason."""
+
+    source: str
+    epoch: int
+    first_seq: int  # sequence number of the message's first reading
+    size: int  # readings in the message, rejected ones included
+    tag: list[str]
+    ts: npt.NDArray[np.int64]
+    value: npt.NDArray[np.float64]  # NaN where the reading has no value
+    quality: npt.NDArray[np.int8]
+    seq: npt.NDArray[np.int64]
+    rejected: dict[str, list[int]] = field(default_factory=dict)
+
+
+def decode_frame(payload: bytes | str | None) -> DecodedFrame:
+    try:
+        frame = ReadingFrame.decode(payload)
+    except ContractError as exc:
+        if exc.reason != "bad-field":
+            raise
+        return _rescue(payload, exc)
+    a = frame.arrays()
+    return DecodedFrame(frame.source, frame.epoch, frame.seq, len(frame), a.tag, a.ts,
+                        a.value, a.quality, a.seq)
+
+
+def _rescue(payload: bytes | str | None, original: ContractError) -> DecodedFrame:
+    doc = json.loads(payload or b"")  # the strict decoder parsed it already
+    source, epoch, seq = doc.get("source"), doc.get("epoch"), doc.get("seq")
+    cols = [doc.get(name) for name in ("tag", "ts", "value", "quality")]
+    if (not isinstance(source, str) or not source or type(epoch) is not int
+            or type(seq) is not int or seq < 1 or not all(isinstance(c, list) for c in cols)):
+        raise original
+    tag, ts, value, quality = cols
+    n = len(tag)
+    if n == 0 or any(len(c) != n for c in cols):
+        raise original
+    if not (_I64[0] <= epoch <= _I64[1] and seq + n - 1 <= _I64[1]):
+        raise ContractError("bad-field", "epoch or seq does not fit a 64-bit integer")
+    keep: list[int] = []
+    rejected: dict[str, list[int]] = {}
+    vals: list[float] = []
+    for i in range(n):
+        reason = _problem(tag[i], ts[i], value[i], quality[i])
+        if reason is None:
+            keep.append(i)
+            vals.append(math.nan if value[i] is None else float(value[i]))
+        else:
+            rejected.setdefault(reason, []).append(i)
+    return DecodedFrame(
+        source, epoch, seq, n, [tag[i] for i in keep],
+        np.asarray([ts[i] for i in keep], np.int64), np.asarray(vals, np.float64),
+        np.asarray([quality[i] for i in keep], np.int8),
+        np.asarray([seq + i for i in keep], np.int64), rejected,
+    )
+
+
+def _problem(tag: object, ts: object, value: object, quality: object) -> str | None:
+    """Why one reading cannot be used, as a short stable reason; None if it can."""
+    if type(tag) is not str or not tag:
+        return "bad-tag"
+    if type(ts) is not int or not _I64[0] <= ts <= _I64[1]:
+        return "bad-timestamp"
+    if type(quality) is not int or quality not in (0, 1, 2):
+        return "bad-quality"
+    if value is None:
+        return None
+    if type(value) not in (int, float):
+        return "non-numeric-value"
+    try:
+        finite = math.isfinite(value)  # type: ignore[arg-type]
+    except OverflowError:  # an integer too large for a float
+        finite = False
+    return None if finite else "non-finite-value"
