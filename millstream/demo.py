@@ -37,9 +37,11 @@ __all__ = ["DEFAULT_FAULTS", "DemoOptions", "run_demo"]
 logger = logging.getLogger(__name__)
 
 # An overheat early enough to show the whole loop (anomaly -> rule -> command -> machine),
-# then one of each other fault.
+# an overheat on the Sparkplug B compressor (anomalies; no rule acts on it), then one of
+# each other fault.
 DEFAULT_FAULTS = [
     "overheat@cnc-01:20+40",
+    "overheat@compressor-02:30+40",
     "pressure_loss@press-01:45+30",
     "stuck_sensor@compressor-01/discharge_temp:70+30",
     "bearing_wear@cnc-01:100+60",
