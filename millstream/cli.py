@@ -105,6 +105,7 @@ def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.simulator import FaultPlan, run_simulator
+    from connectors.simulator.sparkplug_side import catalog_broker
 
     catalog = _catalog(settings)
     faults = (FaultPlan.parse(args.fault, catalog) if args.fault
@@ -112,7 +113,8 @@ def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
     async def _main() -> None:
         await run_simulator(catalog, opcua_port=args.opcua_port, modbus_port=args.modbus_port,
-                            seed=args.seed, faults=faults, stop=_async_stop_event())
+                            seed=args.seed, faults=faults, stop=_async_stop_event(),
+                            mqtt_broker=args.mqtt_broker or catalog_broker(catalog))
 
     asyncio.run(_main())
     return 0
@@ -261,9 +263,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("kafka", cmd_kafka, "run the embedded Kafka broker in the foreground")
     p.add_argument("--keep", action="store_true", help="keep the broker's data from last time")
 
-    p = add("simulate", cmd_simulate, "run the plant simulator (OPC-UA and Modbus servers)")
+    p = add("simulate", cmd_simulate,
+            "run the plant simulator (OPC-UA and Modbus servers, a Sparkplug B edge node)")
     p.add_argument("--opcua-port", type=int, default=4840)
     p.add_argument("--modbus-port", type=int, default=5020)
+    p.add_argument("--mqtt-broker", metavar="HOST:PORT",
+                   help="the MQTT broker the Sparkplug B edge node publishes to "
+                        "(default: the catalog's Sparkplug source endpoint)")
     p.add_argument("--seed", type=int, default=7, help="seeds noise and the fault schedule")
     p.add_argument("--fault", action="append", metavar="KIND@MACHINE[/TAG]:START[+DURATION]",
                    help="inject this fault instead of the seeded schedule, e.g. overheat@cnc-01:20")

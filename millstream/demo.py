@@ -1,6 +1,7 @@
 """``millstream demo``: the whole platform on the local stack, live, in one command.
 
-Starts (or uses) Kafka, then one child process per stage: the plant simulator, a
+Starts (or uses) Kafka, and Mosquitto when the plant has MQTT sources, then one child
+process per stage: the plant simulator (OPC-UA, Modbus, a Sparkplug B edge node), a
 connector per source, a stream worker, the ClickHouse sink and the command executor.
 Shows live counts on stderr; at the end stops the stages in data order so nothing in
 flight is lost, and returns a summary computed from ClickHouse and the sequence numbers.
@@ -23,6 +24,7 @@ from millstream.exceptions import StackError
 from millstream.settings import Settings
 from millstream.stack.kafka import ensure_topics, free_port, kafka_for
 from millstream.stack.locate import broker_file, write_broker_file
+from millstream.stack.mosquitto import EmbeddedMosquitto, find_mosquitto
 from millstream.stack.processes import Child
 from millstream.summary import SourceRun, summarize
 from schemas.catalog import load_catalog
@@ -35,9 +37,11 @@ __all__ = ["DEFAULT_FAULTS", "DemoOptions", "run_demo"]
 logger = logging.getLogger(__name__)
 
 # An overheat early enough to show the whole loop (anomaly -> rule -> command -> machine),
-# then one of each other fault.
+# an overheat on the Sparkplug B compressor (anomalies; no rule acts on it), then one of
+# each other fault.
 DEFAULT_FAULTS = [
     "overheat@cnc-01:20+40",
+    "overheat@compressor-02:30+40",
     "pressure_loss@press-01:45+30",
     "stuck_sensor@compressor-01/discharge_temp:70+30",
     "bearing_wear@cnc-01:100+60",
@@ -71,6 +75,29 @@ def _kafka(settings: Settings) -> Iterator[str]:
             broker_file(settings).unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def _mosquitto(settings: Settings, needed: bool) -> Iterator[str | None]:
+    """The demo's own MQTT broker (fresh each run), or None when no source speaks MQTT."""
+    if not needed:
+        yield None
+        return
+    with EmbeddedMosquitto(settings.data_dir / "mosquitto") as broker:
+        yield broker.endpoint
+
+
+def _check_mosquitto(mqtt_sources: list[str]) -> None:
+    """Fail before anything starts if the plant needs Mosquitto and it is not installed."""
+    if not mqtt_sources:
+        return
+    try:
+        find_mosquitto()
+    except StackError as exc:
+        raise StackError(
+            f"the demo plant's MQTT source(s) {', '.join(mqtt_sources)} (Sparkplug B) need "
+            "Mosquitto, which is not installed. Run `sudo apt-get install mosquitto` (Debian; "
+            "`sudo make setup` does it too), then `make demo` again.") from exc
+
+
 def _say(msg: str) -> None:
     print(f"millstream: {msg}", file=sys.stderr, flush=True)
 
@@ -80,6 +107,8 @@ def run_demo(settings: Settings, opts: DemoOptions) -> dict[str, Any]:
     topics = Topics(settings.topic_prefix)
     started_ms = now_ms()
     run_dir = opts.run_dir or settings.data_dir / "runs" / time.strftime("%Y%m%d-%H%M%S")
+    mqtt_sources = [s.name for s in catalog.sources if s.protocol == "mqtt"]
+    _check_mosquitto(mqtt_sources)
     run_dir.mkdir(parents=True, exist_ok=True)
     interrupted = False
 
@@ -88,7 +117,7 @@ def run_demo(settings: Settings, opts: DemoOptions) -> dict[str, Any]:
 
     old = signal.signal(signal.SIGINT, _on_sigint)
     signal.signal(signal.SIGTERM, _on_sigint)
-    with _kafka(settings) as bootstrap:
+    with _kafka(settings) as bootstrap, _mosquitto(settings, bool(mqtt_sources)) as mqtt:
         ensure_topics(bootstrap, topics, settings.kafka_client_config())
         env = {
             "MILLSTREAM_KAFKA_BOOTSTRAP": bootstrap,
@@ -101,14 +130,18 @@ def run_demo(settings: Settings, opts: DemoOptions) -> dict[str, Any]:
         if settings.catalog:
             env["MILLSTREAM_CATALOG"] = str(settings.catalog)
         opcua_port, modbus_port = free_port(), free_port()
-        endpoints = {}
-        for s in catalog.sources:
-            endpoints[s.name] = (f"opc.tcp://127.0.0.1:{opcua_port}/millstream/"
-                                 if s.protocol == "opcua" else f"127.0.0.1:{modbus_port}")
+        by_protocol = {
+            "opcua": f"opc.tcp://127.0.0.1:{opcua_port}/millstream/",
+            "modbus": f"127.0.0.1:{modbus_port}",
+            "mqtt": mqtt or "",
+        }
+        endpoints = {s.name: by_protocol[s.protocol] for s in catalog.sources}
         logs = run_dir / "logs"
         faults = opts.faults or DEFAULT_FAULTS
         sim_args = ["simulate", "--opcua-port", str(opcua_port), "--modbus-port",
                     str(modbus_port), "--seed", str(opts.seed)]
+        if mqtt is not None:
+            sim_args += ["--mqtt-broker", mqtt]  # its Sparkplug edge node publishes there
         for f in faults:
             sim_args += ["--fault", f]
         sim = Child("simulator", sim_args, env, logs / "simulator.log")
@@ -126,7 +159,8 @@ def run_demo(settings: Settings, opts: DemoOptions) -> dict[str, Any]:
             for s in catalog.sources
         ]
         children = [sim, sink, worker, executor, *connectors]
-        _say(f"run folder {run_dir} (logs, status files); faults: {', '.join(faults)}")
+        _say(f"run folder {run_dir} (logs, status files); faults: {', '.join(faults)}"
+             + (f"; MQTT broker {mqtt}" if mqtt else ""))
         try:
             for child in (sim, sink, worker, executor):
                 child.start()

@@ -2,6 +2,7 @@
 
 ``lost`` is not assumed: for every (source, epoch) a connector ran, it produced readings
 numbered 1..produced; whatever number in that range has no row in ``readings`` is lost.
+``readings_by_source`` is the stored ones of each source.
 """
 
 from __future__ import annotations
@@ -34,20 +35,25 @@ def _scalar(dsn: str, sql: str) -> int:
 
 def summarize(dsn: str, runs: list[SourceRun], since_ms: int) -> dict[str, Any]:
     produced = stored = rows = 0
+    by_source: dict[str, int] = {}
     for r in runs:
         if not _NAME.match(r.source):
             raise ValueError(f"unexpected source name {r.source!r}")
         produced += r.produced
+        by_source.setdefault(r.source, 0)
         if r.produced == 0:
             continue
         where = (f"source = '{r.source}' AND epoch = {int(r.epoch)} "
                  f"AND seq BETWEEN 1 AND {int(r.produced)}")
-        stored += _scalar(dsn, f"SELECT uniqExact(seq) FROM readings WHERE {where}")
+        n = _scalar(dsn, f"SELECT uniqExact(seq) FROM readings WHERE {where}")
+        stored += n
+        by_source[r.source] += n
         rows += _scalar(dsn, f"SELECT count() FROM readings FINAL WHERE {where}")
     since = f"fromUnixTimestamp64Milli({int(since_ms)}, 'UTC')"
     return {
         "readings_produced": produced,
         "readings_in_clickhouse": stored,
+        "readings_by_source": dict(sorted(by_source.items())),
         "aggregates": _scalar(dsn, f"SELECT count() FROM aggregates FINAL "
                                    f"WHERE window_start >= {since}"),
         "anomalies": _scalar(dsn, f"SELECT count() FROM anomalies FINAL "

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from connectors.simulator.faults import FaultPlan
 from connectors.simulator.server import run_simulator
+from connectors.simulator.sparkplug_side import catalog_broker
 from schemas.catalog import Catalog, load_catalog
 from schemas.exceptions import MillstreamError
 
@@ -41,6 +42,7 @@ async def _serve(args: argparse.Namespace) -> None:
         seed=args.seed,
         faults=plan,
         stop=stop,
+        mqtt_broker=args.mqtt_broker or catalog_broker(catalog),
     )
 
 
@@ -49,6 +51,8 @@ def main() -> None:
     p.add_argument("--catalog", help="plant catalog YAML (default: the shipped plant)")
     p.add_argument("--opcua-port", type=int, default=0, help="default: the catalog's endpoint")
     p.add_argument("--modbus-port", type=int, default=0, help="default: the catalog's endpoint")
+    p.add_argument("--mqtt-broker", metavar="HOST:PORT",
+                   help="where the Sparkplug B edge node publishes (default: the catalog's)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--fault", action="append", default=[],
                    help="kind@machine[/tag]:start_s[+duration_s], repeatable "

@@ -1,4 +1,5 @@
-"""The plant simulator: the physics of :mod:`plant` served over OPC-UA and Modbus TCP."""
+"""The plant simulator: the physics of :mod:`plant` served over OPC-UA and Modbus TCP, and
+published by Sparkplug B edge nodes through an MQTT broker."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from connectors.simulator.faults import Fault, FaultPlan
 from connectors.simulator.modbus_server import ModbusSide
 from connectors.simulator.opcua_server import OpcUaSide
 from connectors.simulator.plant import Plant
+from connectors.simulator.sparkplug_side import SparkplugSide, sparkplug_sources
 from schemas.catalog import Catalog
+from schemas.exceptions import CatalogError
 
 __all__ = ["PlantSimulator", "run_simulator"]
 
@@ -33,11 +36,14 @@ def _check_port(protocol: str, port: int) -> None:
 
 
 class PlantSimulator:
-    """Simulated machines behind an OPC-UA server and a Modbus TCP server on 127.0.0.1.
+    """Simulated machines behind an OPC-UA server and a Modbus TCP server on 127.0.0.1,
+    and Sparkplug B edge nodes publishing through the MQTT broker ``mqtt_broker``.
 
-    Lifecycle: construct, ``await start()`` (both servers listen, the physics ticks every
-    ``tick_s``), ..., ``await stop()``; or ``async with PlantSimulator(...) as sim``.
-    Client writes to setpoint tags change the physics on the next tick.
+    Lifecycle: construct, ``await start()`` (both servers listen, the edge nodes connect,
+    the physics ticks every ``tick_s``), ..., ``await stop()``; or ``async with
+    PlantSimulator(...) as sim``. Client writes to setpoint tags (OPC-UA, Modbus, or a
+    Sparkplug DCMD) change the physics on the next tick. ``mqtt_broker=None``: the machines
+    of Sparkplug sources are simulated but not published.
     ``faults=None`` means ``FaultPlan.random(catalog, seed)``; ``FaultPlan([])`` means none.
     """
 
@@ -50,6 +56,7 @@ class PlantSimulator:
         seed: int = 7,
         faults: FaultPlan | None = None,
         tick_s: float = 0.1,
+        mqtt_broker: str | None = None,
     ) -> None:
         if tick_s <= 0:
             raise ValueError(f"tick_s must be positive, got {tick_s}")
@@ -58,6 +65,11 @@ class PlantSimulator:
         self.plant = Plant(catalog, seed, faults)
         self._opcua = OpcUaSide(catalog, opcua_port)
         self._modbus = ModbusSide(catalog, modbus_port)
+        self.sparkplug = (SparkplugSide(catalog, mqtt_broker) if mqtt_broker is not None
+                          else None)
+        if mqtt_broker is None and sparkplug_sources(catalog):
+            logger.info("no MQTT broker given: the machines of %s are simulated, not published",
+                        ", ".join(s.name for s in sparkplug_sources(catalog)))
         self._opcua_port = opcua_port
         self._modbus_port = modbus_port
         self._seen: dict[str, float] = {}
@@ -91,6 +103,8 @@ class PlantSimulator:
         except BaseException:
             await self._opcua.stop()
             raise
+        if self.sparkplug is not None:
+            self.sparkplug.start(self.plant.values)
         self._seen = self._client_setpoints()
         self._task = asyncio.create_task(self._run(), name="plant-simulator")
 
@@ -100,6 +114,8 @@ class PlantSimulator:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.sparkplug is not None:
+            await asyncio.to_thread(self.sparkplug.stop)
         await self._modbus.stop()
         await self._opcua.stop()
 
@@ -130,9 +146,24 @@ class PlantSimulator:
                 logger.info("setpoint %s written by a client: %g", path, v)
                 self.plant.set_setpoint(path, v)
                 self._seen[path] = v
+        if self.sparkplug is not None:
+            self._take_commands(self.sparkplug)
         values = self.plant.step(self.tick_s)
-        await self._opcua.publish(values, datetime.now(UTC))
+        now = datetime.now(UTC)
+        await self._opcua.publish(values, now)
         self._modbus.publish(values)
+        if self.sparkplug is not None:
+            self.sparkplug.publish(values, int(now.timestamp() * 1000))
+
+    def _take_commands(self, side: SparkplugSide) -> None:
+        """Setpoints written by a Sparkplug DCMD; a write to any other tag is refused."""
+        for path, v in side.commands():
+            try:
+                self.plant.set_setpoint(path, v)
+            except CatalogError as exc:
+                logger.warning("Sparkplug DCMD refused: %s", exc)
+                continue
+            logger.info("setpoint %s written by a Sparkplug DCMD: %g", path, v)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -155,10 +186,12 @@ async def run_simulator(
     seed: int,
     faults: FaultPlan | None,
     stop: asyncio.Event,
+    mqtt_broker: str | None = None,
 ) -> None:
     """Serve the simulated plant until ``stop`` is set; faults are logged as they start/end."""
     sim = PlantSimulator(
-        catalog, opcua_port=opcua_port, modbus_port=modbus_port, seed=seed, faults=faults
+        catalog, opcua_port=opcua_port, modbus_port=modbus_port, seed=seed, faults=faults,
+        mqtt_broker=mqtt_broker,
     )
     async with sim:
         plan = sim.faults.faults

@@ -5,16 +5,21 @@ on every connect it publishes NBIRTH then a DBIRTH per device (names, aliases, d
 engineering units, current values); data goes out as DDATA by alias with ``seq`` counting
 0-255 over the session; an NCMD ``Node Control/Rebirth`` makes it publish its births
 again; after a lost connection paho reconnects and the node starts a new session (bdSeq+1).
+With ``primary_host`` set it waits for that host's retained ``STATE`` to say online before
+it births, goes quiet while the host is offline and births again when it returns. DCMD
+metrics (by alias or name) are handed to ``on_command``, so a write can reach the machine.
 Test hooks: :meth:`drop` (lose the connection without a DISCONNECT, so the broker sends
 the will) and :meth:`skip_seq` (lose messages).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,10 +37,12 @@ from schemas.sparkplug import (
     Payload,
     build_payload,
     decode_payload,
+    metric_value,
     new_metric,
+    state_topic,
 )
 
-__all__ = ["DeviceMetric", "EdgeNode"]
+__all__ = ["CommandHandler", "DeviceMetric", "EdgeNode"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,16 +57,26 @@ class DeviceMetric:
     unit: str = ""
 
 
+# (device, metric key, value) of one DCMD metric; called on paho's network thread
+CommandHandler = Callable[[str, str, float], None]
+
+
 class EdgeNode:
     """One edge node with devices. Thread-safe: ``publish`` from any thread.
 
     Lifecycle: construct, ``start()`` (connects in the background and births on every
-    connect), ``publish(device, values)`` ..., ``stop()`` (NDEATH, then disconnect).
+    connect, or when ``primary_host`` comes online), ``publish(device, values)`` ...,
+    ``stop()`` (NDEATH, then disconnect).
     """
 
     def __init__(self, endpoint: str, group: str, node: str,
-                 devices: dict[str, list[DeviceMetric]], *, bd_seq: int = 0) -> None:
+                 devices: dict[str, list[DeviceMetric]], *, bd_seq: int = 0,
+                 primary_host: str | None = None,
+                 on_command: CommandHandler | None = None) -> None:
         self.group, self.node, self.devices = group, node, devices
+        self.primary_host = primary_host
+        self.on_command = on_command
+        self.host_online = primary_host is None
         self.broker = parse_broker(endpoint)
         self.bd_seq = bd_seq - 1  # incremented before every connect
         self.seq = 0
@@ -68,7 +85,14 @@ class EdgeNode:
             for m in metrics:
                 self.aliases[(device, m.key)] = len(self.aliases) + 1
         self.last: dict[str, dict[str, Any]] = {d: {} for d in devices}
-        self.counts = {"births": 0, "rebirth_requests": 0, "connects": 0, "ddata": 0}
+        # (device, alias or name) -> metric: what a DCMD may name
+        self._metric: dict[tuple[str, int | str], DeviceMetric] = {}
+        for device, metrics in devices.items():
+            for m in metrics:
+                self._metric[(device, m.name)] = self._metric[
+                    (device, self.aliases[(device, m.key)])] = m
+        self.counts = {"births": 0, "rebirth_requests": 0, "connects": 0, "ddata": 0,
+                       "commands": 0}
         self._lock = threading.RLock()
         self.online = False
         self.client = paho.Client(CallbackAPIVersion.VERSION2,
@@ -104,8 +128,12 @@ class EdgeNode:
             logger.warning("edge node %s: broker refused the connection: %s", self.node, rc)
             return
         self.counts["connects"] += 1
-        client.subscribe([(self._topic("NCMD"), 1), (self._topic("DCMD", "+"), 1)])
-        self.birth()
+        topics = [(self._topic("NCMD"), 1), (self._topic("DCMD", "+"), 1)]
+        if self.primary_host is not None:
+            topics.append((state_topic(self.primary_host), 1))  # retained: arrives at once
+        client.subscribe(topics)
+        if self.host_online:
+            self.birth()
 
     def _on_disconnect(self, _c: paho.Client, _u: Any, _f: Any, rc: ReasonCode,
                        _p: Any) -> None:
@@ -115,15 +143,61 @@ class EdgeNode:
         logger.info("edge node %s disconnected (%s)", self.node, rc)
 
     def _on_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
+        if self.primary_host is not None and msg.topic == state_topic(self.primary_host):
+            self._on_state(bytes(msg.payload))
+            return
         try:
             payload = decode_payload(bytes(msg.payload))
         except Exception:
             logger.warning("edge node %s: unreadable command on %s", self.node, msg.topic)
             return
-        if any(m.name == REBIRTH_METRIC and m.boolean_value for m in payload.metrics):
+        if msg.topic.startswith(self._topic("DCMD") + "/"):
+            self._on_dcmd(msg.topic.rsplit("/", 1)[1], payload)
+        elif any(m.name == REBIRTH_METRIC and m.boolean_value for m in payload.metrics):
             self.counts["rebirth_requests"] += 1
             logger.info("edge node %s: rebirth requested", self.node)
-            self.birth()
+            if self.host_online:
+                self.birth()
+
+    def _on_state(self, raw: bytes) -> None:
+        """The primary host's STATE: birth when it comes online, go quiet when it leaves."""
+        try:
+            online = json.loads(raw)["online"] is True
+        except (ValueError, KeyError, TypeError):
+            logger.warning("edge node %s: unreadable STATE of host %s: %r", self.node,
+                           self.primary_host, raw[:100])
+            return
+        with self._lock:
+            was, self.host_online = self.host_online, online
+            if online and not was:
+                logger.info("edge node %s: primary host %s is online", self.node,
+                            self.primary_host)
+                self.birth()
+            elif not online:
+                self.online = False  # data waits for the host's return (then a birth)
+                if was:
+                    logger.info("edge node %s: primary host %s went offline", self.node,
+                                self.primary_host)
+
+    def _on_dcmd(self, device: str, payload: Payload) -> None:
+        """Each metric of a DCMD, found by alias or name, goes to ``on_command``."""
+        for m in payload.metrics:
+            ref: int | str = m.alias if m.HasField("alias") else m.name
+            spec = self._metric.get((device, ref))
+            if spec is None:
+                logger.warning("edge node %s: DCMD for %s names unknown metric %r", self.node,
+                               device, ref)
+                continue
+            value = metric_value(m, spec.datatype)
+            if value.value is None:
+                logger.warning("edge node %s: DCMD %s/%s has no usable value (%s)", self.node,
+                               device, spec.name, value.problem or "text")
+                continue
+            self.counts["commands"] += 1
+            logger.info("edge node %s: DCMD %s/%s = %g", self.node, device, spec.name,
+                        value.value)
+            if self.on_command is not None:
+                self.on_command(device, spec.key, value.value)
 
     # -- what the node publishes -------------------------------------------------------------
     def birth(self) -> None:

@@ -1,9 +1,9 @@
 """The whole pipeline on the real local stack, for about 30 s, then checked in ClickHouse.
 
-One run (module fixture) of ``run_demo``: Kafka (session broker), the plant simulator
-(OPC-UA + Modbus servers), both connectors, a Faust worker, the ClickHouse sink (chDB)
-and the command executor, each in its own process, with an overheat injected after the
-detector's warm-up.
+One run (module fixture) of ``run_demo``: Kafka (session broker), the demo's own
+Mosquitto, the plant simulator (OPC-UA + Modbus servers, a Sparkplug B edge node), the
+three connectors, a Faust worker, the ClickHouse sink (chDB) and the command executor,
+each in its own process, with an overheat injected after the detector's warm-up.
 Before it starts, a malformed message and a frame with an unknown tag are put on the
 readings topic: they must end up in the dead-letter table, not crash anything.
 """
@@ -33,19 +33,22 @@ from millstream.settings import Settings
 from millstream.stack.kafka import ensure_topics
 from schemas.catalog import Catalog
 from schemas.readings import FrameBuilder
+from schemas.status import read_status
 from schemas.topics import Topics
 
 pytestmark = pytest.mark.integration
 
 FAULT_AT_S = 16  # after the detector's warm-up (10 windows) on the shipped plant
 UNKNOWN_TAG = "acme/plant1/nowhere/line9/ghost-01/temp"
+SOURCES = {"opcua-sim", "modbus-sim", "sparkplug-sim"}
 
 
 class Run:
     def __init__(self, summary: dict[str, Any], dsn: str,
-                 live: dict[str, subprocess.CompletedProcess[str]]) -> None:
+                 live: dict[str, subprocess.CompletedProcess[str]], run_dir: Path) -> None:
         self.summary = summary
         self.dsn = dsn
+        self.run_dir = run_dir
         self.live = live  # `millstream query` runs made from "a second terminal" mid-run
 
     def rows(self, sql: str) -> list[list[Any]]:
@@ -73,7 +76,7 @@ def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     summary = run_demo(settings, DemoOptions(
         duration=34, seed=11, faults=[f"overheat@cnc-01:{FAULT_AT_S}+60"], run_dir=data / "run"))
     watcher.join(5)
-    yield Run(summary, settings.dsn, live)
+    yield Run(summary, settings.dsn, live, data / "run")
 
 
 def _query_while_running(data: Path, out: dict[str, subprocess.CompletedProcess[str]]) -> None:
@@ -97,6 +100,8 @@ def test_summary_counts_everything_and_loses_nothing(run: Run) -> None:
     assert s["readings_produced"] > 3000, s  # ~20 OPC-UA tags at 10/s + Modbus at 5/s
     assert s["readings_in_clickhouse"] == s["readings_produced"]
     assert s["lost"] == 0 and s["duplicates"] == 0
+    assert set(s["readings_by_source"]) == SOURCES, s
+    assert sum(s["readings_by_source"].values()) == s["readings_in_clickhouse"]
     for key in ("aggregates", "anomalies", "commands_executed"):
         assert s[key] > 0, (key, s)
 
@@ -105,11 +110,36 @@ def test_every_reading_is_stored_exactly_once_by_sequence_number(run: Run) -> No
     per_source = run.rows(
         "SELECT source, epoch, count(), uniqExact(seq), min(seq), max(seq) "
         "FROM readings FINAL WHERE source != 'intruder' GROUP BY source, epoch")
-    assert {r[0] for r in per_source} == {"opcua-sim", "modbus-sim"}
+    assert {r[0] for r in per_source} == SOURCES
     for source, _epoch, rows, distinct, lo, hi in per_source:
         assert lo == 1, source
         assert rows == distinct == hi, (source, rows, distinct, hi)  # 1..hi, no gap, no dup
     assert sum(r[2] for r in per_source) == run.summary["readings_produced"]
+
+
+def test_the_sparkplug_machine_arrives_whole_through_mosquitto(run: Run, catalog: Catalog) -> None:
+    """compressor-02: simulator edge node -> Mosquitto -> MQTT connector -> Kafka -> ClickHouse."""
+    status = read_status(run.run_dir / "source-sparkplug-sim.json")
+    assert status is not None
+    produced, epoch = int(status["produced"]), int(status["epoch"])
+    assert status["sparkplug"]["births"] >= 2, status  # NBIRTH + DBIRTH
+    assert status["dead_lettered"] == 0 and status["sparkplug"]["seq_gaps"] == 0, status
+    stored = run.rows(f"SELECT count(), uniqExact(seq), min(seq), max(seq) FROM readings FINAL "
+                      f"WHERE source = 'sparkplug-sim' AND epoch = {epoch}")[0]
+    assert produced > 500 and stored == [produced, produced, 1, produced], (produced, stored)
+    assert run.summary["readings_by_source"]["sparkplug-sim"] == produced
+    machine = next(m for m in catalog.machines if m.name == "compressor-02")
+    tags = run.rows("SELECT tag, count(), countIf(quality = 0), avg(value), any(unit) "
+                    "FROM readings FINAL WHERE source = 'sparkplug-sim' GROUP BY tag")
+    by_tag = {t[0].rsplit("/", 1)[1]: t[1:] for t in tags}
+    assert set(by_tag) == {t.name for t in machine.tags}  # the birth carries every tag
+    assert all(n == good for n, good, _avg, _unit in by_tag.values())
+    assert by_tag["discharge_pressure"][0] > 50  # ~5/s reported by exception
+    assert abs(by_tag["discharge_pressure"][2] - 7.5) < 0.3  # at the catalog's setpoint
+    assert by_tag["discharge_pressure"][3] == "bar"
+    aggregates = run.rows("SELECT count() FROM aggregates FINAL WHERE tag = "
+                          f"'{catalog.resolve('compressor-02/discharge_temp')}'")
+    assert aggregates[0][0] >= 20
 
 
 def _ms(value: Any) -> int:
@@ -197,8 +227,8 @@ def test_query_works_from_a_second_process_while_the_demo_runs(run: Run) -> None
     for fmt, proc in run.live.items():
         assert proc.returncode == 0, (fmt, proc.stderr)
     rows = json.loads(run.live["json"].stdout)
-    assert [r["source"] for r in rows] == ["modbus-sim", "opcua-sim"]
+    assert [r["source"] for r in rows] == sorted(SOURCES)
     assert all(int(r["n"]) > 0 for r in rows)
     csv_lines = run.live["csv"].stdout.strip().splitlines()
-    assert csv_lines[0].replace('"', "") == "source,n" and len(csv_lines) == 3
+    assert csv_lines[0].replace('"', "") == "source,n" and len(csv_lines) == 4
     assert "opcua-sim" in run.live["table"].stdout

@@ -11,13 +11,19 @@ from schemas.catalog import DEFAULT_CATALOG, Catalog, load_catalog
 from schemas.exceptions import CatalogError
 
 
-def test_shipped_plant_has_three_machines_and_about_thirty_tags(catalog: Catalog) -> None:
-    assert len(catalog.machines) >= 3
+def test_shipped_plant_has_four_machines_of_ten_tags_over_three_protocols(
+        catalog: Catalog) -> None:
+    assert len(catalog.machines) == 4
     tags = catalog.tags()
-    assert 25 <= len(tags) <= 40
+    assert len(tags) == 40 and all(len(m.tags) == 10 for m in catalog.machines)
     assert all(p.count("/") == 5 for p in tags)  # enterprise/site/area/line/machine/tag
-    assert {s.protocol for s in catalog.sources} == {"opcua", "modbus"}
+    assert {s.protocol for s in catalog.sources} == {"opcua", "modbus", "mqtt"}
     assert any(t.spec.writable for t in tags.values())
+    # the MQTT source bridges a Sparkplug B edge node; its machine's tags name no device ref
+    mqtt = next(s for s in catalog.sources if s.protocol == "mqtt")
+    assert mqtt.mqtt is not None and mqtt.mqtt.sparkplug is not None
+    assert [m.name for m in catalog.machines_of(mqtt.name)] == ["compressor-02"]
+    assert all(t.node is None and t.modbus is None for t in catalog.machines[3].tags)
 
 
 def test_resolve_short_and_full_names(catalog: Catalog) -> None:
