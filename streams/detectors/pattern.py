@@ -13,8 +13,11 @@ biased reservoir: a window replaces a pseudo-random slot with probability
 past weighted most; ``replace="nearest"`` has each window replace its most similar stored
 one, which keeps every part of a pattern covered but forgets nothing it does not revisit.
 
-Only unflagged windows are learned, so the warm-up must span the longest repeating
-pattern: a shape first seen after it is flagged, and stays so until the tag re-baselines.
+Only unflagged windows are learned, so the warm-up should span the longest repeating
+pattern. A column that flags more than ``relearn`` of its recent steps (three times what
+its 99% quantile threshold allows) stores its flagged windows all the same: its model is
+stale (a new normal, a slow drift), and without this a shape first seen after the warm-up
+would be flagged for ever.
 
 Cost per column: ``8 * (size * dim + dim + history)`` bytes, and ``O(size * dim)`` per
 step, all columns in one NumPy operation.
@@ -35,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 _PHI = 0.6180339887498949  # Weyl sequences: reproducible, uniform "random" slots
 _PSI = 0.7548776662466927
+_RATE = 0.01  # EWMA rate of the recent flag rate (about 100 steps)
 
 
 class KnnDetector(ColumnDetector):
@@ -50,14 +54,15 @@ class KnnDetector(ColumnDetector):
     train: F64
     filled: F64
     learned: F64
+    novel: F64  # recent flag rate: EWMA of "flagged" over about 100 steps
     name = "knn"
-    _ARRAYS = {"filled": 0.0, "learned": 0.0}
+    _ARRAYS = {"filled": 0.0, "learned": 0.0, "novel": 0.0}
     min_threshold = 0.0
 
     def __init__(self, dim: int = 8, k: int = 1, size: int = 128, horizon: int = 4000,
-                 replace: str = "random", warmup: int = 60, quantile: float = 0.99,
-                 margin: float = 1.5, history: int = 500, refresh: int = 10,
-                 max_gap: int = 1000) -> None:
+                 replace: str = "random", relearn: float = 0.03, warmup: int = 60,
+                 quantile: float = 0.99, margin: float = 1.5, history: int = 500,
+                 refresh: int = 10, max_gap: int = 1000) -> None:
         if replace not in ("nearest", "random"):
             raise ValueError(f"KnnDetector replace={replace!r}: use 'nearest' or 'random'")
         if dim < 1 or k < 1 or size < k or horizon < size:
@@ -68,6 +73,7 @@ class KnnDetector(ColumnDetector):
         self.size = size
         self.horizon = horizon
         self.replace = replace
+        self.relearn = relearn
         super().__init__(warmup, quantile, margin, history, refresh, max_gap)
         self.lags = np.full((0, dim), np.nan)  # the last dim values, oldest first
         self.train = np.full((0, size, dim), np.nan)
@@ -116,7 +122,20 @@ class KnnDetector(ColumnDetector):
 
     def _fit(self, x: F64, fit: B8) -> None:
         # called after _advance: lags already end at x
-        ok = fit & np.isfinite(self.lags).all(axis=1)
+        self.novel = np.where(fit, self.novel * (1.0 - _RATE), self.novel)
+        self._store(fit)
+
+    def _flagged(self, mask: B8) -> None:
+        """Flagging more than ``relearn`` of recent steps means a stale model, not an
+        incident: the flagged windows are stored too (the tag's new normal)."""
+        self.novel = np.where(mask, self.novel + _RATE * (1.0 - self.novel), self.novel)
+        persistent = mask & (self.novel > self.relearn)
+        if persistent.any():
+            self._store(persistent)
+
+    def _store(self, mask: B8) -> None:
+        """Put the current windows of the ``mask`` columns into their training sets."""
+        ok = mask & np.isfinite(self.lags).all(axis=1)
         rows = np.flatnonzero(ok)
         if not len(rows):
             return
