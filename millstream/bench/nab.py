@@ -4,10 +4,13 @@ The mapping: each NAB file is one tag, and each of its values one closed window'
 that tag. All files run side by side as the columns of one :class:`TagBank`, step ``t``
 feeding every file's ``t``-th value (NaN once a file has ended), one value at a time and
 with no look-ahead: exactly how the worker feeds a window's features of all tags per step.
-The per-row anomaly score is the bank's score turned into evidence (:class:`Surprise`)
-and then into one event per incident (:class:`HoldOff`). Every file gets the same
-defaults; nothing reads the labels before scoring. A windowed Gaussian (NAB's baseline:
-``|z|`` of the value over its trailing window) runs in the same process as a peer.
+A :class:`KnnDetector` runs beside the bank on the same columns, learning each file's
+repeating shapes (gated by its own flags, not the bank's: measured better). The per-row
+anomaly score is the higher of the two scores (both in threshold units) turned into
+evidence (:class:`Surprise`) and then into one event per incident (:class:`HoldOff`).
+Every file gets the same defaults; nothing reads the labels before scoring. A windowed
+Gaussian (NAB's baseline: ``|z|`` of the value over its trailing window) runs in the same
+process as a peer.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from millstream.bench.nab_data import NabFile, default_nab_path, load_files, loa
 from millstream.bench.nab_score import score_profile
 from streams.detectors.bank import TagBank
 from streams.detectors.base import F64
+from streams.detectors.pattern import KnnDetector
 from streams.detectors.surprise import HoldOff, Surprise
 
 __all__ = ["Stepper", "millstream_stepper", "run", "run_files", "windowed_gaussian_stepper"]
@@ -38,11 +42,15 @@ def millstream_stepper(columns: list[str]) -> Stepper:
     """The streaming detector as the worker will run it, with the bench's defaults."""
     bank = TagBank()
     bank.add_columns(columns)
+    knn = KnnDetector()
+    knn.add_columns(columns)
     surprise = Surprise()
     hold = HoldOff()
 
     def step(x: F64) -> F64:
-        return hold.apply(surprise.update(bank.step(x).score))
+        pattern = knn.score_many(x)
+        knn.learn_many(x)
+        return hold.apply(surprise.update(np.fmax(bank.step(x).score, pattern)))
     return step
 
 

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from streams.detectors import (
     CusumDetector,
     Detector,
+    KnnDetector,
     LevelShiftDetector,
     PCADetector,
     SpikeDetector,
@@ -37,6 +38,7 @@ FACTORIES: dict[str, Callable[[], Detector]] = {
     "cusum": lambda: CusumDetector(**SMALL),
     "variance": lambda: VarianceDetector(**SMALL),
     "stuck": lambda: StuckDetector(**SMALL),
+    "knn": lambda: KnnDetector(dim=4, size=32, warmup=10, history=100),
     "bank": lambda: TagBank(warmup=10, history=100, rebaseline=20),
     "pca": lambda: PCADetector(warmup=10, history=100),
 }
