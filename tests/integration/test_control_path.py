@@ -165,6 +165,9 @@ def test_two_person_rule_through_the_operator_cli(
             assert verdict["verdict"] == "applied"
             assert verdict["checks"]["two_person"] == "ok: approved by bob"
             path = catalog.resolve(sp)
+            deadline = time.monotonic() + 2.0  # the physics takes the setpoint on its tick
+            while sim.value(path) != 7.0 and time.monotonic() < deadline:
+                time.sleep(0.05)
             assert sim.value(path) == 7.0
             lapsed = _cli(alice, "command", "send", sp, "6", "--reason", "nobody approves",
                           "--ttl", "2")
@@ -193,7 +196,10 @@ def test_a_killed_executor_never_applies_a_command_twice(
                 f"--endpoint=opcua-sim={sim.opcua_endpoint}",
                 f"--endpoint=modbus-sim={sim.modbus_endpoint}"]
         n = 30
-        cmds = [command(PRESS_SP, 150.0 + i, PRESS, keys=keys_dir) for i in range(n)]
+        # a long TTL: on a loaded machine two executor start-ups can outlast a minute, and
+        # an expired command is refused, which is not what this test is about
+        cmds = [command(PRESS_SP, 150.0 + i, PRESS, keys=keys_dir, expires_in_ms=600_000)
+                for i in range(n)]
         produce(kafka_bootstrap, topics.commands, [(c.key(), c.encode()) for c in cmds])
         log = (tmp_path / "executor.log").open("w")
         first = subprocess.Popen([*args, "--group-id", "g1"], env=env, stdout=log, stderr=log)

