@@ -90,6 +90,7 @@ class MqttSource(Source):
         self.dead = Counter[str]()
         self.rebirths_sent = 0
         self.connects = 0
+        self.held = False  # disconnected on purpose: the spool is full under policy block
         self._inbox: deque[tuple[bytes, bytes]] = deque()
         self._signalled = False
         self._wake: asyncio.Event | None = None
@@ -161,7 +162,7 @@ class MqttSource(Source):
     def _on_disconnect(self, _c: paho.Client, _ud: Any, _flags: Any, rc: ReasonCode,
                        _props: Properties | None) -> None:
         self.connected = False
-        if self.running:
+        if self.running and not self.held:
             self.record_error(f"lost MQTT broker {self.endpoint} ({rc}); reconnecting")
             logger.warning("%s", self.last_error)
 
@@ -177,6 +178,18 @@ class MqttSource(Source):
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         client = self._client = self._make_client()
+        self._connect(client)
+        client.loop_start()
+        while self.running:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 0.5)
+            self._wake.clear()
+            self._signalled = False
+            await self._drain()
+            self._follow_block(client)
+
+    def _connect(self, client: paho.Client) -> None:
+        """Ask paho's loop to connect (and reconnect) to the broker, with our session."""
         props = None
         if self.spec.version == "5":
             props = Properties(PacketTypes.CONNECT)
@@ -185,13 +198,22 @@ class MqttSource(Source):
         client.connect_async(self.broker.host, self.broker.port, self.spec.keepalive_s,
                              clean_start=self.spec.clean_start if self.spec.version == "5"
                              else paho.MQTT_CLEAN_START_FIRST_ONLY, properties=props)
-        client.loop_start()
-        while self.running:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), 0.5)
-            self._wake.clear()
-            self._signalled = False
-            await self._drain()
+
+    def _follow_block(self, client: paho.Client) -> None:
+        """A full spool under policy block: leave the broker, which keeps this persistent
+        session's QoS 1/2 messages queued (and, with a primary host, edge nodes hold their
+        data), and come back once the spool takes frames again."""
+        if self.blocked and not self.held:
+            self.held = True
+            logger.warning("the spool is full: leaving MQTT broker %s until it drains; the "
+                           "broker queues this session's messages", self.endpoint)
+            client.disconnect()
+        elif self.held and not self.blocked:
+            self.held = False
+            logger.info("the spool drains again: back to MQTT broker %s", self.endpoint)
+            client.loop_stop()  # the loop ended with the disconnect: start it over
+            self._connect(client)
+            client.loop_start()
 
     async def _drain(self) -> None:
         handled = 0

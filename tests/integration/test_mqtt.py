@@ -165,3 +165,30 @@ def _wait(cond: object, timeout: float) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("timed out")
+
+
+def test_a_full_spool_under_policy_block_leaves_the_broker_and_loses_nothing(
+        mosquitto: EmbeddedMosquitto, kafka_bootstrap: str, topics: Topics) -> None:
+    """While the publisher is blocked (a full spool, policy block) the connector leaves
+    the broker, which queues its persistent session's QoS 1 messages; once unblocked it
+    comes back and every message arrives."""
+    catalog = mqtt_catalog(mosquitto.endpoint, {"client_id": "t-block", "qos": 1,
+                                                "clean_start": False, "topics": TOPICS})
+    topic = "plant9/line1/oven-02/temperature"
+    pub = MqttPublisher(mosquitto.endpoint)
+    with RunningSource(catalog, kafka_bootstrap, topics) as run:
+        run.publisher.blocked = True  # type: ignore[attr-defined]
+        assert run.wait(lambda: run.source.held and not run.source.connected, 10)
+        seen = run.source.received
+        for i in range(1, 101):
+            pub.publish(topic, str(i))
+        time.sleep(1.0)
+        assert run.source.received == seen  # nothing read while blocked
+        run.publisher.blocked = False  # type: ignore[attr-defined]
+        got = readings_of(consume(kafka_bootstrap, topics.readings, count=100, timeout=30,
+                                  settle=0.5))
+        status = run.stop()
+    pub.close()
+    values = {int(r.value or 0) for r in got if r.tag.endswith("oven-02/temperature")}
+    assert values == set(range(1, 101))
+    assert status["connects"] >= 2 and status["dead_lettered"] == 0
