@@ -38,7 +38,9 @@ TARGETS: dict[str, tuple[str, str, float]] = {
     "opcua_vs_bare_0_9": ("opcua_vs_bare", ">=", 0.9),
     "modbus_100k_registers_per_s": ("modbus_registers_per_s", ">=", 100_000),
     "connector_rss_500_mib": ("connector_peak_rss_mb", "<=", 500),
+    "mqtt_50k_readings_per_s": ("mqtt_readings_per_s", ">=", 50_000),
 }
+MQTT_READINGS = 300_000
 
 
 def _met(result: dict[str, Any]) -> dict[str, bool | None]:
@@ -51,8 +53,9 @@ def _met(result: dict[str, Any]) -> dict[str, bool | None]:
 
 def run(settings: Settings, tags: int | None = None, seconds: int | None = None, *,
         modbus_seconds: float | None = None, interval_ms: int = 200, modbus_machines: int = 10,
-        modbus_span: int = 1000) -> dict[str, Any]:
-    """The whole benchmark; its JSON-ready result with the issue's figures first."""
+        modbus_span: int = 1000, mqtt_readings: int = MQTT_READINGS) -> dict[str, Any]:
+    """The whole benchmark; its JSON-ready result with the issue's figures first, then
+    Sparkplug B DDATA through Mosquitto into one connector (:mod:`millstream.bench.mqtt`)."""
     n = DEFAULT_TAGS if tags is None else tags
     secs = DEFAULT_SECONDS if seconds is None else seconds
     if n < 1 or secs < 1:
@@ -71,6 +74,14 @@ def run(settings: Settings, tags: int | None = None, seconds: int | None = None,
         finally:
             if settings.kafka_bootstrap:
                 k.delete_created(prefix)
+    if mqtt_readings > 0:
+        from millstream.bench import mqtt
+
+        say(f"MQTT: {mqtt_readings:,} Sparkplug B readings through Mosquitto ...")
+        m = mqtt.run(mqtt_readings)
+        out.update(mqtt_readings_per_s=m["mqtt_readings_per_s"],
+                   mqtt_bare_per_s=m["baseline_bare_paho_decode_readings_per_s"],
+                   mqtt_lost=m["lost"])
     out["targets_met"] = _met(out)
     out["run_dir"] = str(work)
     out["kafka"] = k.description

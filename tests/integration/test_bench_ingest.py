@@ -33,7 +33,8 @@ def _helpers_alive() -> list[str]:
 def test_small_ingest_run_is_well_formed_and_loses_nothing(kafka_bootstrap: str,
                                                            tmp_path: Path) -> None:
     settings = Settings(kafka_bootstrap=kafka_bootstrap, data_dir=tmp_path)
-    out = ingest.run(settings, tags=150, seconds=4, modbus_seconds=3, modbus_machines=2)
+    out = ingest.run(settings, tags=150, seconds=4, modbus_seconds=3, modbus_machines=2,
+                     mqtt_readings=20_000)
     json.dumps(out)
     assert list(out)[1:8] == ["opcua_tags", "opcua_readings_per_s", "opcua_lost",
                               "opcua_vs_bare", "modbus_registers_per_s",
@@ -48,6 +49,7 @@ def test_small_ingest_run_is_well_formed_and_loses_nothing(kafka_bootstrap: str,
     assert 100 < out["opcua_bare_per_s"] <= 160
     assert 0.7 < out["opcua_vs_bare"] < 1.3
     assert out["connector_peak_rss_mb"] > 10
+    assert out["mqtt_lost"] == 0 and out["mqtt_readings_per_s"] > 0
     assert out["modbus_registers_per_s"] > out["modbus_per_register_baseline_per_s"] > 0
     assert out["modbus_speedup"] > 1
     assert out["modbus_bad_readings"] == 0 and out["modbus_seq_gaps"] == 0

@@ -109,12 +109,14 @@ def test_modbus_tally_counts_registers_in_the_window() -> None:
 
 def test_targets_follow_the_issue() -> None:
     good = {"opcua_lost": 0, "opcua_vs_bare": 0.95, "modbus_registers_per_s": 120_000,
-            "connector_peak_rss_mb": 210.0}
+            "connector_peak_rss_mb": 210.0, "mqtt_readings_per_s": 60_000}
     assert all(_met(good).values())
-    bad = {"opcua_lost": 3, "opcua_vs_bare": 0.5, "modbus_registers_per_s": 90_000}
+    bad = {"opcua_lost": 3, "opcua_vs_bare": 0.5, "modbus_registers_per_s": 90_000,
+           "mqtt_readings_per_s": 40_000}
     met = _met(bad)
     assert met["opcua_lost_zero"] is False and met["opcua_vs_bare_0_9"] is False
     assert met["modbus_100k_registers_per_s"] is False and met["connector_rss_500_mib"] is None
+    assert met["mqtt_50k_readings_per_s"] is False
     json.dumps(met)
 
 
