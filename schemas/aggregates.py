@@ -25,6 +25,7 @@ from typing import Any
 
 from schemas.events import Aggregate
 from schemas.exceptions import ContractError
+from schemas.jsondoc import load_object
 
 __all__ = ["AGGREGATE_COLUMNS", "SCHEMA", "AggregateFrame", "aggregate_columns"]
 
@@ -103,7 +104,7 @@ class AggregateFrame:
     @classmethod
     def decode(cls, payload: bytes | str | None) -> AggregateFrame:
         """Parse and validate one frame; raises :class:`ContractError` naming the fault."""
-        return cls.from_dict(_load(payload))
+        return cls.from_dict(load_object(payload))
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> AggregateFrame:
@@ -147,22 +148,10 @@ class AggregateFrame:
         return cls(source, w, **cols)
 
 
-def _load(payload: bytes | str | None) -> dict[str, Any]:
-    if payload is None:
-        raise ContractError("empty-message", "the message has no value")
-    try:
-        doc = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ContractError("not-json", f"the message is not valid JSON ({exc})") from exc
-    if not isinstance(doc, dict):
-        raise ContractError("not-an-object", f"the message is a {type(doc).__name__}")
-    return doc
-
-
 def aggregate_columns(payload: bytes | str | None) -> Sequence[list[Any]]:
     """A message of the aggregates topic, frame (v2) or single aggregate (v1), as columns
     in :data:`AGGREGATE_COLUMNS` order."""
-    doc = _load(payload)
+    doc = load_object(payload)
     if doc.get("schema") == Aggregate.SCHEMA:
         agg = Aggregate.from_dict(doc)
         _check_v1(agg)

@@ -16,6 +16,7 @@ from enum import Enum
 from typing import Any, ClassVar, Self
 
 from schemas.exceptions import ContractError
+from schemas.jsondoc import load_object
 from schemas.signing import Signer
 
 __all__ = [
@@ -61,15 +62,7 @@ class _Event:
 
     @classmethod
     def decode(cls, payload: bytes | str | None) -> Self:
-        if payload is None:
-            raise ContractError("empty-message", "the message has no value")
-        try:
-            doc = json.loads(payload)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ContractError("not-json", f"the message is not valid JSON ({exc})") from exc
-        if not isinstance(doc, dict):
-            raise ContractError("not-an-object", f"the message is a {type(doc).__name__}")
-        return cls.from_dict(doc)
+        return cls.from_dict(load_object(payload))
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> Self:

@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from schemas.exceptions import ContractError
+from schemas.jsondoc import load_object
 
 SCHEMA = "millstream.readings.v1"
 __all__ = ["SCHEMA", "FrameArrays", "FrameBuilder", "Quality", "Reading", "ReadingFrame"]
@@ -118,14 +119,7 @@ class ReadingFrame:
     @classmethod
     def decode(cls, payload: bytes | str | None) -> ReadingFrame:
         """Parse and validate one frame; raises :class:`ContractError` naming the fault."""
-        if payload is None:
-            raise ContractError("empty-message", "the message has no value")
-        try:
-            doc = json.loads(payload)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ContractError("not-json", f"the frame is not valid JSON ({exc})") from exc
-        if not isinstance(doc, dict):
-            raise ContractError("not-an-object", f"the frame is a {type(doc).__name__}")
+        doc = load_object(payload, "frame")
         if doc.get("schema") != SCHEMA:
             raise ContractError("wrong-schema", f"schema is {doc.get('schema')!r}, want {SCHEMA!r}")
         source, epoch, seq = doc.get("source"), doc.get("epoch"), doc.get("seq")

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from millstream.settings import Settings
 from millstream.stack.kafka import ensure_topics, free_port, kafka_for
@@ -15,6 +16,11 @@ from schemas.catalog import Catalog, load_catalog
 from schemas.topics import Topics
 
 __all__ = ["free_port"]
+
+# Property tests check what is computed, not how fast: hypothesis's per-example deadline
+# (200 ms) fails them on a loaded 2-core machine (a falsely "flaky" codec test was seen).
+settings.register_profile("millstream", deadline=None)
+settings.load_profile("millstream")
 
 
 @pytest.fixture(scope="session")
