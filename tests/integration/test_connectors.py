@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaError
 
 from connectors.run import run_connector
 from connectors.simulator import PlantSimulator
@@ -23,37 +21,11 @@ from schemas.catalog import Catalog
 from schemas.readings import Quality, ReadingFrame
 from schemas.status import read_status
 from schemas.topics import Topics
+from tests.support.kafka import consume_frames
 
 pytestmark = pytest.mark.integration
 
 SOURCES = ["opcua-sim", "modbus-sim"]
-
-
-def consume_frames(bootstrap: str, topic: str, readings: int, timeout: float = 30.0
-                   ) -> list[ReadingFrame]:
-    """Every frame on ``topic`` until ``readings`` readings arrived (or the timeout)."""
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap,
-        "group.id": f"test-{uuid.uuid4().hex[:8]}",
-        "auto.offset.reset": "earliest",
-        "enable.auto.commit": False,
-    })
-    consumer.subscribe([topic])
-    frames: list[ReadingFrame] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while sum(len(f) for f in frames) < readings and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            err = msg.error()
-            if err is not None:
-                assert err.code() == KafkaError._PARTITION_EOF, err
-                continue
-            frames.append(ReadingFrame.decode(msg.value()))
-    finally:
-        consumer.close()
-    return frames
 
 
 def endpoint_of(catalog: Catalog, source: str, sim: PlantSimulator) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 
 from connectors.simulator import PlantSimulator
 from schemas.catalog import DEFAULT_CATALOG, Catalog, load_catalog
@@ -37,6 +37,7 @@ from tests.integration.test_executor import (
     signer,
     simulator,
 )
+from tests.support import kafka
 
 pytestmark = pytest.mark.integration
 __all__ = ["keys_dir", "simulator"]  # the fixtures, imported for these tests
@@ -44,19 +45,7 @@ __all__ = ["keys_dir", "simulator"]  # the fixtures, imported for these tests
 
 def drain(bootstrap: str, topic: str, timeout_s: float = 3) -> list[bytes]:
     """Every message on ``topic`` that arrives within ``timeout_s``."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex,
-                         "auto.offset.reset": "earliest"})
-    consumer.subscribe([topic])
-    values: list[bytes] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline:
-            msg = consumer.poll(0.2)
-            if msg is not None and msg.error() is None and msg.value() is not None:
-                values.append(msg.value() or b"")
-    finally:
-        consumer.close()
-    return values
+    return kafka.consume(bootstrap, topic, timeout=timeout_s)
 
 
 def audits(bootstrap: str, topics: Topics, count: int, timeout_s: float = 60) -> list[AuditRecord]:

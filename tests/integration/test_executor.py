@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 
 from connectors.simulator import FaultPlan, PlantSimulator
 from millstream.stack.kafka import free_port
@@ -26,6 +26,7 @@ from schemas.signing import Signer, generate_key
 from schemas.status import read_status
 from schemas.topics import Topics
 from sinks.executor import run_executor
+from tests.support import kafka
 
 pytestmark = pytest.mark.integration
 
@@ -114,18 +115,9 @@ def produce(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> 
 
 
 def consume(bootstrap: str, topic: str, count: int, timeout_s: float = 60) -> list[bytes]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex,
-                         "auto.offset.reset": "earliest"})
-    consumer.subscribe([topic])
-    values: list[bytes] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(values) < count and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is not None and msg.error() is None:
-                values.append(msg.value() or b"")
-    finally:
-        consumer.close()
+    """Exactly ``count`` messages of ``topic`` (fails naming what did arrive)."""
+    values = kafka.consume(bootstrap, topic, until=lambda v: len(v) >= count,
+                           timeout=timeout_s)
     assert len(values) == count, f"{len(values)} of {count} messages on {topic}: {values}"
     return values
 

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaError
 
 from connectors.spool_segment import iter_records
 from millstream.settings import Settings
@@ -34,6 +33,7 @@ from schemas.catalog import Catalog
 from schemas.readings import Quality, ReadingFrame
 from schemas.status import read_status
 from schemas.topics import Topics
+from tests.support.kafka import consume_frames
 
 pytestmark = pytest.mark.integration
 
@@ -247,28 +247,6 @@ def test_connector_killed_while_spooling_resumes_from_the_spool(stack: Stack) ->
     assert summary["lost"] == 0 and summary["duplicates"] == 0, summary
 
 
-def consume(bootstrap: str, topic: str, readings: int, timeout: float = 60.0
-            ) -> list[ReadingFrame]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex,
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    consumer.subscribe([topic])
-    frames: list[ReadingFrame] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while sum(map(len, frames)) < readings and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            err = msg.error()
-            if err is not None:
-                assert err.code() == KafkaError._PARTITION_EOF, err
-                continue
-            frames.append(ReadingFrame.decode(msg.value()))
-    finally:
-        consumer.close()
-    return frames
-
-
 GAP = re.compile(r"gap: spool full, (\d+) readings of epoch (\d+) seq (\d+)\.\.(\d+) dropped")
 
 
@@ -292,7 +270,8 @@ def test_full_spool_drops_the_oldest_and_reports_the_gap_exactly(stack: Stack,
     dropped = final["spool"]["dropped_readings"]
     assert dropped > 0 and final["failed"] == 0, final
 
-    frames = consume(stack.kafka.bootstrap, stack.topics.readings, final["produced"] - dropped)
+    frames = consume_frames(stack.kafka.bootstrap, stack.topics.readings,
+                            final["produced"] - dropped, timeout=60.0)
     got = [r for f in frames for r in f.readings() if r.epoch == final["epoch"]]
     seqs = [r.seq for r in got]
     assert len(seqs) == len(set(seqs)) == final["produced"] - dropped

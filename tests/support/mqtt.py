@@ -10,7 +10,6 @@ import uuid
 from typing import Any
 
 import paho.mqtt.client as paho
-from confluent_kafka import Consumer, KafkaError
 from paho.mqtt.enums import CallbackAPIVersion
 
 from connectors.deadletter import DeadLetterPublisher
@@ -21,6 +20,8 @@ from schemas.events import DeadLetter
 from schemas.mqtt import parse_broker
 from schemas.readings import Reading, ReadingFrame
 from schemas.topics import Topics
+from tests.support import kafka
+from tests.support.kafka import at_least
 
 __all__ = ["MqttPublisher", "RunningSource", "consume", "letters_of", "mqtt_catalog", "readings_of"]
 
@@ -120,32 +121,8 @@ def consume(bootstrap: str, topic: str, *, count: int, timeout: float = 30.0,
             settle: float = 0.0) -> list[bytes]:
     """Message values on ``topic`` until ``count`` items arrived (readings for the
     readings topic, messages otherwise), then ``settle`` s more to catch extras."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex,
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    consumer.subscribe([topic])
-    values: list[bytes] = []
-    n = 0
-    deadline = time.monotonic() + timeout
-    settle_until: float | None = None
-    try:
-        while time.monotonic() < deadline:
-            if settle_until is None and n >= count:
-                settle_until = time.monotonic() + settle
-            if settle_until is not None and time.monotonic() >= settle_until:
-                break
-            msg = consumer.poll(0.3)
-            if msg is None:
-                continue
-            err = msg.error()
-            if err is not None:
-                assert err.code() == KafkaError._PARTITION_EOF, err
-                continue
-            value = msg.value() or b""
-            values.append(value)
-            n += len(ReadingFrame.decode(value)) if topic.endswith(".readings") else 1
-    finally:
-        consumer.close()
-    return values
+    until = at_least(count) if topic.endswith(".readings") else (lambda v: len(v) >= count)
+    return kafka.consume(bootstrap, topic, until=until, timeout=timeout, settle=settle)
 
 
 def readings_of(values: list[bytes]) -> list[Reading]:
