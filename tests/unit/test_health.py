@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -20,7 +20,7 @@ CONNECTOR_DOC: dict[str, Any] = {
 }
 
 
-def _ready(doc: dict[str, Any]) -> str | None:
+def _ready(doc: Mapping[str, Any]) -> str | None:
     return None if doc.get("connected") else "not connected to press-gw"
 
 
