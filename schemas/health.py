@@ -110,6 +110,7 @@ class StageHealth:
         self.histograms = {name: Histogram(name, spec(name).help, list(spec(name).labels),
                                            registry=self.registry, buckets=buckets)
                            for name, buckets in _BUCKETS.items() if stage in spec(name).stages}
+        self._children: dict[tuple[str, str], Histogram] = {}  # labels() is slow: kept
 
     # -- what a stage calls ------------------------------------------------------------------
     def report(self, doc: dict[str, Any]) -> dict[str, Any]:
@@ -133,9 +134,13 @@ class StageHealth:
         self._observe("millstream_insert_seconds", seconds, table)
 
     def _observe(self, name: str, value: float, label: str) -> None:
-        hist = self.histograms.get(name)  # only the stage's own: see schemas.metrics
-        if hist is not None:
-            hist.labels(self.stage, label).observe(value)
+        child = self._children.get((name, label))
+        if child is None:
+            hist = self.histograms.get(name)  # only the stage's own: see schemas.metrics
+            if hist is None:
+                return
+            child = self._children[(name, label)] = hist.labels(self.stage, label)
+        child.observe(value)
 
     # -- what the endpoints answer -----------------------------------------------------------
     def last(self) -> tuple[dict[str, Any] | None, float | None, float | None]:
