@@ -13,11 +13,14 @@ import asyncio
 import contextlib
 import logging
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from schemas.events import now_ms
 from schemas.readings import FrameBuilder, Quality, ReadingFrame
 from schemas.status import write_status
+
+if TYPE_CHECKING:
+    from schemas.health import StageHealth
 
 __all__ = ["STATUS_EVERY_S", "FramePublisher", "Source"]
 
@@ -73,6 +76,7 @@ class Source(abc.ABC):
         self.errors = 0
         self.last_error: str | None = None
         self.running = False
+        self.health: StageHealth | None = None  # /metrics, /readyz: gets every status
 
     # -- what a source implements ------------------------------------------------------
     @abc.abstractmethod
@@ -148,7 +152,7 @@ class Source(abc.ABC):
                 "were given up (counted as failed); check that the brokers are reachable"
             )
         self.publisher.close()
-        status = self.status()
+        status = self._reported()
         write_status(self.status_file, status)
         logger.info("source %s stopped: %s", self.name, status)
         return status
@@ -166,15 +170,22 @@ class Source(abc.ABC):
             "failed": self.publisher.failed,
             "frames": self.publisher.frames,
             "connected": self.connected,
+            "running": self.running,
             "errors": self.errors,
             "last_error": self.last_error or self.publisher.last_error,
             "updated_at": now_ms(),
         }
 
+    def _reported(self) -> dict[str, Any]:
+        doc = self.status()
+        return doc if self.health is None else self.health.report(doc)
+
     def _publish_pending(self) -> None:
         frame = self.builder.flush()
         if frame is not None:
             self.publisher.publish(frame)
+            if self.health is not None:
+                self.health.observe_frame(len(frame), self.name)
 
     async def _flush_loop(self) -> None:
         period = self.frame_ms / 1000
@@ -186,4 +197,4 @@ class Source(abc.ABC):
     async def _status_loop(self) -> None:
         while True:
             await asyncio.sleep(STATUS_EVERY_S)
-            write_status(self.status_file, self.status())
+            write_status(self.status_file, self._reported())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from connectors.publisher import ReadingPublisher
 from connectors.spool import Spool, SpoolConfig
 from connectors.spool_publisher import SpoolPublisher
 from schemas.catalog import Catalog
+from schemas.health import HealthConfig, KafkaProbe, StageHealth
 from schemas.readings import Quality
 from schemas.topics import Topics
 
@@ -75,6 +77,7 @@ async def run_connector(
     stop: asyncio.Event | None = None,
     pki_dir: Path | None = None,
     spool: SpoolConfig | None = None,
+    health: HealthConfig | None = None,
 ) -> dict[str, Any]:
     """Bridge ``source_name`` into ``topics.readings`` until ``stop`` is set.
 
@@ -83,11 +86,15 @@ async def run_connector(
     :class:`~connectors.exceptions.ConnectorConfigError`. ``pki_dir`` holds the OPC-UA
     certificates (own and trusted): a secured OPC-UA source needs it. ``spool`` makes the
     connector store and forward through a disk spool (:mod:`connectors.spool_publisher`).
+    ``health`` serves /healthz, /readyz (Kafka and the device) and /metrics.
     """
     publisher = open_publisher(bootstrap, topics, source_name, kafka_config=kafka_config,
                                spool=spool)
     letters: DeadLetterPublisher | None = None
+    monitor = StageHealth("connector", health, kafka=KafkaProbe(bootstrap, kafka_config),
+                          ready=_device_ready, context={"source": source_name})
     try:
+        monitor.start()
         if catalog.source(source_name).protocol == "mqtt":
             letters = DeadLetterPublisher(bootstrap, topics, kafka_config=kafka_config,
                                           client_id=f"millstream-{source_name}-deadletter")
@@ -95,6 +102,7 @@ async def run_connector(
                              status_file=status_file, frame_ms=frame_ms, pki_dir=pki_dir,
                              dead_letters=letters)
         attach_gaps(publisher, source)
+        source.health = monitor
         logger.info("bridging %s (%s) at %s into %s", source_name, source.protocol,
                     getattr(source, "endpoint", "?"), topics.readings)
         return await source.serve(stop)
@@ -102,6 +110,15 @@ async def run_connector(
         publisher.close()
         if letters is not None:
             letters.close()
+        monitor.stop()
+
+
+def _device_ready(doc: Mapping[str, Any]) -> str | None:
+    """/readyz: the source is connected to its device (or broker)."""
+    if doc.get("connected"):
+        return None
+    return (f"source {doc.get('source')} is not connected to its device: "
+            f"{doc.get('last_error') or 'connecting'}")
 
 
 def open_publisher(bootstrap: str, topics: Topics, source_name: str, *,

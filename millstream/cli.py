@@ -143,6 +143,7 @@ def cmd_connect(args: argparse.Namespace, settings: Settings) -> int:
             kafka_config=settings.kafka_client_config(), endpoint=args.endpoint,
             status_file=_path(args.status_file), frame_ms=args.frame_ms,
             stop=_async_stop_event(), pki_dir=default_pki_dir(settings.data_dir), spool=spool,
+            health=settings.health(),
         )
 
     final = asyncio.run(_main())
@@ -159,7 +160,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
                topics=_topics(settings), app_id=args.app_id,
                kafka_config=settings.kafka_client_config(),
                status_file=_path(args.status_file), loglevel=args.loglevel,
-               signer=load_signer(settings, "streams"))
+               signer=load_signer(settings, "streams"), health=settings.health())
     return 0
 
 
@@ -177,7 +178,8 @@ def cmd_sink(args: argparse.Namespace, settings: Settings) -> int:
                      status_file=_path(args.status_file), stop=stop,
                      client_options=ClientOptions.from_settings(settings),
                      ttl_days=settings.ttl_days(),
-                     query_limits=(settings.query_max_execution_s, settings.query_max_rows))
+                     query_limits=(settings.query_max_execution_s, settings.query_max_rows),
+                     health=settings.health())
     print(json.dumps(final, default=str), flush=True)
     return 0
 
@@ -203,7 +205,8 @@ def cmd_executor(args: argparse.Namespace, settings: Settings) -> int:
                          max_rate_per_setpoint=settings.executor_max_rate_per_setpoint,
                          max_rate_per_machine=settings.executor_max_rate_per_machine,
                          max_ttl_ms=int(settings.command_max_ttl_s * 1000),
-                         dry_run=args.dry_run or settings.executor_dry_run)
+                         dry_run=args.dry_run or settings.executor_dry_run,
+                         health=settings.health())
     print(json.dumps(final, default=str), flush=True)
     return 0
 

@@ -125,6 +125,7 @@ def run_demo(settings: Settings, opts: DemoOptions) -> dict[str, Any]:
             "MILLSTREAM_CLICKHOUSE_DSN": settings.dsn,
             "MILLSTREAM_DATA_DIR": str(settings.data_dir),
             "MILLSTREAM_CACHE_DIR": str(settings.cache_dir),
+            "MILLSTREAM_METRICS_PORT": "0",  # each stage any free port: its status file names it
             "PYTHONUNBUFFERED": "1",
         }
         if settings.catalog:

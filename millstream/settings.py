@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import (
@@ -17,6 +17,9 @@ from pydantic_settings import (
     SettingsConfigDict,
     YamlConfigSettingsSource,
 )
+
+if TYPE_CHECKING:
+    from schemas.health import HealthConfig
 
 __all__ = ["Settings", "load_settings"]
 
@@ -80,6 +83,11 @@ class Settings(BaseSettings):
     command_max_ttl_s: float = Field(default=3600.0, gt=0)
     executor_dry_run: bool = False
 
+    # each stage process serves /healthz, /readyz and /metrics (schemas/health.py) on this
+    # port; unset: no endpoints; 0: any free port (named in the status file's metrics_url)
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"  # bind address; the Helm chart sets 0.0.0.0
+
     catalog: Path | None = None  # plant catalog YAML; unset: the simulated plant
     data_dir: Path = Field(default_factory=lambda: _xdg("XDG_DATA_HOME", ".local/share"))
     cache_dir: Path = Field(default_factory=lambda: _xdg("XDG_CACHE_HOME", ".cache"))
@@ -123,6 +131,12 @@ class Settings(BaseSettings):
             "readings_1h": self.ttl_rollups_days, "deadletter": self.ttl_deadletter_days,
             "gaps": self.ttl_gaps_days,
         }
+
+    def health(self) -> HealthConfig:
+        """Where a stage serves its health and metrics endpoints."""
+        from schemas.health import HealthConfig  # prometheus-client: only stages need it
+
+        return HealthConfig(port=self.metrics_port, host=self.metrics_host)
 
     def spool_folder(self, source: str) -> Path:
         """Where the connector of ``source`` keeps its spool."""

@@ -23,11 +23,26 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from sinks.batch import Batch, BatchPolicy, Decoded, Origin, Reject, Rows
 from sinks.writer import BatchWriter
 
-__all__ = ["Batch", "BatchPolicy", "BatchingSink", "Decoded", "Origin", "Reject", "Rows"]
+__all__ = ["Batch", "BatchPolicy", "BatchingSink", "Decoded", "Origin", "Reject", "Rows",
+           "consumer_lag"]
 
 logger = logging.getLogger(__name__)
 
 _TP = tuple[str, int]
+
+
+def consumer_lag(consumer: Consumer) -> int | None:
+    """Messages behind the high watermark over ``consumer``'s assignment, from cached
+    offsets (None when it cannot tell: closed, or not assigned yet)."""
+    try:
+        total = 0
+        for tp in consumer.position(consumer.assignment()):
+            _low, high = consumer.get_watermark_offsets(tp, cached=True)
+            if high >= 0 and tp.offset >= 0:
+                total += max(0, high - tp.offset)
+        return total
+    except (KafkaException, RuntimeError):  # RuntimeError: the consumer is closed
+        return None
 
 
 class BatchingSink(ABC):
@@ -64,7 +79,8 @@ class BatchingSink(ABC):
             "insert_seconds": dict.fromkeys(columns, 0.0), "rejected": 0, "commits": 0,
             "paused": 0,
         }
-        self._writer = BatchWriter(self._columns, self.write, self.policy, self.counts)
+        self._writer = BatchWriter(self._columns, self.write, self.policy, self.counts,
+                                   on_written=self.on_written)
         self._sealed = self._writer.queues
 
     # -- what a sink implements ---------------------------------------------------------
@@ -84,6 +100,9 @@ class BatchingSink(ABC):
     def ready_to_commit(self) -> bool:
         """Hook: False delays the commit (e.g. until dead letters are delivered)."""
         return True
+
+    def on_written(self, table: str, rows: int, seconds: float) -> None:  # noqa: B027
+        """Hook: a batch of ``rows`` was inserted into ``table`` in ``seconds`` (metrics)."""
 
     def tick(self) -> None:  # noqa: B027 (an optional hook)
         """Hook called about every 100 ms from the loop (status files, producer polling)."""
@@ -251,15 +270,14 @@ class BatchingSink(ABC):
     # -- observability ------------------------------------------------------------------
     def lag(self) -> int | None:
         """Messages behind the high watermark over the assignment, from cached offsets."""
-        try:
-            total = 0
-            for tp in self._consumer.position(self._consumer.assignment()):
-                _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
-                if high >= 0 and tp.offset >= 0:
-                    total += max(0, high - tp.offset)
-            return total
-        except (KafkaException, RuntimeError):  # RuntimeError: the consumer is closed
-            return None
+        return consumer_lag(self._consumer)
+
+    def insert_failing(self) -> bool:
+        """True while an insert fails and waits for its retry."""
+        return self._writer.failing()
+
+    def last_insert_error(self) -> str | None:
+        return self._writer.last_error
 
     def _batches(self) -> list[Batch]:
         return [*self._open.values(), *self._writer.batches()]

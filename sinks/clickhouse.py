@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clickhouse_connect.driver.insert import InsertContext
 from confluent_kafka import Message, Producer, TopicPartition
@@ -35,6 +35,9 @@ from sinks.migrations import apply_ttl, migrate
 from sinks.poison import insert_isolating
 from sinks.progress import SeqProgress
 from sinks.rows import READINGS_COLUMNS, event_columns, frame_columns
+
+if TYPE_CHECKING:
+    from schemas.health import StageHealth
 
 __all__ = ["READINGS_COLUMNS", "ClickHouseSink", "event_columns", "frame_columns", "open_client"]
 
@@ -68,8 +71,10 @@ class ClickHouseSink(BatchingSink):
         status_file: Path | None = None,
         client_options: ClientOptions | None = None,
         ttl_days: Mapping[str, int] | None = None,
+        health: StageHealth | None = None,
     ) -> None:
         self.dsn, self.topics, self.status_file = dsn, topics, status_file
+        self.health = health  # gets the status every second and each insert's size and time
         self.client_options = client_options
         self.lock = threading.Lock()
         self._shared = threading.Lock()
@@ -255,7 +260,7 @@ class ClickHouseSink(BatchingSink):
     def tick(self) -> None:
         self._producer.poll(0)
         now = time.monotonic()
-        if self.status_file is not None and now >= self._next_status:
+        if (self.status_file or self.health) is not None and now >= self._next_status:
             self._next_status = now + 1.0
             self.write_status()
 
@@ -271,11 +276,17 @@ class ClickHouseSink(BatchingSink):
             "refused_rows": c["refused_rows"], "redelivered": c["redelivered"],
             "paused": self._paused, "pauses": c["paused"],
             "pending_rows": self.pending_rows(), "lag": self.lag(), "query_url": self.query_url,
+            "insert_failing": self.insert_failing(), "last_error": self.last_insert_error(),
             "started_at": int(self._started * 1000), "updated_at": now_ms(),
         }
 
     def write_status(self, *, running: bool = True) -> None:
-        write_status(self.status_file, self.status(running=running))
+        doc = self.status(running=running)
+        write_status(self.status_file, doc if self.health is None else self.health.report(doc))
+
+    def on_written(self, table: str, rows: int, seconds: float) -> None:
+        if self.health is not None:
+            self.health.observe_insert(table, rows, seconds)
 
     def close(self) -> None:
         """Deliver outstanding dead letters and close the ClickHouse client."""

@@ -31,11 +31,13 @@ from schemas.catalog import Catalog
 from schemas.control import AuditRecord, ControlKind, ControlRecord, finite_or_none
 from schemas.events import Command, CommandResult, CommandStatus, DeadLetter, now_ms
 from schemas.exceptions import CatalogError, ContractError
+from schemas.health import HealthConfig, KafkaProbe, StageHealth
 from schemas.signing import TrustedKeys
 from schemas.status import write_status
 from schemas.topics import Topics
 from sinks.approvals import Approvals, Decision
 from sinks.authn import Authenticator
+from sinks.base import consumer_lag
 from sinks.control_reader import ControlReader, load_results
 from sinks.devices import DeviceError, DevicePool
 from sinks.killswitch import KillSwitches
@@ -65,7 +67,8 @@ def run_executor(catalog: Catalog, *, bootstrap: str, topics: Topics, stop: thre
 class _Executor:
     """``endpoints`` override the sources' endpoints; ``kafka_config`` adds librdkafka
     settings (TLS, SASL); ``trusted_keys_dir`` holds the signers' public keys;
-    ``dry_run`` checks everything but writes nothing; ``pki_dir`` the OPC-UA certificates."""
+    ``dry_run`` checks everything but writes nothing; ``pki_dir`` the OPC-UA certificates;
+    ``health`` serves /healthz, /readyz (Kafka) and /metrics."""
 
     def __init__(
         self, catalog: Catalog, *, bootstrap: str, topics: Topics, stop: threading.Event,
@@ -74,6 +77,7 @@ class _Executor:
         max_rate_per_setpoint: int = 6, max_rate_per_machine: int = 20, attempts: int = 3,
         trusted_keys_dir: Path | None = None, dry_run: bool = False,
         max_ttl_ms: int = 3_600_000, pki_dir: Path | None = None,
+        health: HealthConfig | None = None,
     ) -> None:
         if attempts < 1:
             raise ValueError(f"attempts={attempts}: a command needs at least 1 write attempt")
@@ -98,6 +102,10 @@ class _Executor:
             "enable.auto.commit": False, "auto.offset.reset": "earliest", **self.conf,
         })
         self.out = Publisher({"bootstrap.servers": bootstrap, **self.conf}, stop)
+        self.health = StageHealth("executor", health, kafka=KafkaProbe(bootstrap, self.conf),
+                                  context={"topic": topics.commands})
+        self.lag: int | None = None
+        self.last_error: str | None = None
 
     # -- the loop ----------------------------------------------------------------------------
     def startup(self) -> None:
@@ -111,6 +119,7 @@ class _Executor:
         loop = asyncio.get_running_loop()
         next_status = 0.0
         try:
+            self.health.start()
             await loop.run_in_executor(None, self.startup)
             self.consumer.subscribe([self.topics.commands])
             logger.info("executor: consuming %s%s", self.topics.commands,
@@ -120,10 +129,13 @@ class _Executor:
                     raise RuntimeError("the control topic reader stopped; see the log above")
                 msg = await loop.run_in_executor(None, self.consumer.poll, _POLL_S)
                 if msg is not None:
+                    t0 = time.monotonic()
                     await self._on_message(msg)
+                    self.health.observe_process(time.monotonic() - t0, self.topics.commands)
                 for decision in self.approvals.decide(now_ms()):
                     await self._decided(decision)
                 if time.monotonic() >= next_status:
+                    self.lag = consumer_lag(self.consumer)
                     self._write_status()
                     next_status = time.monotonic() + _STATUS_EVERY_S
         finally:
@@ -132,6 +144,7 @@ class _Executor:
             self.consumer.close()
             self.out.close()
             self._write_status()
+            self.health.stop()
         return self.status()
 
     async def _on_message(self, msg: Message) -> None:
@@ -314,6 +327,8 @@ class _Executor:
             return False
         self._remember(result)
         self.counters[status.value] += 1
+        if status is CommandStatus.FAILED:
+            self.last_error = f"command {command.command_id} failed: {detail}"
         log = logger.info if status in (CommandStatus.APPLIED, CommandStatus.DRY_RUN) \
             else logger.warning
         log("command %s %s=%s: %s (%s)", command.command_id, result.setpoint, command.value,
@@ -352,7 +367,8 @@ class _Executor:
     # -- status ------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         return {**self.counters, "kill_switches": self.switches.active(),
-                "updated_at": now_ms()}
+                "lag": self.lag, "last_error": self.last_error,
+                "running": not self.stop.is_set(), "updated_at": now_ms()}
 
     def _write_status(self) -> None:
-        write_status(self.status_file, self.status())
+        write_status(self.status_file, self.health.report(self.status()))

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.catalog import Catalog
+from schemas.health import HealthConfig, KafkaProbe, StageHealth
 from schemas.topics import Topics
 from sinks.base import BatchPolicy
 from sinks.chclient import ClientOptions, open_client, redact_dsn
@@ -35,6 +36,7 @@ def run_sink(
     client_options: ClientOptions | None = None,
     ttl_days: Mapping[str, int] | None = None,
     query_limits: tuple[float, int] = (60.0, 100_000),
+    health: HealthConfig | None = None,
 ) -> dict[str, Any]:
     """Store every topic in ClickHouse until ``stop`` is set; then drain, commit, close.
 
@@ -43,13 +45,34 @@ def run_sink(
     on loopback (with ``query_limits``: max seconds, max rows) and advertises them in
     ``query_endpoint_file`` (default: :func:`endpoint_file_for` the DSN). The queries use
     a chDB connection of their own, so a long query does not hold up inserts.
-    Returns the final status.
+    ``health`` serves /healthz, /readyz (Kafka, inserts not failing) and /metrics, from
+    before the migrations on. Returns the final status.
     """
     stop = stop or threading.Event()
+    monitor = StageHealth("sink", health, kafka=KafkaProbe(bootstrap, kafka_config),
+                          ready=_inserting)
+    with monitor:
+        return _run(monitor, catalog, bootstrap=bootstrap, topics=topics, dsn=dsn,
+                    group_id=group_id, kafka_config=kafka_config, policy=policy,
+                    status_file=status_file, client_options=client_options,
+                    ttl_days=ttl_days, stop=stop, query_endpoint_file=query_endpoint_file,
+                    query_limits=query_limits)
+
+
+def _inserting(doc: Mapping[str, Any]) -> str | None:
+    """/readyz: no insert into ClickHouse is failing."""
+    if not doc.get("insert_failing"):
+        return None
+    return (f"inserts into ClickHouse are failing (the sink retries): {doc.get('last_error')}; "
+            "check that ClickHouse runs and MILLSTREAM_CLICKHOUSE_* is right")
+
+
+def _run(monitor: StageHealth, catalog: Catalog, *, bootstrap: str, topics: Topics,
+         dsn: str, stop: threading.Event, query_endpoint_file: Path | None,
+         query_limits: tuple[float, int], **options: Any) -> dict[str, Any]:
     sink = ClickHouseSink(catalog, bootstrap=bootstrap, topics=topics, dsn=dsn,
-                          group_id=group_id, kafka_config=kafka_config, policy=policy,
-                          status_file=status_file, client_options=client_options,
-                          ttl_days=ttl_days)
+                          health=monitor, **options)
+    group_id = options["group_id"]
     server: QueryServer | None = None
     try:
         if chdb_path(dsn) is not None:

@@ -30,11 +30,13 @@ class BatchWriter:
     :meth:`start` the writer thread, :meth:`wait_idle`, :meth:`stop`.
 
     ``counts`` is the sink's counter dict: ``inserted``, ``insert_seconds`` (per table) and
-    ``insert_errors`` are updated here, under :attr:`cond`.
+    ``insert_errors`` are updated here, under :attr:`cond`; ``last_error`` is the last
+    failed insert's error. ``on_written(table, rows, seconds)`` follows each insert.
     """
 
     def __init__(self, tables: Iterable[str], write: Callable[[Batch], None],
-                 policy: BatchPolicy, counts: dict[str, Any]) -> None:
+                 policy: BatchPolicy, counts: dict[str, Any],
+                 on_written: Callable[[str, int, float], None] | None = None) -> None:
         self.cond = threading.Condition()
         self.queues: dict[str, deque[Batch]] = {t: deque() for t in tables}
         self._gen = dict.fromkeys(self.queues, -1)  # every batch <= this is written
@@ -42,6 +44,8 @@ class BatchWriter:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._died: BaseException | None = None
+        self._on_written = on_written
+        self.last_error: str | None = None
 
     # -- used by the consuming thread --------------------------------------------------
     def push(self, batch: Batch) -> None:
@@ -163,9 +167,10 @@ class BatchWriter:
                 delay = min(p.retry_max_s, p.retry_initial_s * 2 ** (batch.attempts - 1))
                 batch.retry_at = time.monotonic() + delay
                 self._counts["insert_errors"] += 1
+                self.last_error = str(InsertError(batch.table, batch.rows, batch.attempts,
+                                                  delay, str(exc)[:500]))
                 self.cond.notify_all()
-            logger.error("%s", InsertError(batch.table, batch.rows, batch.attempts, delay,
-                                           str(exc)[:500]))
+            logger.error("%s", self.last_error)
             return False
         if batch.attempts:
             logger.info("inserting %d rows into %r succeeded after %d failed attempts",
@@ -175,6 +180,9 @@ class BatchWriter:
             assert popped is batch, "only the writer removes batches, in order"
             self._gen[batch.table] = batch.gen
             self._counts["inserted"][batch.table] += batch.rows - batch.refused
-            self._counts["insert_seconds"][batch.table] += time.monotonic() - t0
+            seconds = time.monotonic() - t0
+            self._counts["insert_seconds"][batch.table] += seconds
             self.cond.notify_all()
+        if self._on_written is not None:
+            self._on_written(batch.table, batch.rows, seconds)
         return True

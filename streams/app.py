@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import ssl
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,12 @@ import faust
 
 from schemas.catalog import Catalog
 from schemas.events import now_ms
+from schemas.health import HealthConfig, KafkaProbe, StageHealth
 from schemas.signing import Signer
 from schemas.status import write_status
 from schemas.topics import Topics
 from streams.exceptions import StreamsError, WorkerError
+from streams.observe import WorkerProbe
 from streams.processor import FrameProcessor, Output
 
 __all__ = ["create_app", "run_worker"]
@@ -73,9 +76,11 @@ def create_app(
     kafka_config: Mapping[str, Any] | None = None,
     status_file: Path | None = None,
     signer: Signer | None = None,
+    health: StageHealth | None = None,
 ) -> faust.App:
     """A Faust app running the streams stage; its FrameProcessor is ``app.processor``.
-    Commands are signed by ``signer`` (the executor refuses unsigned ones)."""
+    Commands are signed by ``signer`` (the executor refuses unsigned ones). ``health``
+    gets the status every second, the frame sizes and the processing times."""
     app = faust.App(
         app_id,
         broker=f"kafka://{bootstrap}",
@@ -92,6 +97,8 @@ def create_app(
     )
     proc = FrameProcessor(catalog)
     app.processor = proc  # type: ignore[attr-defined]
+    health = health or StageHealth("streams", context={"topic": topics.readings})
+    probe = WorkerProbe(health, topics.readings, (s.name for s in catalog.sources))
 
     def topic(name: str) -> faust.TopicT:
         return app.topic(name, partitions=topics.partitions(name),
@@ -118,15 +125,19 @@ def create_app(
             await outs["deadletter"].send(key=dl.key_bytes(), value=dl.encode())
 
     def status(running: bool) -> None:
-        write_status(status_file, {"stage": "streams", "app_id": app_id, "running": running,
-                                   "at": now_ms(), **proc.counters()})
+        doc = {"stage": "streams", "app_id": app_id, "running": running, "at": now_ms(),
+               **proc.counters(), "lag": probe.lag(app.consumer if running else None)}
+        write_status(status_file, health.report(doc))
 
     @app.agent(readings)
     async def process(stream: faust.StreamT) -> None:
         async for event in stream.events():
             msg = event.message
+            t0, n0 = time.perf_counter(), proc.count["readings"]
             out = proc.process(msg.key, msg.value, msg.topic, msg.partition, msg.offset,
                                now_ms())
+            probe.seen(msg.partition, msg.offset, msg.key, proc.count["readings"] - n0,
+                       time.perf_counter() - t0)
             if out:
                 await send(out)
 
@@ -166,12 +177,18 @@ def run_worker(
     status_file: Path | None = None,
     loglevel: str = "warn",
     signer: Signer | None = None,
+    health: HealthConfig | None = None,
 ) -> None:
-    """Run the streams worker in the foreground until SIGINT/SIGTERM."""
+    """Run the streams worker in the foreground until SIGINT/SIGTERM; ``health`` serves
+    /healthz, /readyz (Kafka) and /metrics."""
+    monitor = StageHealth("streams", health, kafka=KafkaProbe(bootstrap, kafka_config),
+                          context={"topic": topics.readings})
     app = create_app(catalog, bootstrap=bootstrap, topics=topics, app_id=app_id,
-                     kafka_config=kafka_config, status_file=status_file, signer=signer)
+                     kafka_config=kafka_config, status_file=status_file, signer=signer,
+                     health=monitor)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     logger.info("streams worker %s on %s, reading %s", app_id, bootstrap, topics.readings)
+    monitor.start()
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
@@ -182,3 +199,4 @@ def run_worker(
             ) from exc
     finally:
         app.streams_status(running=False)  # type: ignore[attr-defined]
+        monitor.stop()

@@ -264,7 +264,8 @@ class FrameProcessor:
 
     def counters(self) -> dict[str, Any]:
         keys = ("frames", "readings", "late", "bad_quality", "duplicates", "deadletters",
-                "aggregates", "anomalies", "commands")
+                "aggregates", "anomalies", "commands",
+                "alarms_raised")  # count["alarms_raised"]: where alarms are raised
         return {**{k: self.count[k] for k in keys},
                 "dead_readings": dict(self.dead_readings),
                 "open_windows": self.windows.open_windows}

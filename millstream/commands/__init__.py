@@ -1,4 +1,5 @@
-"""Subcommands that live in their own module (tools around the stages: browse, probe, trust).
+"""Subcommands that live in their own module (tools around the stages: browse, probe, trust,
+status).
 
 Each module exposes ``register(add)``: it calls ``add(name, handler, help)`` for each of its
 subcommands and adds their arguments to the returned parser. :mod:`millstream.cli` calls
@@ -11,7 +12,7 @@ import argparse
 from collections.abc import Callable
 from types import ModuleType
 
-from millstream.commands import browse, command, probe, trust
+from millstream.commands import browse, command, probe, status, trust
 from millstream.settings import Settings
 
 __all__ = ["MODULES", "Add", "Handler"]
@@ -19,4 +20,4 @@ __all__ = ["MODULES", "Add", "Handler"]
 Handler = Callable[[argparse.Namespace, Settings], int]
 Add = Callable[[str, Handler, str], argparse.ArgumentParser]
 
-MODULES: list[ModuleType] = [browse, probe, trust, command]
+MODULES: list[ModuleType] = [browse, probe, trust, command, status]

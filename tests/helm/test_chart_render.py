@@ -97,6 +97,7 @@ def test_every_stage_has_probes_on_healthz_and_readyz(rendered: Rendered) -> Non
             env = {e["name"]: e.get("value") for e in c["env"]}
             port = next(p["containerPort"] for p in c["ports"] if p["name"] == live["port"])
             assert env["MILLSTREAM_METRICS_PORT"] == str(port), where
+            assert env["MILLSTREAM_METRICS_HOST"] == "0.0.0.0", where  # the kubelet probes it
 
 
 def test_data_dir_is_writable_scratch(rendered: Rendered) -> None:

@@ -6,6 +6,7 @@ three connectors, a Faust worker, the ClickHouse sink (chDB) and the command exe
 each in its own process, with an overheat injected after the detector's warm-up.
 Before it starts, a malformed message and a frame with an unknown tag are put on the
 readings topic: they must end up in the dead-letter table, not crash anything.
+Meanwhile a watcher scrapes every stage's health endpoints and runs ``millstream status``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from schemas.catalog import Catalog
 from schemas.readings import FrameBuilder
 from schemas.status import read_status
 from schemas.topics import Topics
+from tests.support import scrape as prom
+from tests.support.stage_watch import StageWatch
 
 pytestmark = pytest.mark.integration
 
@@ -45,8 +48,10 @@ SOURCES = {"opcua-sim", "modbus-sim", "sparkplug-sim"}
 
 class Run:
     def __init__(self, summary: dict[str, Any], dsn: str,
-                 live: dict[str, subprocess.CompletedProcess[str]], run_dir: Path) -> None:
+                 live: dict[str, subprocess.CompletedProcess[str]], run_dir: Path,
+                 stages: StageWatch) -> None:
         self.summary = summary
+        self.stages = stages  # what the health endpoints and `millstream status` said
         self.dsn = dsn
         self.run_dir = run_dir
         self.live = live  # `millstream query` runs made from "a second terminal" mid-run
@@ -73,10 +78,14 @@ def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     live: dict[str, subprocess.CompletedProcess[str]] = {}
     watcher = threading.Thread(target=_query_while_running, args=(data, live), daemon=True)
     watcher.start()
+    stages = StageWatch(data / "run", {f"source-{s}" for s in SOURCES}
+                        | {"worker", "sink", "executor"})
+    stages.start()
     summary = run_demo(settings, DemoOptions(
         duration=34, seed=11, faults=[f"overheat@cnc-01:{FAULT_AT_S}+60"], run_dir=data / "run"))
     watcher.join(5)
-    yield Run(summary, settings.dsn, live, data / "run")
+    stages.join(10)
+    yield Run(summary, settings.dsn, live, data / "run", stages)
 
 
 def _query_while_running(data: Path, out: dict[str, subprocess.CompletedProcess[str]]) -> None:
@@ -232,3 +241,45 @@ def test_query_works_from_a_second_process_while_the_demo_runs(run: Run) -> None
     csv_lines = run.live["csv"].stdout.strip().splitlines()
     assert csv_lines[0].replace('"', "") == "source,n" and len(csv_lines) == 4
     assert "opcua-sim" in run.live["table"].stdout
+
+
+def test_every_stage_was_alive_and_ready_and_its_metrics_moved(run: Run) -> None:
+    w = run.stages
+    assert not w.problems, w.problems
+    assert set(w.alive.values()) == {200}, w.alive
+    assert {n: code for n, (code, _body) in w.ready.items()} == dict.fromkeys(w.urls, 200), w.ready
+    assert set(w.last) == set(w.urls), "a stage never answered after the first scrape"
+    for name in w.urls:  # each stage's own loop kept reporting
+        assert prom.value(w.last[name], "millstream_last_report_timestamp_seconds") > prom.value(
+            w.first[name], "millstream_last_report_timestamp_seconds"), name
+
+    def moved(name: str, metric: str, **labels: str) -> bool:
+        before, after = w.first[name], w.last[name]
+        return prom.value(after, metric, **labels) > prom.value(before, metric, **labels)
+
+    for source in SOURCES:
+        src = {"stage": "connector", "source": source}
+        for metric in ("millstream_readings_in_total", "millstream_readings_out_total",
+                       "millstream_frame_readings_count"):
+            assert moved(f"source-{source}", metric, **src), (source, metric)
+        assert prom.value(w.last[f"source-{source}"], "millstream_connector_connected", **src) == 1
+    for metric in ("millstream_readings_in_total", "millstream_aggregates_total",
+                   "millstream_frame_readings_count", "millstream_process_seconds_count"):
+        assert moved("worker", metric, stage="streams"), metric
+    assert moved("sink", "millstream_rows_inserted_total", table="readings")
+    assert moved("sink", "millstream_insert_seconds_count", table="readings")
+    assert prom.value(w.last["sink"], "millstream_consumer_lag_messages", stage="sink") >= 0
+    assert prom.value(w.last["executor"], "millstream_commands_total", verdict="applied") >= 1
+    assert prom.value(w.last["executor"], "millstream_process_seconds_count") >= 1
+
+
+def test_millstream_status_showed_every_stage_up_with_rates(run: Run) -> None:
+    doc = run.stages.status_doc()
+    by_name = {s["name"]: s for s in doc["stages"]}
+    assert set(by_name) == {f"connect {s}" for s in SOURCES} | {"worker", "sink", "executor"}
+    assert {s["state"] for s in doc["stages"]} == {"up"}, doc
+    for source in SOURCES:
+        assert by_name[f"connect {source}"]["in_per_s"] > 0, by_name[f"connect {source}"]
+    assert by_name["worker"]["in_per_s"] > 0 and by_name["sink"]["out_per_s"] > 0
+    for name in ("worker", "sink", "executor"):
+        assert isinstance(by_name[name]["lag"], int), by_name[name]

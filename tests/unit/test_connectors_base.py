@@ -27,7 +27,7 @@ from schemas.status import read_status
 from schemas.topics import Topics
 
 STATUS_KEYS = {"source", "protocol", "epoch", "produced", "delivered", "failed", "frames",
-               "connected", "errors", "last_error", "updated_at"}
+               "connected", "running", "errors", "last_error", "updated_at"}
 
 
 class MemoryPublisher:

@@ -140,6 +140,8 @@ One stage's container. dict:
   env:
     - name: MILLSTREAM_METRICS_PORT
       value: {{ .port | quote }}
+    - name: MILLSTREAM_METRICS_HOST      # probes and Prometheus come from outside the pod
+      value: "0.0.0.0"
     {{- if include "millstream.hasSasl" $root }}
     {{- if and $v.kafka.sasl.existingSecret $v.kafka.sasl.username }}
     - name: MILLSTREAM_KAFKA_SASL_USERNAME   # a Strimzi KafkaUser Secret holds only the password
