@@ -16,6 +16,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from connectors.exceptions import ConnectorConfigError
+from schemas.kafka_errors import explain_kafka_error
 from schemas.readings import ReadingFrame
 from schemas.topics import Topics
 
@@ -59,6 +60,8 @@ class ReadingPublisher:
         }
         conf.update(kafka_config or {})
         self.bootstrap = bootstrap
+        self._login = {k: conf.get(k) for k in ("sasl.username", "sasl.mechanism",
+                                                "ssl.ca.location")}  # for errors; no password
         try:
             self._producer = Producer(conf)
         except Exception as exc:  # KafkaException for a bad key or value
@@ -183,7 +186,7 @@ class ReadingPublisher:
             logger.error("%s", self.last_error)
 
     def _on_error(self, err: KafkaError) -> None:
-        message = f"Kafka at {self.bootstrap}: {err.str()}"
+        message = explain_kafka_error(err.code(), err.str(), self.bootstrap, self._login)
         if err.code() in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN):
             message += ("; is Kafka running? start it with `millstream kafka`, or set "
                         "MILLSTREAM_KAFKA_BOOTSTRAP (readings wait in the producer meanwhile)")

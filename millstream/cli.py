@@ -81,16 +81,21 @@ def cmd_setup(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
     from millstream.stack.kafka import EmbeddedKafka, ensure_topics, fetch_kafka
+    from millstream.stack.kafka_security import embedded_security
     from millstream.stack.locate import broker_file, write_broker_file
 
+    security = embedded_security(settings)
     libs = fetch_kafka(settings.cache_dir, settings.kafka_version)
     stop = _stop_event_on_signals()
     kafka = EmbeddedKafka(libs, settings.data_dir / "kafka", port=settings.kafka_port,
-                          fresh=not args.keep)
+                          fresh=not args.keep, security=security)
     kafka.start()
     try:
-        ensure_topics(kafka.bootstrap, _topics(settings))
+        ensure_topics(kafka.bootstrap, _topics(settings), kafka.client_config())
         write_broker_file(settings, kafka.bootstrap)
+        if security is not None:
+            print(f"millstream: SASL_SSL ({security.pki.ca_cert} is the CA to trust); users: "
+                  f"{', '.join(security.users)}", file=sys.stderr)
         print(f"millstream: Kafka running at {kafka.bootstrap}; Ctrl-C stops it", file=sys.stderr)
         print(kafka.bootstrap, flush=True)
         while not stop.wait(1.0):

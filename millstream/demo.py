@@ -127,6 +127,7 @@ def run_demo(settings: Settings, opts: DemoOptions) -> dict[str, Any]:
             "MILLSTREAM_CACHE_DIR": str(settings.cache_dir),
             "MILLSTREAM_METRICS_PORT": "0",  # each stage any free port: its status file names it
             "PYTHONUNBUFFERED": "1",
+            **settings.kafka_env(),  # TLS/SASL: the stages log in as the settings say
         }
         if settings.catalog:
             env["MILLSTREAM_CATALOG"] = str(settings.catalog)

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: str | None = None
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
+    # PEM of the CA that signed the brokers' certificates; unset: the system's CAs, or for
+    # the embedded broker with TLS its own CA (<data_dir>/pki/kafka/ca.crt)
+    kafka_ssl_ca_location: Path | None = None
     kafka_port: int | None = None  # embedded broker's port; unset: a free one
     kafka_version: str = "4.1.1"  # embedded broker's Apache Kafka version (Maven Central)
 
@@ -142,8 +145,25 @@ class Settings(BaseSettings):
         """Where the connector of ``source`` keeps its spool."""
         return (self.spool_dir or self.data_dir / "spool") / source
 
+    @property
+    def embedded_kafka_pki_dir(self) -> Path:
+        """Where the embedded broker keeps its CA and certificate when it speaks TLS."""
+        return self.data_dir / "pki" / "kafka"
+
+    @property
+    def kafka_ca(self) -> Path | None:
+        """The CA file Kafka clients trust: MILLSTREAM_KAFKA_SSL_CA_LOCATION, else the
+        embedded broker's own CA when the local stack speaks TLS (no bootstrap set)."""
+        if self.kafka_ssl_ca_location is not None:
+            return self.kafka_ssl_ca_location
+        tls = "SSL" in (self.kafka_security_protocol or "").upper()
+        if tls and not self.kafka_bootstrap:
+            return self.embedded_kafka_pki_dir / "ca.crt"
+        return None
+
     def kafka_client_config(self) -> dict[str, str]:
-        """librdkafka-style security options for an external cluster (empty when plain)."""
+        """librdkafka-style security options (empty when plain). Holds the password:
+        never log it."""
         conf: dict[str, str] = {}
         if self.kafka_security_protocol:
             conf["security.protocol"] = self.kafka_security_protocol
@@ -153,7 +173,20 @@ class Settings(BaseSettings):
             conf["sasl.username"] = self.kafka_sasl_username
         if self.kafka_sasl_password:
             conf["sasl.password"] = self.kafka_sasl_password.get_secret_value()
+        if self.kafka_ca is not None:
+            conf["ssl.ca.location"] = str(self.kafka_ca)
         return conf
+
+    def kafka_env(self) -> dict[str, str]:
+        """The MILLSTREAM_KAFKA_* security variables that give a child process these
+        settings' Kafka login (the CA resolved to a file)."""
+        values = {"SECURITY_PROTOCOL": self.kafka_security_protocol,
+                  "SASL_MECHANISM": self.kafka_sasl_mechanism,
+                  "SASL_USERNAME": self.kafka_sasl_username,
+                  "SASL_PASSWORD": (self.kafka_sasl_password.get_secret_value()
+                                    if self.kafka_sasl_password else None),
+                  "SSL_CA_LOCATION": str(self.kafka_ca) if self.kafka_ca else None}
+        return {f"MILLSTREAM_KAFKA_{k}": v for k, v in values.items() if v}
 
 
 def load_settings() -> Settings:

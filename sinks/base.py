@@ -20,6 +20,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from schemas.kafka_errors import KafkaErrorLog
 from sinks.batch import Batch, BatchPolicy, Decoded, Origin, Reject, Rows
 from sinks.writer import BatchWriter
 
@@ -65,6 +66,9 @@ class BatchingSink(ABC):
     ) -> None:
         conf: dict[str, Any] = {"auto.offset.reset": "earliest", **consumer_config}
         conf["enable.auto.commit"] = False
+        # a refused login or an untrusted broker certificate, said once with the fix
+        conf.setdefault("error_cb", KafkaErrorLog(str(conf.get("bootstrap.servers")), conf,
+                                                  logger))
         self.policy = policy or BatchPolicy()
         self._consumer = Consumer(conf)
         self._topics = list(topics)

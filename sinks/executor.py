@@ -32,6 +32,7 @@ from schemas.control import AuditRecord, ControlKind, ControlRecord, finite_or_n
 from schemas.events import Command, CommandResult, CommandStatus, DeadLetter, now_ms
 from schemas.exceptions import CatalogError, ContractError
 from schemas.health import HealthConfig, KafkaProbe, StageHealth
+from schemas.kafka_errors import KafkaErrorLog
 from schemas.signing import TrustedKeys
 from schemas.status import write_status
 from schemas.topics import Topics
@@ -100,6 +101,7 @@ class _Executor:
         self.consumer = Consumer({
             "bootstrap.servers": bootstrap, "group.id": group_id,
             "enable.auto.commit": False, "auto.offset.reset": "earliest", **self.conf,
+            "error_cb": KafkaErrorLog(bootstrap, self.conf, logger),
         })
         self.out = Publisher({"bootstrap.servers": bootstrap, **self.conf}, stop)
         self.health = StageHealth("executor", health, kafka=KafkaProbe(bootstrap, self.conf),

@@ -83,7 +83,8 @@ def bench_kafka(settings: Settings) -> Iterator[BenchKafka]:
         t0 = time.monotonic()
         with kafka_for(settings, Path(tmp)) as bootstrap:
             progress(f"Kafka up at {bootstrap} in {time.monotonic() - t0:.1f}s")
-            yield BenchKafka(bootstrap, f"embedded {settings.kafka_version}")
+            yield BenchKafka(bootstrap, f"embedded {settings.kafka_version}",
+                             settings.kafka_client_config())
         progress("embedded Kafka stopped")
 
 

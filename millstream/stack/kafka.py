@@ -8,6 +8,7 @@ broker as a Java child process, waits until it answers, and stops it (SIGTERM, t
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import socket
@@ -18,12 +19,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from millstream.exceptions import StackError
 from millstream.settings import Settings
+from millstream.stack.kafka_security import (
+    BROKER_USER,
+    MECHANISM,
+    KafkaSecurity,
+    broker_password,
+    embedded_security,
+)
 from millstream.stack.processes import terminate
+from schemas.kafka_errors import KafkaErrorLog
 from schemas.topics import Topics
 
 __all__ = [
@@ -131,9 +141,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _admin(bootstrap: str, conf: dict[str, str] | None) -> tuple[AdminClient, KafkaErrorLog]:
+    errors = KafkaErrorLog(bootstrap, conf or {}, logger)
+    full: dict[str, Any] = {"bootstrap.servers": bootstrap, "log_level": 0, "error_cb": errors,
+                            **(conf or {})}
+    admin = AdminClient(full)
+    return admin, errors
+
+
 def wait_for_kafka(bootstrap: str, timeout: float = 60.0, conf: dict[str, str] | None = None,
                    proc: subprocess.Popen[bytes] | None = None, log: Path | None = None) -> None:
-    """Block until a broker at ``bootstrap`` answers a metadata request."""
+    """Block until a broker at ``bootstrap`` answers a metadata request. A refused login
+    or an untrusted certificate fails at once, with what to fix."""
     deadline = time.monotonic() + timeout
     host, _, port = bootstrap.split(",")[0].rpartition(":")
     while time.monotonic() < deadline:  # the port first: librdkafka logs every refusal
@@ -144,7 +163,7 @@ def wait_for_kafka(bootstrap: str, timeout: float = 60.0, conf: dict[str, str] |
             break
         except OSError:
             time.sleep(0.2)
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 4, **(conf or {})})
+    admin, errors = _admin(bootstrap, conf)
     last: Exception | None = None
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -158,15 +177,24 @@ def wait_for_kafka(bootstrap: str, timeout: float = 60.0, conf: dict[str, str] |
                 return
         except Exception as exc:  # KafkaException while the broker starts
             last = exc
+        admin.poll(0)  # serves error_cb
+        if errors.config_error:
+            raise StackError(errors.config_error)
         time.sleep(0.3)
-    raise StackError(f"Kafka at {bootstrap} did not answer within {timeout:.0f}s ({last}); "
-                     f"see {log}" if log else f"Kafka at {bootstrap} did not answer ({last})")
+    reason = errors.last or str(last)
+    raise StackError(f"Kafka at {bootstrap} did not answer within {timeout:.0f}s ({reason})"
+                     + (f"; see {log}" if log else ""))
 
 
 def ensure_topics(bootstrap: str, topics: Topics, conf: dict[str, str] | None = None) -> None:
     """Create millstream's topics where missing, with the partitions ``Topics`` names."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 4, **(conf or {})})
-    existing = set(admin.list_topics(timeout=10).topics)
+    admin, errors = _admin(bootstrap, conf)
+    try:
+        existing = set(admin.list_topics(timeout=10).topics)
+    except Exception as exc:
+        admin.poll(0)
+        raise StackError(f"cannot list the topics of Kafka at {bootstrap}: "
+                         f"{errors.last or exc}") from exc
     new = [NewTopic(t, num_partitions=topics.partitions(t), replication_factor=1,
                     config=topics.config(t))
            for t in topics.all() if t not in existing]
@@ -187,8 +215,10 @@ class EmbeddedKafka:
     """
 
     def __init__(self, libs: Path, data_dir: Path, port: int | None = None,
-                 heap: str = "512m", fresh: bool = True) -> None:
+                 heap: str = "512m", fresh: bool = True,
+                 security: KafkaSecurity | None = None) -> None:
         self.libs = libs
+        self.security = security
         self.data_dir = data_dir
         self.port = port or free_port()
         self.controller_port = free_port()
@@ -207,23 +237,31 @@ class EmbeddedKafka:
                 f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
                 "-cp", f"{self.libs}/*", *args]
 
-    def start(self, timeout: float = 90.0) -> str:
-        if self.fresh:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
-        logs = self.data_dir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        (self.data_dir / "log4j2.properties").write_text(_LOG4J2.format(level="WARN"))
+    def client_config(self) -> dict[str, str]:
+        """Security options of a client that logs in as the broker itself (admin work of
+        the local stack: readiness, topics); empty for a PLAINTEXT broker."""
+        if self.security is None:
+            return {}
+        return {"security.protocol": "SASL_SSL", "sasl.mechanism": MECHANISM,
+                "sasl.username": BROKER_USER, "sasl.password": broker_password(self.data_dir),
+                "ssl.ca.location": str(self.security.pki.ca_cert)}
+
+    def _write_properties(self, logs: Path) -> Path:
         props = self.data_dir / "server.properties"
-        props.write_text("\n".join([
-            "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
+        listeners = [
             f"listeners=PLAINTEXT://127.0.0.1:{self.port},"
             f"CONTROLLER://127.0.0.1:{self.controller_port}",
             f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
             "controller.listener.names=CONTROLLER",
             "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "inter.broker.listener.name=PLAINTEXT",
+        ] if self.security is None else self.security.listener_properties(
+            self.data_dir, self.port, self.controller_port)
+        lines = [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
+            *listeners,
             f"log.dirs={logs}",
             "num.partitions=1",
             "offsets.topic.replication.factor=1",
@@ -236,11 +274,24 @@ class EmbeddedKafka:
             "auto.create.topics.enable=true",
             "log.retention.hours=24",
             "",
-        ]))
+        ]
+        fd = os.open(props, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # SASL: a password
+        with os.fdopen(fd, "w") as out:
+            out.write("\n".join(lines))
+        return props
+
+    def start(self, timeout: float = 90.0) -> str:
+        if self.fresh:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+        logs = self.data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "log4j2.properties").write_text(_LOG4J2.format(level="WARN"))
+        props = self._write_properties(logs)
         if not (logs / "meta.properties").exists():
+            scram = self.security.format_args(self.data_dir) if self.security else []
             fmt = subprocess.run(
                 self._java("kafka.tools.StorageTool", "format", "-t", "bWlsbHN0cmVhbS1sb2NhbA",
-                           "-c", str(props), "--ignore-formatted"),
+                           "-c", str(props), "--ignore-formatted", *scram),
                 capture_output=True, text=True,
             )
             if fmt.returncode != 0:
@@ -254,11 +305,13 @@ class EmbeddedKafka:
         )
         log.close()
         try:
-            wait_for_kafka(self.bootstrap, timeout, proc=self.proc, log=self.log_path)
+            wait_for_kafka(self.bootstrap, timeout, conf=self.client_config(), proc=self.proc,
+                           log=self.log_path)
         except BaseException:
             self.stop()
             raise
-        logger.info("Kafka broker up at %s (pid %s)", self.bootstrap, self.proc.pid)
+        logger.info("Kafka broker up at %s (pid %s%s)", self.bootstrap, self.proc.pid,
+                    ", SASL_SSL" if self.security else "")
         return self.bootstrap
 
     def stop(self, timeout: float = 20.0) -> None:
@@ -282,8 +335,9 @@ def kafka_for(settings: Settings, data_dir: Path, *, port: int | None = None) ->
     if settings.kafka_bootstrap:
         yield settings.kafka_bootstrap
         return
+    security = embedded_security(settings)
     libs = fetch_kafka(settings.cache_dir, settings.kafka_version)
-    print(f"millstream: starting Apache Kafka {settings.kafka_version} (embedded, KRaft) ...",
-          file=sys.stderr, flush=True)
-    with EmbeddedKafka(libs, data_dir, port=port) as kafka:
+    print(f"millstream: starting Apache Kafka {settings.kafka_version} (embedded, KRaft"
+          f"{', SASL_SSL' if security else ''}) ...", file=sys.stderr, flush=True)
+    with EmbeddedKafka(libs, data_dir, port=port, security=security) as kafka:
         yield kafka.bootstrap
