@@ -11,6 +11,7 @@ import logging
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from pydantic import SecretStr
 
@@ -22,16 +23,33 @@ if TYPE_CHECKING:
 
     from millstream.settings import Settings
 
-__all__ = ["ClientOptions", "client_kwargs", "open_client", "redact_dsn"]
+__all__ = ["ClientOptions", "client_kwargs", "hide_secrets", "open_client", "redact_dsn"]
 
 logger = logging.getLogger(__name__)
 
 _USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://)([^/@:]*):([^/@]*)@", re.I)
+_QUERY_PASSWORD = re.compile(r"([?&](?:password|passwd|pwd)=)[^&#]*", re.I)
 
 
 def redact_dsn(dsn: str) -> str:
-    """The DSN with its password (``scheme://user:PASSWORD@host``) replaced by ``***``."""
-    return _USERINFO.sub(lambda m: f"{m.group(1)}{m.group(2)}:***@", dsn)
+    """The DSN with its password (``scheme://user:PASSWORD@host``, or a ``password=``
+    query parameter) replaced by ``***``."""
+    dsn = _USERINFO.sub(lambda m: f"{m.group(1)}{m.group(2)}:***@", dsn)
+    return _QUERY_PASSWORD.sub(lambda m: f"{m.group(1)}***", dsn)
+
+
+def hide_secrets(text: str, dsn: str, options: ClientOptions | None = None) -> str:
+    """``text`` (a driver's error) with the DSN's password(s), as written and URL-decoded,
+    and the options' password replaced by ``***``, and the DSN itself redacted."""
+    found = [m.group(3) for m in _USERINFO.finditer(dsn)]
+    found += [m.group(0).split("=", 1)[1] for m in _QUERY_PASSWORD.finditer(dsn)]
+    secrets = {v for p in found for v in (p, unquote(p)) if v}
+    if options is not None and options.password is not None:
+        secrets.add(options.password.get_secret_value())
+    text = text.replace(dsn, redact_dsn(dsn))
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +108,5 @@ def open_client(dsn: str, options: ClientOptions | None = None, *,
     except SinkError:
         raise
     except Exception as exc:
-        msg = str(exc)
-        if options is not None and options.password is not None:
-            msg = msg.replace(options.password.get_secret_value(), "***")
+        msg = hide_secrets(str(exc), dsn, options)
         raise SinkError(f"cannot open ClickHouse at {redact_dsn(dsn)}: {msg[:300]}") from exc

@@ -18,11 +18,19 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from schemas.control import ControlKind, ControlRecord
 from schemas.events import CommandResult
 from schemas.exceptions import ContractError
+from schemas.kafka_errors import KafkaErrorLog
 from schemas.signing import TrustedKeys, verify_doc
 from sinks.approvals import Approvals
 from sinks.exceptions import SinkError
@@ -38,10 +46,17 @@ _POLL_S = 0.1
 def _consumer(bootstrap: str, topic: str,
               conf: dict[str, str]) -> tuple[Consumer, list[TopicPartition]]:
     """A group-less consumer assigned to every partition of ``topic`` from the beginning."""
+    errors = KafkaErrorLog(bootstrap, conf, logger)
     consumer = Consumer({"bootstrap.servers": bootstrap,
                          "group.id": f"reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
-                         "enable.partition.eof": False, **conf})
-    meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+                         "enable.partition.eof": False, **conf, "error_cb": errors})
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+    except KafkaException as exc:
+        consumer.poll(0)  # serves error_cb: why the broker did not answer
+        consumer.close()
+        why = errors.config_error or errors.last or exc
+        raise SinkError(f"cannot read {topic}: {why}") from exc
     if meta is None or meta.error is not None or not meta.partitions:
         consumer.close()
         raise SinkError(f"topic {topic} does not exist; create millstream's topics "

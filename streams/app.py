@@ -28,6 +28,7 @@ import faust
 from schemas.catalog import Catalog
 from schemas.events import now_ms
 from schemas.health import HealthConfig, KafkaProbe, StageHealth
+from schemas.kafka_errors import explain_kafka_error, is_config_error
 from schemas.signing import Signer
 from schemas.status import write_status
 from schemas.topics import Topics
@@ -189,14 +190,30 @@ def run_worker(
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     logger.info("streams worker %s on %s, reading %s", app_id, bootstrap, topics.readings)
     monitor.start()
+    refusals = _Refusals()  # aiokafka logs a refused login; the exit should say it too
+    logging.getLogger("aiokafka").addHandler(refusals)
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
         if exc.code not in (None, 0):
-            raise WorkerError(
-                f"the streams worker {app_id} stopped with exit code {exc.code}; the log "
-                f"above says why (Kafka at {bootstrap})", app_id=app_id, bootstrap=bootstrap,
-            ) from exc
+            why = (explain_kafka_error(None, refusals.last, bootstrap, kafka_config)
+                   if refusals.last else f"the log above says why (Kafka at {bootstrap})")
+            raise WorkerError(f"the streams worker {app_id} stopped with exit code "
+                              f"{exc.code}: {why}", app_id=app_id, bootstrap=bootstrap) from exc
     finally:
+        logging.getLogger("aiokafka").removeHandler(refusals)
         app.streams_status(running=False)  # type: ignore[attr-defined]
         monitor.stop()
+
+
+class _Refusals(logging.Handler):
+    """Keeps the last refused login or failed TLS handshake aiokafka logged."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.last: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if is_config_error(None, text):
+            self.last = text

@@ -194,7 +194,7 @@ def ensure_topics(bootstrap: str, topics: Topics, conf: dict[str, str] | None = 
     except Exception as exc:
         admin.poll(0)
         raise StackError(f"cannot list the topics of Kafka at {bootstrap}: "
-                         f"{errors.last or exc}") from exc
+                         f"{errors.config_error or errors.last or exc}") from exc
     new = [NewTopic(t, num_partitions=topics.partitions(t), replication_factor=1,
                     config=topics.config(t))
            for t in topics.all() if t not in existing]

@@ -3,8 +3,9 @@
 One short ``run_demo`` (module fixture) against the session's SASL_SSL broker: every stage
 (connectors, the Faust worker, the ClickHouse sink into chDB, the executor) gets only
 ``MILLSTREAM_KAFKA_*`` variables and logs in as the broker's one SCRAM-SHA-512 user,
-with the broker's CA. Stages' secrets are set to known values so that
-``test_secrets.py``-style greps here can prove none of them reached a log or a status file.
+with the broker's CA. The stages' secrets (Kafka password, command-signing key, ClickHouse
+and OPC-UA passwords) are known values, and no log or status file of the run holds one;
+``test_secrets.py`` does the same where each login is refused.
 """
 
 from __future__ import annotations

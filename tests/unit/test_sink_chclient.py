@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from millstream.settings import Settings
-from sinks.chclient import ClientOptions, client_kwargs, open_client, redact_dsn
+from sinks.chclient import ClientOptions, client_kwargs, hide_secrets, open_client, redact_dsn
 from sinks.exceptions import SinkError
 from tests.conftest import free_port
 
@@ -44,6 +44,8 @@ def test_redact_dsn() -> None:
     assert redact_dsn("https://bob:hunter2@ch:8443/db") == "https://bob:***@ch:8443/db"
     assert redact_dsn("http://ch:8123") == "http://ch:8123"
     assert redact_dsn("chdb:///var/lib/chdb") == "chdb:///var/lib/chdb"
+    assert (redact_dsn("https://ch:8443/db?user=bob&password=hunter2&secure=1")
+            == "https://ch:8443/db?user=bob&password=***&secure=1")
 
 
 def test_unreachable_server_error_names_it_but_not_the_secrets(
@@ -60,6 +62,16 @@ def test_unreachable_server_error_names_it_but_not_the_secrets(
     assert f"127.0.0.1:{port}" in msg and "***" in msg
     for secret in ("dsnpass", "optpass"):
         assert secret not in msg and secret not in caplog.text
+
+
+def test_a_password_a_driver_error_echoes_is_hidden_as_written_and_decoded() -> None:
+    from pydantic import SecretStr
+
+    dsn = "http://bob:p%40ss%2F1@ch:8123/db?password=qp-secret"
+    echoed = f"bad login p@ss/1 via {dsn} (also: opt-secret, qp-secret)"
+    msg = hide_secrets(echoed, dsn, ClientOptions("bob", SecretStr("opt-secret")))
+    assert msg == ("bad login *** via http://bob:***@ch:8123/db?password=*** "
+                   "(also: ***, ***)")
 
 
 def test_ttl_days_per_table(monkeypatch: pytest.MonkeyPatch) -> None:
