@@ -74,7 +74,65 @@ def test_environment_becomes_the_settings(monkeypatch: pytest.MonkeyPatch) -> No
     assert settings.catalog == Path("/etc/millstream/catalog/plant.yaml")
     assert settings.kafka_client_config() == {
         "security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
-        "sasl.username": "millstream", "sasl.password": "kafka-pw-Zq81-secret"}
+        "sasl.username": "millstream", "sasl.password": "kafka-pw-Zq81-secret",
+        "ssl.ca.location": "/etc/millstream/kafka-tls/ca.crt"}
+    assert settings.command_signer == "streams"
+    assert settings.command_signing_key_file == Path("/etc/millstream/signing/private.pem")
+
+
+def _settings_names() -> set[str]:
+    return {f"MILLSTREAM_{name.upper()}" for name in Settings.model_fields}
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_every_millstream_variable_the_chart_sets_is_a_setting(profile: str) -> None:
+    """A name the settings do not know is ignored silently (extra="ignore"): the chart
+    would configure nothing. The metrics port is the observability part's setting."""
+    rendered = render(PROFILES[profile])
+    known = _settings_names() | {"MILLSTREAM_METRICS_PORT"}
+    names = set(rendered.named("ConfigMap", "plant-millstream-env")["data"])
+    for doc in rendered.workloads():
+        for c in containers(doc):
+            names |= {e["name"] for e in c.get("env", [])}
+    unknown = {n for n in names if n.startswith("MILLSTREAM_")} - known
+    assert not unknown, unknown
+
+
+def test_executor_trusts_the_workers_and_the_operators_keys(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from schemas.signing import Signer, TrustedKeys, verify_doc
+
+    keys = {who: Ed25519PrivateKey.generate() for who in ("workers", "alice")}
+    pems = {who: k.public_key().public_bytes(serialization.Encoding.PEM,
+                                             serialization.PublicFormat.SubjectPublicKeyInfo
+                                             ).decode() for who, k in keys.items()}
+    values = tmp_path / "keys.yaml"
+    values.write_text(yaml.safe_dump({"commandSigning": {
+        "signer": "line-rules", "publicKey": pems["workers"],
+        "operatorKeys": {"alice": pems["alice"]}}}))
+    rendered = render(PROFILES["minimal-site"], values)
+    for key in [k for k in os.environ if k.startswith("MILLSTREAM_")]:
+        monkeypatch.delenv(key)
+    for key, value in _stage_env(rendered, "plant-millstream-executor").items():
+        monkeypatch.setenv(key, value)
+    folder = Settings().trusted_keys_dir
+    assert folder == Path("/etc/millstream/signing")
+    # lay out the executor's signing volume as the pod sees it, and verify with it
+    doc = rendered.named("Deployment", "plant-millstream-executor")
+    (volume,) = [v for v in doc["spec"]["template"]["spec"]["volumes"] if v["name"] == "signing"]
+    secret = rendered.named("Secret", volume["secret"]["secretName"])
+    for item in volume["secret"]["items"]:
+        (tmp_path / item["path"]).write_bytes(base64.b64decode(secret["data"][item["key"]]))
+    assert sorted(p.name for p in tmp_path.glob("*.pub")) == ["alice.pub", "line-rules.pub"]
+    trusted = TrustedKeys(tmp_path)
+    for signer_id, who in (("line-rules", "workers"), ("alice", "alice")):
+        doc_signed = Signer(signer_id, keys[who]).sign({"command_id": "c1"})
+        assert verify_doc(doc_signed, trusted) is None
+    worker_env = _stage_env(rendered, "plant-millstream-worker")
+    assert worker_env["MILLSTREAM_COMMAND_SIGNER"] == "line-rules"
 
 
 def test_sink_gets_the_clickhouse_dsn(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -166,13 +166,15 @@ def test_secrets_reach_only_the_stages_that_need_them() -> None:
     assert who["plant-millstream-opcua-own"] == {"connector", "executor"}
     assert who["plant-millstream-kafka-sasl"] == {"connector", "worker", "sink", "executor"}
     assert who["plant-millstream-command-signing"] == {"worker", "executor"}
-    # the worker signs with the private key, the executor holds only the public one
+    # the worker signs with the private key, the executor holds only the public one, named
+    # as the executor's trusted keys folder wants it: <signer>.pub
     for doc in rendered.workloads():
         for volume in _pod_spec(doc)["volumes"]:
             if volume["name"] == "signing":
-                keys = [item["key"] for item in volume["secret"]["items"]]
+                items = {item["key"]: item["path"] for item in volume["secret"]["items"]}
                 component = doc["metadata"]["labels"]["app.kubernetes.io/component"]
-                assert keys == {"worker": ["private.pem"], "executor": ["public.pem"]}[component]
+                assert items == {"worker": {"private.pem": "private.pem"},
+                                 "executor": {"public.pem": "streams.pub"}}[component]
 
 
 def test_connectors_per_source_and_per_site() -> None:

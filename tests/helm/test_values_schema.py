@@ -26,6 +26,9 @@ SCHEMA_ERRORS = [
     (["settings.KAFKA_BOOTSTRAP=kafka:9092"], ["invalid propertyName 'KAFKA_BOOTSTRAP'"]),
     (["observability.port=70000"], ["/observability/port", "maximum"]),
     (["workerz.replicas=2"], ["additional properties 'workerz' not allowed"]),
+    (["commandSigning.signer=line rules"], ["/commandSigning/signer", "does not match pattern"]),
+    (["commandSigning.operatorKeys.alice=not a key"],
+     ["/commandSigning/operatorKeys/alice", "does not match pattern"]),
 ]
 
 TEMPLATE_ERRORS = [

@@ -84,7 +84,7 @@ millstream.io/workload: {{ .workload }}
 {{- if or .Values.opcua.pki.trusted .Values.opcua.pki.trustedExistingSecret }}true{{ end }}
 {{- end }}
 {{- define "millstream.hasSigning" -}}
-{{- with .Values.commandSigning }}{{ if or .privateKey .publicKey .existingSecret }}true{{ end }}{{ end }}
+{{- with .Values.commandSigning }}{{ if or .privateKey .publicKey .operatorKeys .existingSecret }}true{{ end }}{{ end }}
 {{- end }}
 
 {{/* Secret names: the user's existing Secret, or the one this chart makes. */}}
@@ -167,12 +167,14 @@ One stage's container. dict:
           key: {{ $v.clickhouse.dsnKey }}
     {{- end }}
     {{- if and (eq (toString .signing) "private") (include "millstream.hasSigning" $root) }}
+    - name: MILLSTREAM_COMMAND_SIGNER
+      value: {{ $v.commandSigning.signer | quote }}
     - name: MILLSTREAM_COMMAND_SIGNING_KEY_FILE
       value: /etc/millstream/signing/private.pem
     {{- end }}
     {{- if and (eq (toString .signing) "public") (include "millstream.hasSigning" $root) }}
-    - name: MILLSTREAM_COMMAND_VERIFY_KEY_FILE
-      value: /etc/millstream/signing/public.pem
+    - name: MILLSTREAM_COMMAND_TRUSTED_KEYS_DIR   # <signer>.pub per trusted signer
+      value: /etc/millstream/signing
     {{- end }}
     {{- with .extraEnv }}
     {{- toYaml . | nindent 4 }}
@@ -277,7 +279,10 @@ One stage's container. dict:
       {{- if eq .signing "private" }}
       - {key: private.pem, path: private.pem}
       {{- else }}
-      - {key: public.pem, path: public.pem}
+      - {key: public.pem, path: {{ printf "%s.pub" $v.commandSigning.signer | quote }}}
+      {{- range $id, $_ := $v.commandSigning.operatorKeys }}
+      - {key: {{ printf "%s.pub" $id | quote }}, path: {{ printf "%s.pub" $id | quote }}}
+      {{- end }}
       {{- end }}
 {{- end }}
 {{- end }}
