@@ -151,6 +151,15 @@ class Settings(BaseSettings):
         return self.data_dir / "pki" / "kafka"
 
     @property
+    def kafka_mechanism(self) -> str | None:
+        """The SASL mechanism: MILLSTREAM_KAFKA_SASL_MECHANISM, else for the embedded
+        broker with SASL (no bootstrap set) the one it offers, SCRAM-SHA-512."""
+        sasl = (self.kafka_security_protocol or "").upper().startswith("SASL")
+        if self.kafka_sasl_mechanism or not sasl or self.kafka_bootstrap:
+            return self.kafka_sasl_mechanism
+        return "SCRAM-SHA-512"
+
+    @property
     def kafka_ca(self) -> Path | None:
         """The CA file Kafka clients trust: MILLSTREAM_KAFKA_SSL_CA_LOCATION, else the
         embedded broker's own CA when the local stack speaks TLS (no bootstrap set)."""
@@ -167,8 +176,8 @@ class Settings(BaseSettings):
         conf: dict[str, str] = {}
         if self.kafka_security_protocol:
             conf["security.protocol"] = self.kafka_security_protocol
-        if self.kafka_sasl_mechanism:
-            conf["sasl.mechanism"] = self.kafka_sasl_mechanism
+        if self.kafka_mechanism:
+            conf["sasl.mechanism"] = self.kafka_mechanism
         if self.kafka_sasl_username:
             conf["sasl.username"] = self.kafka_sasl_username
         if self.kafka_sasl_password:
@@ -181,7 +190,7 @@ class Settings(BaseSettings):
         """The MILLSTREAM_KAFKA_* security variables that give a child process these
         settings' Kafka login (the CA resolved to a file)."""
         values = {"SECURITY_PROTOCOL": self.kafka_security_protocol,
-                  "SASL_MECHANISM": self.kafka_sasl_mechanism,
+                  "SASL_MECHANISM": self.kafka_mechanism,
                   "SASL_USERNAME": self.kafka_sasl_username,
                   "SASL_PASSWORD": (self.kafka_sasl_password.get_secret_value()
                                     if self.kafka_sasl_password else None),

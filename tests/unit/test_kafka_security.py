@@ -108,8 +108,10 @@ def test_client_config_trusts_the_configured_ca_or_the_local_stacks(
     local = Settings(data_dir=tmp_path, kafka_security_protocol="SASL_SSL")
     assert local.kafka_client_config()["ssl.ca.location"] == str(
         tmp_path / "pki" / "kafka" / "ca.crt")
+    assert local.kafka_client_config()["sasl.mechanism"] == "SCRAM-SHA-512"  # what it offers
     cluster = Settings(kafka_bootstrap="k:9093", kafka_security_protocol="SASL_SSL")
     assert "ssl.ca.location" not in cluster.kafka_client_config()  # the system's CAs
+    assert "sasl.mechanism" not in cluster.kafka_client_config()  # the cluster's to say
     assert "ssl.ca.location" not in Settings(data_dir=tmp_path).kafka_client_config()
     given = Settings(data_dir=tmp_path, kafka_bootstrap="k:9093",
                      kafka_security_protocol="SASL_SSL", kafka_sasl_mechanism="SCRAM-SHA-512",
