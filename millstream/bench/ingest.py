@@ -105,6 +105,7 @@ def _measure(settings: Settings, k: BenchKafka, work: Path, prefix: str, tags: i
 
     def env(kind: str) -> dict[str, str]:
         return {"MILLSTREAM_CATALOG": str(catalog_path),
+                **settings.kafka_env(),  # TLS/SASL, with the CA resolved to a file
                 "MILLSTREAM_KAFKA_BOOTSTRAP": k.bootstrap,
                 "MILLSTREAM_TOPIC_PREFIX": topics[kind].prefix,
                 "MILLSTREAM_DATA_DIR": str(work / "data")}
