@@ -87,9 +87,9 @@ def _settings_names() -> set[str]:
 @pytest.mark.parametrize("profile", sorted(PROFILES))
 def test_every_millstream_variable_the_chart_sets_is_a_setting(profile: str) -> None:
     """A name the settings do not know is ignored silently (extra="ignore"): the chart
-    would configure nothing. The metrics port is the observability part's setting."""
+    would configure nothing."""
     rendered = render(PROFILES[profile])
-    known = _settings_names() | {"MILLSTREAM_METRICS_PORT"}
+    known = _settings_names()
     names = set(rendered.named("ConfigMap", "plant-millstream-env")["data"])
     for doc in rendered.workloads():
         for c in containers(doc):
