@@ -27,6 +27,7 @@ from millstream.settings import Settings
 from millstream.stack.kafka import wait_for_kafka
 from tests.conftest import SecureKafka
 from tests.support.certs import make_cert
+from tests.support.stage_watch import StageWatch
 
 pytestmark = pytest.mark.integration
 
@@ -40,6 +41,7 @@ class SecureRun:
     summary: dict[str, Any]
     run_dir: Path
     secrets: dict[str, str]  # what each secret is -> its value
+    stages: StageWatch  # /readyz (Kafka probed with the same login) and /metrics
 
 
 def signing_key(keys_dir: Path) -> str:
@@ -70,11 +72,15 @@ def secure_run(secure_kafka: SecureKafka,
             mp.setenv(name, value)
         settings = Settings()  # what each stage reads: only the environment
         assert settings.kafka_client_config()["security.protocol"] == "SASL_SSL"
+        stages = StageWatch(data / "run", {f"source-{s}" for s in SOURCES}
+                            | {"worker", "sink", "executor"})
+        stages.start()
         summary = run_demo(settings, DemoOptions(
             duration=26, seed=3, faults=["overheat@cnc-01:6+60"], run_dir=data / "run"))
+        stages.join(10)
     yield SecureRun(summary, data / "run", {
         "kafka password": secure_kafka.password, "signing key": key,
-        "clickhouse password": CLICKHOUSE_PASSWORD, "opc-ua password": OPCUA_PASSWORD})
+        "clickhouse password": CLICKHOUSE_PASSWORD, "opc-ua password": OPCUA_PASSWORD}, stages)
 
 
 def test_every_stage_works_over_sasl_ssl(secure_run: SecureRun) -> None:
@@ -90,8 +96,22 @@ def test_every_stage_works_over_sasl_ssl(secure_run: SecureRun) -> None:
     assert s["commands_refused_or_failed"] == 0, s
 
 
+def test_every_stage_was_ready_with_kafka_probed_over_sasl_ssl(secure_run: SecureRun) -> None:
+    w = secure_run.stages
+    assert not w.problems, w.problems
+    assert {n: code for n, (code, _body) in w.ready.items()} == dict.fromkeys(w.urls, 200), w.ready
+    assert len(w.urls) == len(SOURCES) + 3
+
+
 def test_no_secret_in_any_log_or_status_file(secure_run: SecureRun) -> None:
     files = [p for p in secure_run.run_dir.rglob("*") if p.is_file()]
+    w = secure_run.stages  # what Prometheus and a probe saw: every label, every /readyz body
+    seen = [repr(s) for s in (*w.first.values(), *w.last.values())]
+    seen += [repr(body) for _code, body in w.ready.values()]
+    assert len(seen) >= 2 * len(w.urls)
+    for text in seen:
+        for what, value in secure_run.secrets.items():
+            assert value not in text, f"the {what} is in a /metrics or /readyz answer"
     assert {p.name for p in files} >= {"worker.log", "sink.log", "executor.log",
                                        "connect-opcua-sim.log", "worker.json", "sink.json"}
     for path in files:
