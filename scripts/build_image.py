@@ -212,12 +212,15 @@ def ensure_base(buildah: Buildah, base: Base, refresh: bool, started: float) -> 
             f"(once; about a minute)", started)
         base.tar.parent.mkdir(parents=True, exist_ok=True)
         partial = base.tar.with_suffix(".partial.tar")
-        stream([require("mmdebstrap"), *MMDEBSTRAP_OPTIONS, f"--include={','.join(PACKAGES)}",
-                SUITE, str(partial), *sources()],
-               "mmdebstrap (the base root filesystem)",
-               f"Check that apt reaches {MIRROR} (MILLSTREAM_IMAGE_MIRROR names another mirror)",
-               started)
-        partial.rename(base.tar)
+        try:
+            stream([require("mmdebstrap"), *MMDEBSTRAP_OPTIONS,
+                    f"--include={','.join(PACKAGES)}", SUITE, str(partial), *sources()],
+                   "mmdebstrap (the base root filesystem)",
+                   f"Check that apt reaches {MIRROR} (MILLSTREAM_IMAGE_MIRROR names another "
+                   f"mirror)", started)
+            partial.rename(base.tar)
+        finally:
+            partial.unlink(missing_ok=True)
     log(f"base: importing {base.tar.name} as {base.ref}", started)
     container = run([*buildah.cmd, "from", "scratch"], "buildah from scratch", "",
                     capture=True).strip()
