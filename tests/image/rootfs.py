@@ -119,7 +119,7 @@ class ImageRoot:
                  + " ".join(q(f"{k}={v}") for k, v in variables.items()) + " "
                  + " ".join(q(a) for a in full))
         run_in_root = f"exec chroot --userspec={q(user)} {q(str(target))} /bin/sh -c {q(inner)}"
-        return ["unshare", "--mount", "--fork", "--kill-child", "--", "/bin/sh", "-c",
+        return ["unshare", "--mount", "--fork", "--kill-child=SIGTERM", "--", "/bin/sh", "-c",
                 f"{setup} && {run_in_root}"]
 
 
