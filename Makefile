@@ -13,7 +13,7 @@ GO     ?= $(shell command -v go || echo /usr/local/go/bin/go)
 # re-install when the dependencies change
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test setup install lint tools clean
+.PHONY: demo test setup install lint tools image clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,11 +47,19 @@ $(HELM):
 
 tools: $(HELM)
 
+# The container image (Containerfile), built here where no registry is reachable: a Debian
+# base root filesystem from mmdebstrap (cached in ~/.cache/millstream/image), then buildah
+# (scripts/build_image.py). Quick when nothing changed. Installing the tools needs root.
+image:
+	@command -v buildah >/dev/null && command -v mmdebstrap >/dev/null || \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q buildah mmdebstrap)
+	$(PYTHON) scripts/build_image.py
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: setup lint tools
+test: setup lint tools image
 	$(BIN)/pytest
 
 clean:

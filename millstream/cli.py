@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import json
 import logging
 import signal
@@ -256,10 +257,19 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
 
 # -- parser --------------------------------------------------------------------------------
 
+def _version() -> str:
+    """The installed distribution's version (pyproject.toml's), for ``--version``."""
+    try:
+        return importlib.metadata.version("millstream")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="millstream", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"millstream {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, func: Handler, help: str) -> argparse.ArgumentParser:

@@ -67,3 +67,15 @@ def test_settings_read_a_yaml_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     monkeypatch.setenv("MILLSTREAM_CONFIG", str(conf))
     s = Settings()
     assert s.dsn == "http://ch:8123/plant" and s.kafka_bootstrap == "k1:9092"
+
+
+def test_version_is_pyprojects(capsys: pytest.CaptureFixture[str]) -> None:
+    """`millstream --version`, as the container image's test runs it."""
+    import tomllib
+
+    with (Path(__file__).resolve().parents[2] / "pyproject.toml").open("rb") as f:
+        expected = tomllib.load(f)["project"]["version"]
+    with pytest.raises(SystemExit) as exited:
+        cli.build_parser().parse_args(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"millstream {expected}"
