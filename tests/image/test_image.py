@@ -1,20 +1,25 @@
 """The container image, built here (``make image``) and run as a pod would run it.
 
 Each command runs in the image's root filesystem, read-only, as the image's user (uid
-10001), with only /tmp and the data directory writable (tests/image/rootfs.py). The
-stage's health check is ``millstream sink migrate`` on chDB in the data directory: it loads
-the sink's whole stack (clickhouse-connect, chDB) and writes where a pod may write.
+10001), with only /tmp and the data directory writable (tests/image/rootfs.py). A
+stage runs from it against the session Kafka and answers /healthz and /readyz; the sink's
+migration on chDB in the data directory shows it writes where a pod may write.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 import tomllib
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from millstream.stack.kafka import free_port
 from schemas.clickhouse import load_migrations
 from tests.image.rootfs import ROOT, BuiltImage, ImageRoot, build_image, image_root
 
@@ -93,10 +98,43 @@ def test_every_stage_module_imports_in_the_image(root: ImageRoot) -> None:
 
 
 def test_sink_health_check_migrates_chdb_in_the_data_dir(root: ImageRoot) -> None:
-    """A stage's health check until the stages serve /healthz: the sink's migration."""
+    """The sink's migration loads its whole stack (clickhouse-connect, chDB)."""
     proc = root.run(["sink", "migrate"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["version"] == load_migrations()[-1].version
     assert result["applied"] == [m.version for m in load_migrations()]
     assert (root.data_dir / "chdb").is_dir()  # written where the chart mounts an emptyDir
+
+
+def test_a_stage_in_the_image_answers_its_health_endpoints(root: ImageRoot,
+                                                           kafka_bootstrap: str) -> None:
+    """The sink, started from the image against the session Kafka (the host's network, as
+    a pod's sidecar-less probe sees it), serves /healthz and becomes ready on /readyz."""
+    port = free_port()
+    env = {"MILLSTREAM_KAFKA_BOOTSTRAP": kafka_bootstrap, "MILLSTREAM_METRICS_PORT": str(port),
+           "MILLSTREAM_TOPIC_PREFIX": f"image-{port}"}
+    proc = subprocess.Popen(root.command(["sink"], env), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        answers: dict[str, int] = {}
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and answers.get("/readyz") != 200:
+            assert proc.poll() is None, (proc.stdout.read() if proc.stdout else "")[-3000:]
+            for path in ("/healthz", "/readyz"):
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
+                        answers[path] = r.status
+                except urllib.error.HTTPError as exc:
+                    answers[path] = exc.code
+                except OSError:
+                    answers[path] = 0
+            time.sleep(1)
+        assert answers == {"/healthz": 200, "/readyz": 200}, answers
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
