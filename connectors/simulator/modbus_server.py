@@ -174,6 +174,15 @@ class ModbusSide:
                 if setpoints_too or not t.writable:
                     img.set(t, values[self.catalog.tag_path(m, t)])
 
+    def publish_one(self, path: str, value: float) -> None:
+        """Write one tag's value into its device's image (other tags are ignored)."""
+        for m in self.machines:
+            img = self.images[m.name]
+            for t in img.tags:
+                if self.catalog.tag_path(m, t) == path:
+                    img.set(t, value)
+                    return
+
     def setpoints(self) -> dict[str, float]:
         """Every setpoint tag's value as clients last wrote it, by full path."""
         out: dict[str, float] = {}

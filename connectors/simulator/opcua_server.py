@@ -143,6 +143,13 @@ class OpcUaSide:
                     nodeid, self._datavalue(values[path], tag, ts)
                 )
 
+    async def publish_one(self, path: str, value: float, ts: datetime) -> None:
+        """Write one tag's value now (a tag this side does not serve is ignored)."""
+        found = self._nodes.get(path)
+        if self._server is not None and found is not None:
+            nodeid, tag = found
+            await self._server.write_attribute_value(nodeid, self._datavalue(value, tag, ts))
+
     def setpoints(self) -> dict[str, float]:
         """Every setpoint tag's current node value (as clients last wrote it), by full path."""
         out: dict[str, float] = {}
