@@ -9,7 +9,8 @@ lateness, 1.3 s in the demo). Each rule is a small state machine, armed at start
   value that hovers around the bound gives one command per excursion, not a storm;
 - the cooldown (processing time) holds as on the window path: a breach while cooling is
   counted ``suppressed`` and leaves the rule armed, so a breach that outlasts the
-  cooldown still gets its command.
+  cooldown still gets its command: at its next reading, or at the next :meth:`tick` if
+  the value holds still (a subscription reports changes only).
 
 Only readings that tell the tag's current state count: GOOD or UNCERTAIN with a value,
 not late for the windows, and not older than a reading of the same tag already seen
@@ -18,7 +19,8 @@ tags' rule codes; only readings of rule tags are looked at further, and the stat
 walks the runs of breach/clear readings (a few per frame), never the readings one by one.
 
 Lifecycle: ``FastPath(catalog, specs)``; ``watches(source)`` and ``evaluate(...)`` per
-frame; ``counters()``; ``snapshot()``/``restore()`` for the rules' state.
+frame; ``tick(now_ms)`` on a timer; ``counters()``; ``snapshot()``/``restore()`` for the
+rules' state.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ class _Limit:
     hysteresis: float
     armed: bool = True
     last_ts: int = _NO_TS  # newest source ts seen for the tag
+    held: tuple[int, float] | None = None  # the newest reading, a breach the cooldown held
 
     def feed(self, ts: npt.NDArray[np.int64], value: npt.NDArray[np.float64], now_ms: int,
              count: dict[str, int]) -> list[Command]:
@@ -91,6 +94,8 @@ class _Limit:
         if self.below is not None:
             breach |= value < self.below
             clear &= value >= self.below + self.hysteresis
+        if len(ts):
+            self.held = (int(ts[-1]), float(value[-1])) if breach[-1] else None
         events = np.flatnonzero(breach | clear)  # readings inside the band change nothing
         if not len(events):
             return []
@@ -107,11 +112,20 @@ class _Limit:
                 count["suppressed"] += 1  # stays armed: fires once the cooldown is over
                 continue
             i = int(events[start])
-            out.append(command_for(self.rule, self._reason(int(ts[i]), float(value[i])),
-                                   now_ms))
-            self.armed = False
-            count["fired"] += 1
+            out.append(self._fire(int(ts[i]), float(value[i]), now_ms, count))
         return out
+
+    def tick(self, now_ms: int, count: dict[str, int]) -> Command | None:
+        """Fire for a breach the cooldown held, if the tag still reads it."""
+        if self.held is None or not self.armed or self.rule.cooling(now_ms):
+            return None
+        return self._fire(*self.held, now_ms, count)
+
+    def _fire(self, ts: int, x: float, now_ms: int, count: dict[str, int]) -> Command:
+        self.armed = False
+        self.held = None
+        count["fired"] += 1
+        return command_for(self.rule, self._reason(ts, x), now_ms)
 
     def _reason(self, ts: int, x: float) -> str:
         r = self.rule
@@ -171,13 +185,20 @@ class FastPath:
                 out += limit.feed(ts[mine], value[mine], now_ms, self.count)
         return out
 
+    def tick(self, now_ms: int) -> list[Command]:
+        """Commands for breaches that outlasted their rule's cooldown without a new
+        reading (processing-time timer)."""
+        out = [lim.tick(now_ms, self.count) for limits in self._limits for lim in limits]
+        return [c for c in out if c is not None]
+
     def counters(self) -> dict[str, int]:
         return dict(self.count)
 
     def snapshot(self) -> dict[str, Any]:
         """Each rule's state as plain data (see :meth:`restore`)."""
         return {lim.rule.spec.name: {"armed": lim.armed, "last_ts": lim.last_ts,
-                                     "last_fired_ms": lim.rule.last_fired_ms}
+                                     "last_fired_ms": lim.rule.last_fired_ms,
+                                     "held": None if lim.held is None else list(lim.held)}
                 for limits in self._limits for lim in limits}
 
     def restore(self, snap: dict[str, Any]) -> None:
@@ -190,3 +211,5 @@ class FastPath:
                     lim.last_ts = int(state["last_ts"])
                     fired = state["last_fired_ms"]
                     lim.rule.last_fired_ms = None if fired is None else int(fired)
+                    held = state.get("held")
+                    lim.held = None if held is None else (int(held[0]), float(held[1]))

@@ -255,9 +255,12 @@ class FrameProcessor:
         ))
 
     def tick(self, now_ms: int) -> Output:
-        """Close the windows of sources that went silent (processing-time timer)."""
+        """Close the windows of sources that went silent, and fire the fast path's held
+        breaches whose cooldown is over (processing-time timer)."""
         out = Output()
         self._closed(self.windows.close_idle(now_ms), now_ms, out)
+        out.commands.extend(cmds := self.fastpath.tick(now_ms))
+        self.count["commands"] += len(cmds)
         return out
 
     def flush(self, now_ms: int) -> Output:

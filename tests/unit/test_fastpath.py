@@ -96,6 +96,22 @@ def test_cooldown_suppresses_and_leaves_the_rule_armed(catalog: Catalog) -> None
     assert len(feed(70, 90, now=NOW + 95_000)) == 1
 
 
+def test_a_breach_that_holds_still_fires_at_the_tick_after_the_cooldown(
+        catalog: Catalog) -> None:
+    """A subscription reports changes only: a value stuck above the bound sends no new
+    reading, so the timer fires the breach the cooldown held."""
+    feed = Feed(_fast(catalog, cooldown_s=30))
+    assert len(feed(90, now=NOW)) == 1
+    assert feed(70, 95, now=NOW + 1000) == []  # held by the cooldown
+    assert feed.fast.tick(NOW + 29_999) == []
+    [cmd] = feed.fast.tick(NOW + 30_000)
+    assert cmd.reason.startswith("spindle_temp 95 degC > 85") and cmd.issued_at == NOW + 30_000
+    assert feed.fast.tick(NOW + 90_000) == []  # once
+    # held, then back inside the band: nothing to fire any more
+    assert feed(70, 96, now=NOW + 31_000) == [] and feed(84, now=NOW + 31_000) == []
+    assert feed.fast.tick(NOW + 90_000) == []
+
+
 def test_below_limits_and_both_bounds(catalog: Catalog) -> None:
     feed = Feed(_fast(catalog, above=None, below=30, hysteresis=2))
     assert feed(35, 31) == [] and len(feed(29.5)) == 1
