@@ -35,6 +35,9 @@ class Plant:
         self._where: dict[str, tuple[str, str]] = {
             catalog.tag_path(m, tag): (m.name, tag.name) for m in catalog.machines for tag in m.tags
         }
+        # per machine, (full path, tag name) of its tags: built once, not every tick
+        self._paths = [(m.name, [(catalog.tag_path(m, t), t.name) for t in m.tags])
+                       for m in catalog.machines]
         self._active: list[Fault] = []
         self.values: dict[str, float] = {}
         self.physics: dict[str, float] = {}  # the models' values, before forcing
@@ -97,11 +100,11 @@ class Plant:
                 logger.info("fault ended at t=%.1f s: %s", self.t, f)
         self._active = active
         values: dict[str, float] = {}
-        for m in self.catalog.machines:
-            model = self.models[m.name]
+        for name, paths in self._paths:
+            model = self.models[name]
             model.set_faults(active)
             out = model.step(dt, self.t)
-            for tag in m.tags:
-                values[self.catalog.tag_path(m, tag)] = out[tag.name]
+            for path, tag in paths:
+                values[path] = out[tag]
         self.physics = values
         self.values = {**values, **self.forced} if self.forced else values
