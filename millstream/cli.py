@@ -324,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--readings", type=int, default=None, help="workload size")
     p.add_argument("--tags", type=int, default=None, help="ingest: OPC-UA tags (10000)")
     p.add_argument("--seconds", type=int, default=None, help="ingest: seconds per run (60)")
+    p.add_argument("--changes", type=int, default=None,
+                   help="latency: value changes that breach a limit (200)")
     p.add_argument("--data", default=None,
                    help="dataset directory (nab: default ../shared/datasets/NAB)")
 
