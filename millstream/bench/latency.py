@@ -52,6 +52,7 @@ DEFAULT_CHANGES = 200
 TARGET_P99_MS = 50.0
 FORCED = 120.0  # degC: well above the limit, a single reading crosses it
 RESULT_TIMEOUT_S = 10.0
+MISSES_IN_A_ROW = 3  # then the stack is broken, not slow: stop with the reason
 
 
 def run(settings: Settings, changes: int | None = None, *, machines: int = 6,
@@ -207,6 +208,12 @@ def _measure(k: BenchKafka, catalog: Catalog, catalog_path: Path, work: Path, to
         done: list[Change] = []
         for i in range(n):
             done.append(change(i, names[i % len(names)]))
+            if len(done) >= MISSES_IN_A_ROW and all(c.hit is None
+                                                    for c in done[-MISSES_IN_A_ROW:]):
+                raise MillstreamError(
+                    f"benchmark: {MISSES_IN_A_ROW} changes in a row got no command result "
+                    f"within {RESULT_TIMEOUT_S:.0f}s each (is Kafka up? watcher errors: "
+                    f"{watcher.errors[-3:]}); see the logs in {work / 'logs'}")
             if (i + 1) % 25 == 0 or i + 1 == n:
                 stack.check()
                 lat = [c.latency_ms for c in done[-25:] if c.latency_ms is not None]
