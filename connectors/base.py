@@ -1,9 +1,11 @@
 """The contract of an edge source: one loop, ``run()``; the base owns everything else.
 
 A source reads a device and calls :meth:`Source.emit` for every value. The base numbers
-the readings (:class:`FrameBuilder`), turns them into frames every ``frame_ms`` and hands
-them to the :class:`ReadingPublisher`, writes the status file every second, and on stop
-flushes what is left, waits for Kafka to confirm it and closes the publisher.
+the readings (:class:`FrameBuilder`) and sends a frame to the :class:`ReadingPublisher`
+when it is full, when no reading came for ``frame_idle_ms`` (a burst has ended: low
+traffic does not wait), or ``frame_ms`` after its first reading, whichever is first. It
+writes the status file every second, and on stop flushes what is left, waits for Kafka to
+confirm it and closes the publisher.
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from schemas.status import write_status
 if TYPE_CHECKING:
     from schemas.health import StageHealth
 
-__all__ = ["STATUS_EVERY_S", "FramePublisher", "Source"]
+__all__ = ["FRAME_IDLE_MS", "FRAME_MS", "STATUS_EVERY_S", "FramePublisher", "Source"]
 
 logger = logging.getLogger(__name__)
 
 STATUS_EVERY_S = 1.0
+FRAME_MS = 200  # the longest a reading waits in a frame that is neither full nor idle
+FRAME_IDLE_MS = 5  # a frame goes once no reading came for this long (0: off)
 FLUSH_TIMEOUT_S = 10.0
 
 
@@ -63,13 +67,22 @@ class Source(abc.ABC):
         publisher: FramePublisher,
         *,
         status_file: Path | None = None,
-        frame_ms: int = 200,
+        frame_ms: int = FRAME_MS,
         max_readings: int = 1000,
+        frame_idle_ms: int = FRAME_IDLE_MS,
     ) -> None:
+        if frame_ms < 1 or frame_idle_ms < 0:
+            raise ValueError(f"frame_ms={frame_ms} must be >= 1 and frame_idle_ms="
+                             f"{frame_idle_ms} >= 0 (0 turns the idle flush off)")
         self.name = name
         self.publisher = publisher
         self.status_file = status_file
         self.frame_ms = frame_ms
+        self.frame_idle_ms = frame_idle_ms
+        # the idle flush: armed by the first reading of a frame (see _idle_check)
+        self._idle: asyncio.TimerHandle | None = None
+        self._idle_seen = 0  # readings pending at the last check
+        self._idle_due = 0.0  # loop time by which the frame goes at the latest
         self.epoch = now_ms()
         self.builder = FrameBuilder(source=name, epoch=self.epoch, max_readings=max_readings)
         self.connected = False
@@ -95,6 +108,8 @@ class Source(abc.ABC):
         self.builder.add(tag, ts, value, quality, server_ts=server_ts, status=status, text=text)
         if self.builder.full:
             self._publish_pending()
+        elif self._idle is None and self.frame_idle_ms:
+            self._arm_idle()
 
     @property
     def blocked(self) -> bool:
@@ -181,11 +196,40 @@ class Source(abc.ABC):
         return doc if self.health is None else self.health.report(doc)
 
     def _publish_pending(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
         frame = self.builder.flush()
         if frame is not None:
             self.publisher.publish(frame)
             if self.health is not None:
                 self.health.observe_frame(len(frame), self.name)
+
+    def _arm_idle(self) -> None:
+        """The frame's first reading: check for idleness in ``frame_idle_ms``."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # emitted outside the event loop: the frame_ms timer sends it
+            return
+        self._idle_seen = self.builder.pending
+        self._idle_due = loop.time() + self.frame_ms / 1000
+        self._idle = loop.call_later(self.frame_idle_ms / 1000, self._idle_check)
+
+    def _idle_check(self) -> None:
+        """Send the frame if no reading came since the last check, or it is ``frame_ms``
+        old; else look again in ``frame_idle_ms``. One timer per frame, none per reading."""
+        self._idle = None
+        pending = self.builder.pending
+        if not pending:
+            return
+        loop = asyncio.get_running_loop()
+        left = self._idle_due - loop.time()
+        if pending == self._idle_seen or left <= 0:
+            self._publish_pending()
+            self.publisher.poll(0)
+            return
+        self._idle_seen = pending
+        self._idle = loop.call_later(min(self.frame_idle_ms / 1000, left), self._idle_check)
 
     async def _flush_loop(self) -> None:
         period = self.frame_ms / 1000

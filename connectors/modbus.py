@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from connectors.base import FramePublisher, Source
+from connectors.base import FRAME_IDLE_MS, FRAME_MS, FramePublisher, Source
 from connectors.exceptions import ConnectorConfigError
 from connectors.modbus_device import Link, ModbusDevice
 from connectors.modbus_map import TagValue, machine_plans
@@ -46,10 +46,12 @@ class ModbusSource(Source):
         *,
         endpoint: str | None = None,
         status_file: Path | None = None,
-        frame_ms: int = 200,
+        frame_ms: int = FRAME_MS,
+        frame_idle_ms: int = FRAME_IDLE_MS,
         timeout_s: float | None = None,
     ) -> None:
-        super().__init__(spec.name, publisher, status_file=status_file, frame_ms=frame_ms)
+        super().__init__(spec.name, publisher, status_file=status_file, frame_ms=frame_ms,
+                         frame_idle_ms=frame_idle_ms)
         self.spec = spec
         self.endpoint = endpoint or spec.endpoint
         plans = machine_plans(catalog, spec.name, endpoint=self.endpoint)

@@ -25,7 +25,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from connectors.base import FramePublisher, Source
+from connectors.base import FRAME_IDLE_MS, FRAME_MS, FramePublisher, Source
 from connectors.deadletter import DeadLetterSink, connector_letter
 from connectors.exceptions import ConnectorConfigError
 from connectors.mqtt_map import TopicMapper, resolve_tag
@@ -65,8 +65,10 @@ class MqttSource(Source):
 
     def __init__(self, catalog: Catalog, spec: SourceSpec, publisher: FramePublisher, *,
                  endpoint: str | None = None, status_file: Path | None = None,
-                 frame_ms: int = 200, dead_letters: DeadLetterSink | None = None) -> None:
-        super().__init__(spec.name, publisher, status_file=status_file, frame_ms=frame_ms)
+                 frame_ms: int = FRAME_MS, dead_letters: DeadLetterSink | None = None,
+                 frame_idle_ms: int = FRAME_IDLE_MS) -> None:
+        super().__init__(spec.name, publisher, status_file=status_file, frame_ms=frame_ms,
+                         frame_idle_ms=frame_idle_ms)
         if spec.mqtt is None:
             raise ConnectorConfigError(f"source {spec.name!r} has no 'mqtt:' section")
         self.spec: MqttSpec = spec.mqtt

@@ -30,7 +30,7 @@ from pathlib import Path
 from asyncua import Client, ua
 from asyncua.common.subscription import DataChangeEvent, StatusChangeEvent, SubEvent, Subscription
 
-from connectors.base import FramePublisher, Source
+from connectors.base import FRAME_IDLE_MS, FRAME_MS, FramePublisher, Source
 from connectors.exceptions import ConnectorConfigError, DeviceError
 from connectors.opcua_gaps import GapTracker
 from connectors.opcua_items import Group, Item, Subscribed, add_items, plan, subscribe, vanished
@@ -69,14 +69,16 @@ class OpcUaSource(Source):
         *,
         endpoint: str | None = None,
         status_file: Path | None = None,
-        frame_ms: int = 200,
+        frame_ms: int = FRAME_MS,
+        frame_idle_ms: int = FRAME_IDLE_MS,
         chunk: int = CHUNK,
         timeout_s: float = 4.0,
         watchdog_s: float = 2.0,
         audit_s: float = 10.0,
         pki_dir: Path | None = None,
     ) -> None:
-        super().__init__(spec.name, publisher, status_file=status_file, frame_ms=frame_ms)
+        super().__init__(spec.name, publisher, status_file=status_file, frame_ms=frame_ms,
+                         frame_idle_ms=frame_idle_ms)
         self.endpoint = endpoint or spec.endpoint
         self.pki_dir = pki_dir  # OPC-UA certificates; needed when the source is secured
         self.spec = spec

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from connectors.base import FramePublisher, Source
+from connectors.base import FRAME_IDLE_MS, FRAME_MS, FramePublisher, Source
 from connectors.deadletter import DeadLetterPublisher, DeadLetterSink
 from connectors.exceptions import ConnectorConfigError
 from connectors.modbus import ModbusSource
@@ -34,7 +34,8 @@ def make_source(
     *,
     endpoint: str | None = None,
     status_file: Path | None = None,
-    frame_ms: int = 200,
+    frame_ms: int = FRAME_MS,
+    frame_idle_ms: int = FRAME_IDLE_MS,
     pki_dir: Path | None = None,
     dead_letters: DeadLetterSink | None = None,
 ) -> Source:
@@ -56,12 +57,13 @@ def make_source(
         )
     if spec.protocol == "opcua":
         return OpcUaSource(catalog, spec, publisher, endpoint=endpoint, status_file=status_file,
-                           frame_ms=frame_ms, pki_dir=pki_dir)
+                           frame_ms=frame_ms, frame_idle_ms=frame_idle_ms, pki_dir=pki_dir)
     if spec.protocol == "mqtt":
         return MqttSource(catalog, spec, publisher, endpoint=endpoint, status_file=status_file,
-                          frame_ms=frame_ms, dead_letters=dead_letters)
+                          frame_ms=frame_ms, frame_idle_ms=frame_idle_ms,
+                          dead_letters=dead_letters)
     return ModbusSource(catalog, spec, publisher, endpoint=endpoint, status_file=status_file,
-                        frame_ms=frame_ms)
+                        frame_ms=frame_ms, frame_idle_ms=frame_idle_ms)
 
 
 async def run_connector(
@@ -73,7 +75,8 @@ async def run_connector(
     kafka_config: dict[str, str] | None = None,
     endpoint: str | None = None,
     status_file: Path | None = None,
-    frame_ms: int = 200,
+    frame_ms: int = FRAME_MS,
+    frame_idle_ms: int = FRAME_IDLE_MS,
     stop: asyncio.Event | None = None,
     pki_dir: Path | None = None,
     spool: SpoolConfig | None = None,
@@ -99,7 +102,8 @@ async def run_connector(
             letters = DeadLetterPublisher(bootstrap, topics, kafka_config=kafka_config,
                                           client_id=f"millstream-{source_name}-deadletter")
         source = make_source(catalog, source_name, publisher, endpoint=endpoint,
-                             status_file=status_file, frame_ms=frame_ms, pki_dir=pki_dir,
+                             status_file=status_file, frame_ms=frame_ms,
+                             frame_idle_ms=frame_idle_ms, pki_dir=pki_dir,
                              dead_letters=letters)
         attach_gaps(publisher, source)
         source.health = monitor

@@ -148,6 +148,7 @@ def cmd_connect(args: argparse.Namespace, settings: Settings) -> int:
             catalog, args.source, bootstrap=bootstrap, topics=_topics(settings),
             kafka_config=settings.kafka_client_config(), endpoint=args.endpoint,
             status_file=_path(args.status_file), frame_ms=args.frame_ms,
+            frame_idle_ms=args.frame_idle_ms,
             stop=_async_stop_event(), pki_dir=default_pki_dir(settings.data_dir), spool=spool,
             health=settings.health(),
         )
@@ -295,7 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("connect", cmd_connect, "bridge one source of the catalog into Kafka")
     p.add_argument("source", help="source name from the catalog, e.g. opcua-sim")
     p.add_argument("--endpoint", help="override the catalog's endpoint for this source")
-    p.add_argument("--frame-ms", type=int, default=200, help="how often readings are framed")
+    p.add_argument("--frame-ms", type=int, default=200,
+                   help="the longest a reading waits to be sent in a frame (ms)")
+    p.add_argument("--frame-idle-ms", type=int, default=5,
+                   help="send a frame once no reading came for this long (ms; 0: off)")
     p.add_argument("--status-file", help="write counters here every second (JSON)")
 
     p = add("worker", cmd_worker, "run a stream worker (Faust): windows, anomalies, rules")
@@ -338,6 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--readings", type=int, default=None, help="workload size")
     p.add_argument("--tags", type=int, default=None, help="ingest: OPC-UA tags (10000)")
     p.add_argument("--seconds", type=int, default=None, help="ingest: seconds per run (60)")
+    p.add_argument("--changes", type=int, default=None,
+                   help="latency: value changes that breach a limit (200)")
     p.add_argument("--data", default=None,
                    help="dataset directory (nab: default ../shared/datasets/NAB)")
 

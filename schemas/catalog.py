@@ -240,15 +240,22 @@ class ActionSpec(_Frozen):
 
 
 class RuleSpec(_Frozen):
-    """``limit``: a window statistic beyond a bound; ``sustained_anomaly``: N anomalous
-    windows in a row for the tag. Either issues ``action``, at most once per cooldown."""
+    """``limit``: a value beyond a bound; ``sustained_anomaly``: N anomalous windows in a
+    row for the tag. Either issues ``action``, at most once per cooldown.
+
+    A limit that one reading decides (``value``, ``max`` above, ``min`` below) is checked
+    on every reading as it arrives (:attr:`per_reading`, the fast path); it fires once
+    per excursion and re-arms when the value is back ``hysteresis`` inside the bound
+    (default: 2 % of the tag's low..high range, else 1 % of the bound). Any other limit
+    (``mean``, ``max`` below, ``min`` above) is checked on each closed window."""
 
     name: str = Field(pattern=r"^[a-z0-9-]+$")
     kind: Literal["limit", "sustained_anomaly"]
     tag: str  # machine/tag
-    statistic: Literal["max", "min", "mean"] = "max"
+    statistic: Literal["value", "max", "min", "mean"] = "max"
     above: float | None = None
     below: float | None = None
+    hysteresis: float | None = Field(default=None, ge=0)  # per-reading limits only
     windows: int = Field(default=3, ge=1)
     cooldown_s: float = Field(default=30.0, ge=0)
     action: ActionSpec
@@ -257,7 +264,20 @@ class RuleSpec(_Frozen):
     def _bounds(self) -> RuleSpec:
         if self.kind == "limit" and self.above is None and self.below is None:
             raise ValueError(f"limit rule {self.name!r} needs 'above' or 'below'")
+        if (self.kind == "limit" and self.above is not None and self.below is not None
+                and self.below >= self.above):
+            raise ValueError(f"limit rule {self.name!r}: below ({self.below:g}) must be "
+                             f"less than above ({self.above:g})")
         return self
+
+    @property
+    def per_reading(self) -> bool:
+        """True when a single reading decides the rule, so it need not wait for a window:
+        a window's max exceeds a bound exactly when one of its readings does."""
+        if self.kind != "limit":
+            return False
+        return (self.statistic == "value" or (self.statistic == "max" and self.below is None)
+                or (self.statistic == "min" and self.above is None))
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ from schemas.signing import Signer
 from schemas.status import write_status
 from schemas.topics import Topics
 from streams.exceptions import StreamsError, WorkerError
+from streams.faust_consumer import PromptTransport
 from streams.observe import WorkerProbe
 from streams.processor import FrameProcessor, Output
 
@@ -96,6 +97,7 @@ def create_app(
         consumer_auto_offset_reset="earliest",
         datadir=Path(tempfile.gettempdir()) / f"faust-{app_id}",
     )
+    app.transport = PromptTransport(app.conf.broker_consumer, app)  # no 1.5 s fetch stalls
     proc = FrameProcessor(catalog)
     app.processor = proc  # type: ignore[attr-defined]
     health = health or StageHealth("streams", context={"topic": topics.readings})

@@ -6,8 +6,9 @@ commands and dead letters out.
 (sequence numbers), dead-letter what breaks the contract (unknown tags, values that are
 not finite numbers, timestamps far ahead of the worker's clock), aggregate the rest into
 windows of every configured size per (source, partition), route late readings, and hand
-each closed window of the first size to the detector and the rules. It never raises on
-bad input.
+each closed window of the first size to the detector and the rules. Limit rules that a
+single reading decides are checked on every reading as it arrives (:mod:`streams.fastpath`).
+It never raises on bad input.
 
 Lifecycle: ``FrameProcessor(catalog)``; ``process(...)`` per message; ``tick(now_ms)`` on
 a timer (closes windows of silent sources); ``flush(now_ms)`` on shutdown;
@@ -33,6 +34,7 @@ from streams.assets import AssetIndex, AssetWindow
 from streams.decode import DecodedFrame, decode_frame
 from streams.dedup import SeqDedup
 from streams.detect import WindowDetector, detector_from_catalog
+from streams.fastpath import FastPath
 from streams.rules import RuleEngine
 from streams.windows import Closed, WindowStore
 
@@ -78,7 +80,8 @@ class FrameProcessor:
         self.dedup = SeqDedup(spec.dedup_tolerance)
         self.asset_index = AssetIndex(catalog)
         self.detector: WindowDetector = detector_from_catalog(catalog)
-        self.rules = RuleEngine(catalog)
+        self.rules = RuleEngine(catalog, [r for r in catalog.rules if not r.per_reading])
+        self.fastpath = FastPath(catalog, [r for r in catalog.rules if r.per_reading])
         self.count: Counter[str] = Counter()  # everything counters() reports
         self.dead_readings: Counter[str] = Counter()  # dead-lettered readings by reason
 
@@ -119,9 +122,18 @@ class FrameProcessor:
         res = self.windows.add((frame.source, partition), frame.tag, frame.ts, frame.value,
                                frame.quality, frame.seq, now_ms)
         self.count["bad_quality"] += res.bad_quality
+        if self.fastpath.watches(frame.source):
+            self._fast(frame, res.late, now_ms, out)
         if res.late is not None:
             self._late(frame, res.late, res.missed_ms, partition, offset, out)
         self._closed(res.closed, now_ms, out)
+
+    def _fast(self, frame: DecodedFrame, late: np.ndarray | None, now_ms: int,
+              out: Output) -> None:
+        cmds = self.fastpath.evaluate(frame.tag, frame.ts, frame.value, frame.quality, late,
+                                      now_ms)
+        out.commands.extend(cmds)
+        self.count["commands"] += len(cmds)
 
     def _fresh(self, frame: DecodedFrame, topic: str, partition: int,
                offset: int) -> npt.NDArray[np.bool_]:
@@ -243,9 +255,12 @@ class FrameProcessor:
         ))
 
     def tick(self, now_ms: int) -> Output:
-        """Close the windows of sources that went silent (processing-time timer)."""
+        """Close the windows of sources that went silent, and fire the fast path's held
+        breaches whose cooldown is over (processing-time timer)."""
         out = Output()
         self._closed(self.windows.close_idle(now_ms), now_ms, out)
+        out.commands.extend(cmds := self.fastpath.tick(now_ms))
+        self.count["commands"] += len(cmds)
         return out
 
     def flush(self, now_ms: int) -> Output:
@@ -268,15 +283,18 @@ class FrameProcessor:
                 "alarms_raised")  # count["alarms_raised"]: where alarms are raised
         return {**{k: self.count[k] for k in keys},
                 "dead_readings": dict(self.dead_readings),
+                "fastpath": self.fastpath.counters(),
                 "open_windows": self.windows.open_windows}
 
     def snapshot(self) -> dict[str, Any]:
         """Window and deduplication state as plain data (see :meth:`restore`)."""
-        return {"windows": self.windows.snapshot(), "dedup": self.dedup.snapshot()}
+        return {"windows": self.windows.snapshot(), "dedup": self.dedup.snapshot(),
+                "fastpath": self.fastpath.snapshot()}
 
     def restore(self, snap: dict[str, Any]) -> None:
         self.windows.restore(snap["windows"])
         self.dedup.restore(snap["dedup"])
+        self.fastpath.restore(snap.get("fastpath", {}))
 
 
 def _rank(reason: str) -> int:

@@ -1,13 +1,15 @@
 """Rules that turn closed windows and their anomalies into setpoint commands.
 
-``limit``: a window statistic of the rule's tag above (or below) a bound.
+``limit``: a window statistic of the rule's tag above (or below) a bound. Limits that a
+single reading decides are the fast path's (:mod:`streams.fastpath`), checked on every
+reading; the processor gives this engine the others.
 ``sustained_anomaly``: N consecutive windows of the tag each with at least one anomaly;
 a window without one (or a gap: a window with no data) resets the run.
 A rule fires at most once per ``cooldown_s`` of processing time (``now_ms`` is passed in
 so tests control it).
 
-Lifecycle: ``RuleEngine(catalog)``; ``evaluate(aggregate, anomalies, now_ms)`` for every
-closed window, in window order per tag.
+Lifecycle: ``RuleEngine(catalog[, specs])``; ``evaluate(aggregate, anomalies, now_ms)`` for
+every closed window, in window order per tag.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from datetime import UTC, datetime
 from schemas.catalog import Catalog, RuleSpec
 from schemas.events import Aggregate, Anomaly, Command
 
-__all__ = ["COMMAND_TTL_MS", "RuleEngine"]
+__all__ = ["COMMAND_TTL_MS", "Rule", "RuleEngine", "command_for", "make_rule"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +39,9 @@ def _num(x: float) -> str:
 
 
 @dataclass
-class _Rule:
+class Rule:
+    """A rule with its tag and setpoint resolved, and its state."""
+
     spec: RuleSpec
     tag: str  # full path
     tag_name: str
@@ -48,20 +52,41 @@ class _Rule:
     run: int = 0  # consecutive anomalous windows (sustained_anomaly)
     last_window_end: int | None = None
 
+    def cooling(self, now_ms: int) -> bool:
+        """True while the rule's cooldown since it last fired runs (processing time)."""
+        return (self.last_fired_ms is not None
+                and now_ms - self.last_fired_ms < int(self.spec.cooldown_s * 1000))
+
+
+def make_rule(catalog: Catalog, spec: RuleSpec) -> Rule:
+    info = catalog.info(spec.tag)
+    return Rule(
+        spec=spec, tag=info.path, tag_name=info.spec.name, unit=info.spec.unit,
+        machine=catalog.machine_path(catalog.info(spec.action.setpoint).machine),
+        setpoint=catalog.resolve(spec.action.setpoint),
+    )
+
+
+def command_for(rule: Rule, reason: str, now_ms: int) -> Command:
+    """The rule's command, issued now: marks the rule fired (its cooldown starts)."""
+    rule.last_fired_ms = now_ms
+    logger.info("rule %s fired: %s", rule.spec.name, reason)
+    return Command(
+        command_id=uuid.uuid4().hex, rule=rule.spec.name, machine=rule.machine,
+        setpoint=rule.setpoint, value=float(rule.spec.action.value), reason=reason,
+        issued_at=now_ms, expires_at=now_ms + COMMAND_TTL_MS,
+    )
+
 
 class RuleEngine:
-    """Evaluates the catalog's rules; counts ``fired`` and ``suppressed`` (cooldown)."""
+    """Evaluates rules on closed windows (all of the catalog's, or ``specs``); counts
+    ``fired`` and ``suppressed`` (cooldown)."""
 
-    def __init__(self, catalog: Catalog) -> None:
-        self._by_tag: dict[str, list[_Rule]] = {}
-        for spec in catalog.rules:
-            info = catalog.info(spec.tag)
-            rule = _Rule(
-                spec=spec, tag=info.path, tag_name=info.spec.name, unit=info.spec.unit,
-                machine=catalog.machine_path(catalog.info(spec.action.setpoint).machine),
-                setpoint=catalog.resolve(spec.action.setpoint),
-            )
-            self._by_tag.setdefault(info.path, []).append(rule)
+    def __init__(self, catalog: Catalog, specs: Sequence[RuleSpec] | None = None) -> None:
+        self._by_tag: dict[str, list[Rule]] = {}
+        for spec in catalog.rules if specs is None else specs:
+            rule = make_rule(catalog, spec)
+            self._by_tag.setdefault(rule.tag, []).append(rule)
         self.fired = 0
         self.suppressed = 0
 
@@ -72,36 +97,29 @@ class RuleEngine:
                       else self._sustained(rule, agg, anomalies))
             if reason is None:
                 continue
-            cooldown_ms = int(rule.spec.cooldown_s * 1000)
-            if rule.last_fired_ms is not None and now_ms - rule.last_fired_ms < cooldown_ms:
+            if rule.cooling(now_ms):
                 self.suppressed += 1
                 continue
-            rule.last_fired_ms = now_ms
             self.fired += 1
-            cmd = Command(
-                command_id=uuid.uuid4().hex, rule=rule.spec.name, machine=rule.machine,
-                setpoint=rule.setpoint, value=float(rule.spec.action.value), reason=reason,
-                issued_at=now_ms, expires_at=now_ms + COMMAND_TTL_MS,
-            )
-            logger.info("rule %s fired: %s", rule.spec.name, reason)
-            out.append(cmd)
+            out.append(command_for(rule, reason, now_ms))
         return out
 
     @staticmethod
-    def _limit(rule: _Rule, agg: Aggregate) -> str | None:
+    def _limit(rule: Rule, agg: Aggregate) -> str | None:
         spec = rule.spec
-        x = float(getattr(agg, spec.statistic))
         unit = f" {rule.unit}" if rule.unit else ""
         where = f"in window {_hms(agg.window_start)}"
-        head = f"{spec.statistic} {rule.tag_name} {_num(x)}{unit}"
-        if spec.above is not None and x > spec.above:
-            return f"{head} > {_num(spec.above)} {where}"
-        if spec.below is not None and x < spec.below:
-            return f"{head} < {_num(spec.below)} {where}"
+        for bound, stat, op in ((spec.above, "max", ">"), (spec.below, "min", "<")):
+            if bound is None:
+                continue
+            stat = stat if spec.statistic == "value" else spec.statistic  # value: extremes
+            x = float(getattr(agg, stat))
+            if x > bound if op == ">" else x < bound:
+                return f"{stat} {rule.tag_name} {_num(x)}{unit} {op} {_num(bound)} {where}"
         return None
 
     @staticmethod
-    def _sustained(rule: _Rule, agg: Aggregate, anomalies: Sequence[Anomaly]) -> str | None:
+    def _sustained(rule: Rule, agg: Aggregate, anomalies: Sequence[Anomaly]) -> str | None:
         mine = [a for a in anomalies if a.tag == rule.tag]
         contiguous = rule.last_window_end == agg.window_start
         rule.last_window_end = agg.window_end

@@ -146,6 +146,10 @@ class ModbusSide:
         modbus = {s.name for s in catalog.sources if s.protocol == "modbus"}
         self.machines = [m for m in catalog.machines if m.source in modbus]
         self.images = {m.name: DeviceImage(m) for m in self.machines}
+        # (full path, image, tag) of every tag, and the value last written into its image
+        self._tags = [(catalog.tag_path(m, t), self.images[m.name], t) for m in self.machines
+                      for t in self.images[m.name].tags]
+        self._written: dict[str, float] = {}
         self._server: ModbusTcpServer | None = None
 
     async def start(self, values: dict[str, float]) -> None:
@@ -167,12 +171,22 @@ class ModbusSide:
             self._server = None
 
     def publish(self, values: dict[str, float], setpoints_too: bool = False) -> None:
-        """Write the tick's values into the images (setpoints only at start: clients own them)."""
-        for m in self.machines:
-            img = self.images[m.name]
-            for t in img.tags:
-                if setpoints_too or not t.writable:
-                    img.set(t, values[self.catalog.tag_path(m, t)])
+        """Write the tick's values into the images (setpoints only at start: clients own
+        them); a value that did not change since it was last written is not encoded again."""
+        written = self._written
+        for path, img, t in self._tags:
+            value = values[path]
+            if setpoints_too or (not t.writable and written.get(path) != value):
+                img.set(t, value)
+                written[path] = value
+
+    def publish_one(self, path: str, value: float) -> None:
+        """Write one tag's value into its device's image (other tags are ignored)."""
+        for p, img, t in self._tags:
+            if p == path:
+                img.set(t, value)
+                self._written[path] = value
+                return
 
     def setpoints(self) -> dict[str, float]:
         """Every setpoint tag's value as clients last wrote it, by full path."""

@@ -77,6 +77,7 @@ class OpcUaSide:
         self._server: Server | None = None
         # full path -> (node id, tag spec)
         self._nodes: dict[str, tuple[ua.NodeId, TagSpec]] = {}
+        self._written: dict[str, float] = {}  # the value each tag was last served with
 
     async def start(self, values: dict[str, float]) -> None:
         server = Server()
@@ -134,14 +135,24 @@ class OpcUaSide:
             self._server = None
 
     async def publish(self, values: dict[str, float], ts: datetime) -> None:
-        """Write the tick's values with ``ts`` as source timestamp (setpoints are left alone)."""
+        """Serve the tick's values that changed, with ``ts`` as their source timestamp
+        (setpoints are left alone: clients own them)."""
         if self._server is None:
             return
+        written = self._written
         for path, (nodeid, tag) in self._nodes.items():
-            if not tag.writable:
-                await self._server.write_attribute_value(
-                    nodeid, self._datavalue(values[path], tag, ts)
-                )
+            value = values[path]
+            if not tag.writable and written.get(path) != value:  # a change, as a PLC reports
+                await self._server.write_attribute_value(nodeid, self._datavalue(value, tag, ts))
+                written[path] = value
+
+    async def publish_one(self, path: str, value: float, ts: datetime) -> None:
+        """Write one tag's value now (a tag this side does not serve is ignored)."""
+        found = self._nodes.get(path)
+        if self._server is not None and found is not None:
+            nodeid, tag = found
+            await self._server.write_attribute_value(nodeid, self._datavalue(value, tag, ts))
+            self._written[path] = value
 
     def setpoints(self) -> dict[str, float]:
         """Every setpoint tag's current node value (as clients last wrote it), by full path."""

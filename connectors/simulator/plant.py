@@ -1,8 +1,9 @@
 """The whole simulated plant without any server: every machine model, stepped together.
 
-Lifecycle: ``Plant(catalog, seed, faults)``; ``set_setpoint(path, v)`` any time;
-``step(dt)`` once per tick returns every tag's value by full ISA-95 path. Deterministic for
-a seed and a sequence of calls; the simulated time ``t`` is the sum of the steps.
+Lifecycle: ``Plant(catalog, seed, faults)``; ``set_setpoint(path, v)`` and ``force(path, v)``
+any time; ``step(dt)`` once per tick returns every tag's value by full ISA-95 path.
+Deterministic for a seed and a sequence of calls; the simulated time ``t`` is the sum of
+the steps.
 """
 
 from __future__ import annotations
@@ -34,8 +35,13 @@ class Plant:
         self._where: dict[str, tuple[str, str]] = {
             catalog.tag_path(m, tag): (m.name, tag.name) for m in catalog.machines for tag in m.tags
         }
+        # per machine, (full path, tag name) of its tags: built once, not every tick
+        self._paths = [(m.name, [(catalog.tag_path(m, t), t.name) for t in m.tags])
+                       for m in catalog.machines]
         self._active: list[Fault] = []
         self.values: dict[str, float] = {}
+        self.physics: dict[str, float] = {}  # the models' values, before forcing
+        self.forced: dict[str, float] = {}  # tags held at a value (full path)
         self._publish(0.0)
 
     def _locate(self, path: str) -> tuple[str, str]:
@@ -52,6 +58,18 @@ class Plant:
         self.values[path if path in self._where else self.catalog.resolve(path)] = (
             self.models[machine].setpoints[tag]
         )
+
+    def force(self, path: str, value: float | None) -> float:
+        """Hold a tag (full path or ``machine/tag``) at ``value`` whatever the physics says,
+        as a PLC forces an input; ``None`` releases it. Returns the tag's value now."""
+        self._locate(path)  # CatalogError names the machines if the tag is unknown
+        full = path if path in self._where else self.catalog.resolve(path)
+        if value is None:
+            self.forced.pop(full, None)
+            self.values[full] = self.physics[full]
+        else:
+            self.forced[full] = self.values[full] = float(value)
+        return self.values[full]
 
     def setpoint(self, path: str) -> float:
         machine, tag = self._locate(path)
@@ -82,10 +100,11 @@ class Plant:
                 logger.info("fault ended at t=%.1f s: %s", self.t, f)
         self._active = active
         values: dict[str, float] = {}
-        for m in self.catalog.machines:
-            model = self.models[m.name]
+        for name, paths in self._paths:
+            model = self.models[name]
             model.set_faults(active)
             out = model.step(dt, self.t)
-            for tag in m.tags:
-                values[self.catalog.tag_path(m, tag)] = out[tag.name]
-        self.values = values
+            for path, tag in paths:
+                values[path] = out[tag]
+        self.physics = values
+        self.values = {**values, **self.forced} if self.forced else values

@@ -42,7 +42,8 @@ class PlantSimulator:
     Lifecycle: construct, ``await start()`` (both servers listen, the edge nodes connect,
     the physics ticks every ``tick_s``), ..., ``await stop()``; or ``async with
     PlantSimulator(...) as sim``. Client writes to setpoint tags (OPC-UA, Modbus, or a
-    Sparkplug DCMD) change the physics on the next tick. ``mqtt_broker=None``: the machines
+    Sparkplug DCMD) change the physics on the next tick. ``await force(tag, value)`` holds
+    a tag at a value (a test, a what-if), served at once. ``mqtt_broker=None``: the machines
     of Sparkplug sources are simulated but not published.
     ``faults=None`` means ``FaultPlan.random(catalog, seed)``; ``FaultPlan([])`` means none.
     """
@@ -93,6 +94,17 @@ class PlantSimulator:
 
     def active_faults(self) -> list[Fault]:
         return self.plant.active_faults()
+
+    async def force(self, tag_path: str, value: float | None) -> int:
+        """Hold a tag at ``value`` (``None``: release it to the physics) and serve the new
+        value at once over OPC-UA and Modbus, not at the next tick. Returns its source
+        timestamp (Unix ms): when the change happened at the simulator."""
+        now = datetime.now(UTC)
+        current = self.plant.force(tag_path, value)
+        path = self.catalog.resolve(tag_path)
+        await self._opcua.publish_one(path, current, now)
+        self._modbus.publish_one(path, current)
+        return int(now.timestamp() * 1000)
 
     async def start(self) -> None:
         _check_port("OPC-UA", self._opcua_port)

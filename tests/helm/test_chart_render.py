@@ -184,7 +184,7 @@ def test_connectors_per_source_and_per_site() -> None:
     assert names == ["plant-millstream-connect-opcua-sim", "plant-millstream-connect-modbus-sim"]
     modbus = per_source.named("Deployment", "plant-millstream-connect-modbus-sim")
     (c,) = containers(modbus)
-    assert c["args"] == ["connect", "modbus-sim", "--frame-ms", "200",
+    assert c["args"] == ["connect", "modbus-sim", "--frame-ms", "200", "--frame-idle-ms", "5",
                          "--endpoint", "10.0.5.20:5020"]
     assert modbus["spec"]["replicas"] == 1 and modbus["spec"]["strategy"]["type"] == "Recreate"
 

@@ -162,3 +162,36 @@ def test_run_simulator_serves_faults_until_stopped(catalog: Catalog) -> None:
         await asyncio.wait_for(task, 10)
 
     asyncio.run(main())
+
+
+def test_a_forced_tag_is_served_at_once_and_held_until_released(catalog: Catalog) -> None:
+    temp, oil = f"{CNC}/spindle_temp", f"{PRESS}/oil_temp"
+
+    async def main() -> None:
+        sim = PlantSimulator(catalog, opcua_port=free_port(), modbus_port=free_port(),
+                             faults=FaultPlan([]), tick_s=0.05)
+        async with sim, Client(sim.opcua_endpoint, timeout=10) as client:
+            node = client.get_node((await _nodes(client, catalog, sim.opcua_endpoint))[temp])
+            host, port = sim.modbus_endpoint.split(":")
+            modbus = AsyncModbusTcpClient(host, port=int(port), timeout=5)
+            assert await modbus.connect()
+            try:
+                ts = await sim.force(temp, 123.5)
+                await sim.force("press-01/oil_temp", 99.0)
+                dv = await node.read_data_value()  # no tick in between: served at once
+                assert dv.Value is not None and dv.Value.Value == 123.5
+                assert dv.SourceTimestamp is not None
+                assert int(dv.SourceTimestamp.timestamp() * 1000) == ts
+                ir = await modbus.read_input_registers(2, count=2, device_id=1)
+                assert f32(ir.registers) == 99.0
+                await asyncio.sleep(0.3)  # ticks go by: still held
+                assert await node.read_value() == 123.5 and sim.value(temp) == 123.5
+                later = await sim.force(temp, None)
+                assert later >= ts
+                assert 50 < await node.read_value() < 70  # the physics again, at once
+                await asyncio.sleep(0.2)
+                assert 50 < sim.value(temp) < 70 and sim.value(oil) == 99.0
+            finally:
+                modbus.close()
+
+    asyncio.run(main())

@@ -110,6 +110,10 @@ def test_timer_flushes_partial_frames_and_status_is_rewritten(tmp_path: Path) ->
         task = asyncio.create_task(src.serve(stop))
         await asyncio.sleep(1.3)
         mid = read_status(tmp_path / "s.json")
+        for _ in range(100):  # a loaded machine may take longer than 40 x 30 ms
+            if src.builder.produced + src.builder.pending == 41:
+                break
+            await asyncio.sleep(0.05)
         stop.set()
         return await task, mid
 
@@ -117,6 +121,65 @@ def test_timer_flushes_partial_frames_and_status_is_rewritten(tmp_path: Path) ->
     assert mid is not None and mid["connected"] is True and 0 < mid["produced"] < 41
     assert len(pub.sent) >= 5  # ~12 frames of ~3 readings
     assert final["produced"] == 41 and final["updated_at"] >= mid["updated_at"]
+
+
+class Timed(MemoryPublisher):
+    """Records the event loop's time of every frame."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.at: list[float] = []
+
+    def publish(self, frame: ReadingFrame) -> None:
+        super().publish(frame)
+        self.at.append(asyncio.get_running_loop().time())
+
+
+class Bursts(Source):
+    """Emits ``bursts`` bursts of ``size`` readings (no await inside a burst), ``gap`` s
+    apart, recording when each burst ended."""
+
+    protocol = "test"
+
+    def __init__(self, pub: MemoryPublisher, bursts: int, size: int, gap: float,
+                 **kw: Any) -> None:
+        super().__init__("bursts", pub, **kw)
+        self.bursts, self.size, self.gap = bursts, size, gap
+        self.ended: list[float] = []
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for b in range(self.bursts):
+            for i in range(self.size):
+                self.emit(f"a/t{i % 7}", 1_700_000_000_000 + b * 1000 + i, float(i))
+            self.ended.append(loop.time())
+            await asyncio.sleep(self.gap)
+        await asyncio.Event().wait()
+
+
+def test_a_frame_goes_once_its_burst_is_over_not_after_frame_ms() -> None:
+    pub = Timed()
+    src = Bursts(pub, bursts=5, size=30, gap=0.3, frame_ms=5000, frame_idle_ms=5)
+    asyncio.run(_serve_for(src, 1.8))
+    assert [len(f) for f in pub.sent] == [30] * 5  # one frame per burst, none per reading
+    waits = [at - end for at, end in zip(pub.at, src.ended, strict=True)]
+    # ~5 ms each; frame_ms (5 s) would be 1000 times that. Generous for a loaded machine.
+    assert all(0.004 <= w < 0.25 for w in waits), waits
+
+
+def test_a_steady_trickle_is_framed_by_frame_ms_and_idle_flush_can_be_turned_off() -> None:
+    pub = Timed()
+    src = Counter(pub, n=150, period=0.002, frame_ms=100, frame_idle_ms=50)
+    asyncio.run(_serve_for(src, 0.9))
+    # a reading every ~2 ms never leaves the frame idle for 50 ms: frame_ms bounds it
+    assert sum(len(f) for f in pub.sent) == 151
+    assert 2 <= len(pub.sent) <= 20
+    off = Timed()
+    asyncio.run(_serve_for(Bursts(off, bursts=1, size=3, gap=0, frame_ms=400,
+                                  frame_idle_ms=0), 0.9))
+    assert [len(f) for f in off.sent] == [3]  # sent by the frame_ms timer, not at once
+    with pytest.raises(ValueError, match="frame_idle_ms"):
+        Counter(MemoryPublisher(), n=0, frame_idle_ms=-1)
 
 
 def test_errors_from_run_propagate_after_cleanup() -> None:

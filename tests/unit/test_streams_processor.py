@@ -73,18 +73,22 @@ def test_unknown_tags_dead_lettered_and_known_readings_still_aggregated(
 
 def test_chain_limit_rule_and_counters(proc: FrameProcessor) -> None:
     temp = f"{CNC}/spindle_temp"
+    # the limit is decided by one reading: the command comes with the frame, not the window
     out = proc.process(b"opcua-sim", _frame([(temp, T0 + 10, 80.0), (temp, T0 + 20, 91.2)]),
                        "t", 0, 0, now_ms=NOW + 100)
-    assert not out
+    [cmd] = out.commands
+    assert cmd.rule == "spindle-overheat" and cmd.issued_at == NOW + 100
+    assert cmd.reason.startswith("spindle_temp 91.2 degC > 85 at ")
+    assert out.aggregates == [] and out.anomalies == []
     out = proc.process(b"opcua-sim", _frame([(temp, T0 + 2500, 80.0)], seq=3), "t", 0, 1,
                        now_ms=NOW + 200)
     [agg] = out.aggregates
     assert agg.max == 91.2
-    [cmd] = out.commands
-    assert cmd.rule == "spindle-overheat" and cmd.issued_at == NOW + 200
+    assert out.commands == []  # the window path does not fire the same limit again
     c = proc.counters()
     # the 1 s window closed; the longer ones and the next 1 s window are still open
     assert (c["aggregates"], len(out.aggregates), c["commands"]) == (1, 1, 1)
+    assert c["fastpath"] == {"fired": 1, "suppressed": 0, "stale": 0}
     assert c["open_windows"] == len({w.pane_ms for w in proc.window_specs})
 
 
