@@ -48,7 +48,10 @@ def test_small_latency_run_is_well_formed_and_every_change_gets_one_result(
     assert list(out)[1:8] == FIRST
     assert out["changes"] == 6 and out["results"] == 6 and out["missed"] == 0
     assert out["result_status"] == {"applied": 6}  # written and read back, none refused
-    assert out["seen"]["commands"] == 6 + 2  # one per change (and per warm-up change)
+    # one per change (and per warm-up change); a change still held above the bound when
+    # the bench's 0.5 s cooldown ends fires once more at the worker's tick, by design (a
+    # loaded machine holds a forced value that long): never more than one extra per change
+    assert 6 + 2 <= out["seen"]["commands"] <= 2 * (6 + 2), out["seen"]
     assert 0 < out["min_ms"] <= out["p50_ms"] <= out["p99_ms"] <= out["max_ms"] < 10_000
     # the fast path answers before the window that holds the change has even closed
     assert out["anomalies_matched"] >= 1
