@@ -29,7 +29,7 @@ from yarl import URL
 from millstream.dashboard.actions import AlarmActionError
 from millstream.dashboard.history import HistoryError, HistoryRequest, fetch_history
 from millstream.dashboard.hub import sse
-from millstream.dashboard.service import Dashboard
+from millstream.dashboard.service import FEED_KEYS, Dashboard
 from schemas.exceptions import MillstreamError
 
 __all__ = ["ACTION_HEADER", "DashboardError", "make_app", "serve", "shown_url"]
@@ -103,8 +103,7 @@ async def _events(request: web.Request) -> web.StreamResponse:
     tag = request.query.get("tag") or None
     client = dash.hub.add(tag)
     snapshot = dash.state.snapshot()  # taken with the client added: nothing falls between
-    snapshot["feed"] = {k: v for k, v in dash.status().items()
-                        if k in ("topics_missing", "last_error", "last_error_at", "running")}
+    snapshot["feed"] = {k: v for k, v in dash.status().items() if k in FEED_KEYS}
     if tag is not None:
         snapshot["tag"] = dash.state.tag_detail(tag)
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",

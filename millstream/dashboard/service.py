@@ -27,9 +27,12 @@ from schemas.health import HealthConfig, KafkaProbe, StageHealth
 from schemas.status import write_status
 from schemas.topics import Topics
 
-__all__ = ["Dashboard", "DashboardConfig", "plans_for"]
+__all__ = ["FEED_KEYS", "Dashboard", "DashboardConfig", "plans_for"]
 
 logger = logging.getLogger(__name__)
+
+# what a page hears of the feed (a banner: a topic not there yet, a recent error)
+FEED_KEYS = ("topics_missing", "last_error", "last_error_at", "running")
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +139,7 @@ class Dashboard:
     async def _report(self) -> None:
         while True:
             doc = self.status()
-            feed = {k: doc.get(k) for k in ("topics_missing", "last_error", "last_error_at", "running")}
+            feed = {k: doc.get(k) for k in FEED_KEYS}
             if feed != self._last_feed:
                 self._last_feed = feed
                 self.hub.broadcast("feed", feed)

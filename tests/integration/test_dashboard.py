@@ -257,7 +257,6 @@ def test_the_live_pipeline_on_the_dashboard(kafka_bootstrap: str, catalog: Catal
          "--fault", f"overheat@cnc-01:{FAULT_AT_S}+120"], env=env, stdout=out, stderr=err)
     url = f"http://127.0.0.1:{port}/"
     machine = catalog.machine_path(next(m for m in catalog.machines if m.name == "cnc-01"))
-    temp = catalog.resolve("cnc-01/spindle_temp")
     try:
         wait_for("the demo's dashboard answers", lambda: http_ok(url + "healthz"), 90)
         with chromium(tmp_path / "profile") as browser:
@@ -297,15 +296,24 @@ def test_the_live_pipeline_on_the_dashboard(kafka_bootstrap: str, catalog: Catal
             if os.environ.get("MILLSTREAM_UPDATE_SCREENSHOT") == "1":
                 page.screenshot(path=str(REPO / "docs" / "dashboard.png"))
 
-            page.goto(f"{url}#/tag/{temp.replace('/', '%2F')}")
-            wait_for("the live trend of spindle_temp draws windows", lambda: int(
-                page.get_attribute("#trend", "data-points") or 0) >= 5, 30)
+            # the tag the alarm names: its anomalies and the alarm are marked on the trend
+            tag = next(a for _t, a in standin.alarms_raised if a["asset"] == machine)["tags"][0]
+            page.goto(f"{url}#/tag/{tag.replace('/', '%2F')}")
+            wait_for(f"the live trend of {tag} draws windows and its markers", lambda: int(
+                page.get_attribute("#trend", "data-points") or 0) >= 5 and int(
+                page.get_attribute("#trend", "data-anomalies") or 0) >= 1 and int(
+                page.get_attribute("#trend", "data-alarms") or 0) == 1, 30)
             assert page.locator("[data-testid=windows] tr").count() >= 3  # header + sizes
             page.screenshot(path=str(shots / "pipeline-tag-live.png"), full_page=True)
-            page.click("button[data-range='900000']")  # 15 min: raw readings from ClickHouse
-            wait_for("the history from ClickHouse", lambda: page.get_attribute(
-                "#trend", "data-resolution") == "raw" and int(
-                page.get_attribute("#trend", "data-points") or 0) > 20, 30)
+
+            def history() -> bool:  # 15 min: raw readings from ClickHouse (asked again
+                page.click("button[data-range='900000']")  # until the sink has stored them)
+                page.wait_for_timeout(1500)
+                return (page.get_attribute("#trend", "data-resolution") == "raw"
+                        and int(page.get_attribute("#trend", "data-points") or 0) > 20
+                        and int(page.get_attribute("#trend", "data-anomalies") or 0) >= 1)
+
+            wait_for("the history from ClickHouse, with the stored anomalies", history, 40)
             page.screenshot(path=str(shots / "pipeline-tag-history.png"), full_page=True)
         demo.send_signal(signal.SIGTERM)
         assert demo.wait(timeout=120) == 0, (tmp_path / "demo.err").read_text()[-3000:]

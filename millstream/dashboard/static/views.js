@@ -37,13 +37,13 @@ export function ago(ms) {
 
 export const time = (ms) => (ms ? new Date(ms).toLocaleTimeString() : "");
 
-// where a value sits against the tag's normal range: ok, out (of range) or bad (quality)
+// where a value sits against the tag's normal range: ok, out (of range), none (no range)
+// or bad (no good value)
 export function rangeOf(tag) {
   if (!tag || tag.quality === "BAD" || (tag.value === null && tag.text === null)) return "bad";
-  if (typeof tag.value !== "number") return "ok";
-  if ((tag.low !== null && tag.low !== undefined && tag.value < tag.low) ||
-      (tag.high !== null && tag.high !== undefined && tag.value > tag.high)) return "out";
-  return "ok";
+  const has = (x) => x !== null && x !== undefined;
+  if (typeof tag.value !== "number" || (!has(tag.low) && !has(tag.high))) return "none";
+  return (has(tag.low) && tag.value < tag.low) || (has(tag.high) && tag.value > tag.high) ? "out" : "ok";
 }
 
 const pct = (x) => (x === null || x === undefined ? "–" : `${Math.round(x * 100)}%`);
