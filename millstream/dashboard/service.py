@@ -9,6 +9,7 @@ are applied on the loop's thread, so :class:`PlantState` needs no lock.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 from collections.abc import Mapping
@@ -56,7 +57,7 @@ def plans_for(topics: Topics, alarm_lookback_s: float) -> list[TopicPlan]:
         TopicPlan(f"{p}.twin", Kind.TWIN),
         TopicPlan(f"{p}.alarms", Kind.ALARM, since_ms=now_ms() - int(alarm_lookback_s * 1000)),
         TopicPlan(topics.anomalies, Kind.ANOMALY, tail=300),
-        TopicPlan(topics.aggregates, Kind.AGGREGATES, tail=200),
+        TopicPlan(topics.aggregates, Kind.AGGREGATES, tail=1000),
         TopicPlan(topics.command_audit, Kind.AUDIT, tail=300),
         TopicPlan(topics.command_results, Kind.RESULT, tail=300),
     ]
@@ -108,9 +109,21 @@ class Dashboard:
 
     # -- the feed ------------------------------------------------------------------------
     def _from_thread(self, items: list[FeedItem]) -> None:
+        """Hand a batch to the loop and wait until it is applied: the feed reads no faster
+        than the loop takes it in (reading a long twin topic cannot pile up memory)."""
         loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self.apply, items)
+        if loop is None or loop.is_closed():
+            return
+
+        async def _apply() -> None:
+            self.apply(items)
+
+        try:
+            asyncio.run_coroutine_threadsafe(_apply(), loop).result(timeout=30)
+        except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError,
+                RuntimeError) as exc:  # stopping, or a loop stuck for 30 s: say so, go on
+            logger.warning("the dashboard's event loop did not take a batch of %d messages "
+                           "(%s)", len(items), type(exc).__name__)
 
     def apply(self, items: list[FeedItem]) -> None:
         for kind, key, doc in items:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import socket
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
@@ -20,6 +23,8 @@ from millstream.dashboard.history import (
 from millstream.dashboard.messages import Kind
 from millstream.dashboard.server import ACTION_HEADER, make_app, shown_url
 from millstream.dashboard.service import Dashboard, DashboardConfig
+from millstream.demo import _dashboard_port
+from millstream.settings import Settings
 from schemas.catalog import Catalog
 from schemas.topics import Topics
 from tests.support.twin_standin import alarm_record, twin_record
@@ -146,3 +151,24 @@ def test_shown_url_names_a_reachable_address() -> None:
     assert shown_url("0.0.0.0", 8080) == "http://127.0.0.1:8080/"
     assert shown_url("::", 8080) == "http://[::1]:8080/"
     assert shown_url("192.0.2.7", 80) == "http://192.0.2.7:80/"
+
+
+def test_the_vendored_chart_library_is_the_pinned_release() -> None:
+    folder = Path(__file__).resolve().parents[2] / "millstream/dashboard/static/vendor/uplot"
+    script = (Path(__file__).resolve().parents[2] / "scripts/vendor_uplot.sh").read_text()
+    pinned = re.search(r'UPLOT_VERSION:-([0-9.]+)', script)
+    assert pinned is not None
+    version = pinned.group(1)
+    assert (folder / "VERSION").read_text().startswith(f"uplot {version} (MIT")
+    assert (folder / "uPlot.iife.min.js").read_text()[:80].startswith(
+        f"/*! https://github.com/leeoniya/uPlot (v{version}) */")
+    assert "The MIT License" in (folder / "LICENSE").read_text()
+
+
+def test_the_demo_gives_the_dashboard_a_free_port_when_its_own_is_taken() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert _dashboard_port(Settings(dashboard_port=port)) == 0
+    assert _dashboard_port(Settings(dashboard_port=port)) == port  # free again

@@ -47,7 +47,7 @@ function connect() {
     for (const r of d.rows) {
       const prev = S.tag.windows.get(r.window_ms);
       if (!prev || r.window_start >= prev.window_start) S.tag.windows.set(r.window_ms, r);
-      if (r.window_ms === S.config.trend_window_ms) { S.tag.trend.push(r); if (S.tag.trend.length > 600) S.tag.trend.shift(); }
+      if (r.window_ms === S.config.trend_window_ms) { S.tag.trend.push(r); if (S.tag.trend.length > 900) S.tag.trend.shift(); }
     }
   });
   on("feed", (f) => { S.feed = f; });
