@@ -315,12 +315,17 @@ def test_the_live_pipeline_on_the_dashboard(kafka_bootstrap: str, catalog: Catal
 
             wait_for("the history from ClickHouse, with the stored anomalies", history, 40)
             page.screenshot(path=str(shots / "pipeline-tag-history.png"), full_page=True)
-        demo.send_signal(signal.SIGTERM)
-        assert demo.wait(timeout=120) == 0, (tmp_path / "demo.err").read_text()[-3000:]
     finally:
-        if demo.poll() is None:
+        # always the orderly stop: the demo stops its stages (a kill would orphan them)
+        demo.send_signal(signal.SIGTERM)
+        try:
+            code = demo.wait(timeout=150)
+        except subprocess.TimeoutExpired:
             demo.kill()
-        standin.stop()
+            raise
+        finally:
+            standin.stop()
+    assert code == 0, (tmp_path / "demo.err").read_text()[-3000:]
     stderr = (tmp_path / "demo.err").read_text()
     assert f"dashboard: http://127.0.0.1:{port}/" in stderr
     summary = json.loads((tmp_path / "demo.out").read_text().strip().splitlines()[-1])
