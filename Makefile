@@ -13,7 +13,7 @@ GO     ?= $(shell command -v go || echo /usr/local/go/bin/go)
 # re-install when the dependencies change
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test setup install lint tools image clean
+.PHONY: demo test setup install lint tools image vendor screenshot clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,10 +24,14 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Mosquitto (Debian's package) is the MQTT broker of the tests and the demo; it is in
-# /usr/sbin, often not on a user's PATH. Installing it needs root (non-interactive).
+# /usr/sbin, often not on a user's PATH. Chromium (Debian's package, /usr/bin/chromium) is
+# the browser of the dashboard test, driven by Playwright: no browser is downloaded.
+# Installing them needs root (non-interactive).
 setup: install
 	@command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || \
 	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q mosquitto)
+	@test -x /usr/bin/chromium || \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
 	$(BIN)/millstream setup
 
 demo: setup
@@ -61,6 +65,16 @@ lint: install
 
 test: setup lint tools image
 	$(BIN)/pytest
+
+# uPlot, the dashboard's chart library, from the npm registry into the Python package
+# (pinned version and checksum in the script; the copied files are committed)
+vendor:
+	scripts/vendor_uplot.sh
+
+# the README's screenshot (docs/dashboard.png), from the dashboard's browser test
+screenshot: setup
+	MILLSTREAM_UPDATE_SCREENSHOT=1 $(BIN)/pytest tests/integration/test_dashboard.py -q \
+	  -k live_pipeline
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -243,7 +243,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from millstream.demo import DemoOptions, run_demo
 
     summary = run_demo(settings, DemoOptions(duration=args.duration, seed=args.seed,
-                                             faults=args.fault or []))
+                                             faults=args.fault or [],
+                                             dashboard=not args.no_dashboard))
     print(json.dumps(summary), flush=True)
     return 0 if summary.get("ok", True) else 1
 
@@ -335,6 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--fault", action="append", metavar="KIND@MACHINE[/TAG]:START[+DURATION]",
                    help="faults to inject (default: an overheat at 20 s, then seeded ones)")
+    p.add_argument("--no-dashboard", action="store_true",
+                   help="do not start the dashboard (MILLSTREAM_DASHBOARD_PORT, default 8080)")
 
     p = add("bench", cmd_bench, "run one benchmark; the last stdout line is its JSON result")
     p.add_argument("name")

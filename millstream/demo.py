@@ -2,9 +2,10 @@
 
 Starts (or uses) Kafka, and Mosquitto when the plant has MQTT sources, then one child
 process per stage: the plant simulator (OPC-UA, Modbus, a Sparkplug B edge node), a
-connector per source, a stream worker, the ClickHouse sink and the command executor.
-Shows live counts on stderr; at the end stops the stages in data order so nothing in
-flight is lost, and returns a summary computed from ClickHouse and the sequence numbers.
+connector per source, a stream worker, the ClickHouse sink, the command executor and the
+dashboard (its URL is printed). Shows live counts on stderr; at the end stops the stages
+in data order so nothing in flight is lost, and returns a summary computed from ClickHouse
+and the sequence numbers.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class DemoOptions:
     faults: list[str] = field(default_factory=list)
     run_dir: Path | None = None
     drain_timeout: float = 60.0
+    dashboard: bool = True
 
 
 class _Interrupted(KeyboardInterrupt):
@@ -160,23 +162,32 @@ def run_demo(settings: Settings, opts: DemoOptions) -> dict[str, Any]:
                   env, logs / f"connect-{s.name}.log")
             for s in catalog.sources
         ]
-        children = [sim, sink, worker, executor, *connectors]
+        dash_port = _dashboard_port(settings) if opts.dashboard else None
+        dashboard = Child("dashboard", ["dashboard", "--status-file",
+                                        str(run_dir / "dashboard.json"), "--host",
+                                        settings.dashboard_host, "--port", str(dash_port)],
+                          env, logs / "dashboard.log")
+        stages = [sim, sink, worker, executor] + ([dashboard] if opts.dashboard else [])
+        children = [*stages, *connectors]
         _say(f"run folder {run_dir} (logs, status files); faults: {', '.join(faults)}"
              + (f"; MQTT broker {mqtt}" if mqtt else ""))
         try:
-            for child in (sim, sink, worker, executor):
+            for child in stages:
                 child.start()
             _wait_listening(sim, [opcua_port, modbus_port])  # before the connectors dial in
             for child in connectors:
                 child.start()
             _say(f"running{'' if opts.duration is None else f' for {opts.duration:.0f} s'}; "
                  "Ctrl-C stops. Query from another terminal: millstream query \"SELECT ...\"")
+            if opts.dashboard:
+                _say(f"dashboard: {_dashboard_url(dashboard, run_dir)}")
             _watch(children, run_dir, catalog.sources, opts.duration, started_ms)
         except _Interrupted:
             interrupted = True
             _say("stopping (Ctrl-C) ...")
         finally:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # let the shutdown finish
+            dashboard.stop()  # a viewer: nothing of its own to drain
             runs = _shutdown(connectors, sim, sink, worker, executor, run_dir,
                              opts.drain_timeout)
             signal.signal(signal.SIGINT, old)
@@ -185,6 +196,40 @@ def run_demo(settings: Settings, opts: DemoOptions) -> dict[str, Any]:
     summary["interrupted"] = interrupted
     summary["run_dir"] = str(run_dir)
     return summary
+
+
+def _dashboard_port(settings: Settings) -> int:
+    """The configured dashboard port, or any free one (said) when another process has it:
+    a second demo, or anything else on 8080, must not stop this one."""
+    port = settings.dashboard_port
+    if port == 0:
+        return 0
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in settings.dashboard_host
+                           else socket.AF_INET) as s:
+            s.bind((settings.dashboard_host, port))
+    except OSError:
+        _say(f"port {port} is taken (MILLSTREAM_DASHBOARD_PORT): the dashboard takes a free one")
+        return 0
+    return port
+
+
+def _dashboard_url(dashboard: Child, run_dir: Path, timeout: float = 30.0) -> str:
+    """The dashboard's URL from its status file, once it listens."""
+    found: list[str] = []
+
+    def _listening() -> bool:
+        if not dashboard.alive:
+            raise StackError(f"the dashboard exited with code {dashboard.returncode}; last "
+                             f"lines of {dashboard.log}:\n{dashboard.tail()}")
+        url = _status(run_dir, "dashboard").get("url")
+        if url:
+            found.append(str(url))
+        return bool(found)
+
+    if not _wait_until(_listening, timeout):
+        return f"not up after {timeout:.0f} s (see {dashboard.log})"
+    return found[0]
 
 
 def _status(run_dir: Path, name: str) -> dict[str, Any]:

@@ -71,11 +71,13 @@ class QueryLimits:
 
 def run_query(dsn: str, sql: str, endpoint_file: Path | None = None,
               timeout: float = 300.0, *, limits: QueryLimits | None = None,
-              options: ClientOptions | None = None) -> QueryResult:
+              options: ClientOptions | None = None, open_chdb: bool = True) -> QueryResult:
     """Run one statement; through the sink's query server when it owns the chDB directory.
 
     ``limits`` apply to the query (the server's own limits apply too: the tighter wins);
-    ``options`` are the user, password and TLS settings for an ``http(s)://`` DSN."""
+    ``options`` are the user, password and TLS settings for an ``http(s)://`` DSN;
+    ``open_chdb`` False: never open the chDB directory in this process (a long-running
+    reader such as the dashboard would hold it), only ask the sink's query server."""
     path = chdb_path(dsn)
     if path is None and not dsn.startswith("chdb:"):
         return _direct(dsn, sql, limits, options)
@@ -84,6 +86,11 @@ def run_query(dsn: str, sql: str, endpoint_file: Path | None = None,
         answered = _via_server(endpoint, sql, timeout, limits)
         if answered is not None:
             return answered
+    if not open_chdb:
+        raise QueryError(
+            f"no `millstream sink` serves queries for the chDB directory {path or dsn} "
+            f"(endpoint file {endpoint}: {_owner(endpoint)}); start the sink (or "
+            "`millstream demo`), or point MILLSTREAM_CLICKHOUSE_DSN at a ClickHouse server")
     if path is not None and not path.exists():
         raise QueryError(f"there is no chDB database at {path} yet; start `millstream sink` "
                          "(or `millstream demo`) to create it, or set MILLSTREAM_CLICKHOUSE_DSN")

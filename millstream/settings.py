@@ -91,6 +91,14 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"  # bind address; the Helm chart sets 0.0.0.0
 
+    # `millstream dashboard`: where it serves the page (loopback unless configured: it has
+    # no login; 0 any free port), whether it offers alarm ack/shelve (when the alarms stage
+    # is there), and how far back it reads alarm episodes when it starts
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = Field(default=8080, ge=0, le=65535)
+    dashboard_alarm_actions: bool = True
+    dashboard_alarm_lookback_s: float = Field(default=7 * 24 * 3600.0, gt=0)
+
     catalog: Path | None = None  # plant catalog YAML; unset: the simulated plant
     data_dir: Path = Field(default_factory=lambda: _xdg("XDG_DATA_HOME", ".local/share"))
     cache_dir: Path = Field(default_factory=lambda: _xdg("XDG_CACHE_HOME", ".cache"))

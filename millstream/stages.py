@@ -87,10 +87,15 @@ def _inserted(doc: Mapping[str, Any]) -> int | None:
     return _int(ins, *ins) if isinstance(ins, Mapping) else None
 
 
+def _total(doc: Mapping[str, Any], key: str) -> int | None:
+    counts = doc.get(key)
+    return _int(counts, *counts) if isinstance(counts, Mapping) else None
+
+
 _Count = Callable[[Mapping[str, Any]], int | None]
 # stage -> (in, out, lag, errors): connector readings read / confirmed by Kafka; streams
 # readings consumed / window results; sink messages consumed / rows inserted; executor
-# commands received / decided
+# commands received / decided; dashboard messages consumed / events sent to pages
 _FLOWS: dict[str, tuple[_Count, _Count, _Count, _Count]] = {
     "connector": (lambda d: _int(d, "produced"), lambda d: _int(d, "delivered"),
                   _connector_lag, lambda d: _int(d, "errors", "failed", "dead_lettered")),
@@ -101,6 +106,8 @@ _FLOWS: dict[str, tuple[_Count, _Count, _Count, _Count]] = {
     "executor": (lambda d: _int(d, "received"),
                  lambda d: _int(d, "applied", "rejected", "failed", "dry-run"),
                  lambda d: _int(d, "lag"), lambda d: _int(d, "failed", "deadlettered")),
+    "dashboard": (lambda d: _total(d, "consumed"), lambda d: _int(d, "events_sent"),
+                  lambda d: _int(d, "lag"), lambda d: _total(d, "invalid")),
 }
 
 

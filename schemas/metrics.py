@@ -5,7 +5,7 @@ holds, reported every second), so the stages count once, in their own code, and 
 never touches their objects. Histograms (frame sizes, insert and processing times) are
 observed where the work happens (:class:`schemas.health.StageHealth`). Every name starts
 with ``millstream_``; ``stage`` is ``connector``, ``streams``, ``sink`` or ``executor`` (the
-same names as the dead-letter records' ``stage``). The README's metrics table lists
+same names as the dead-letter records' ``stage``) or ``dashboard``. The README's metrics table lists
 :data:`METRICS`, and a test keeps the two equal.
 """
 
@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 __all__ = ["METRICS", "STAGES", "MetricSpec", "Sample", "samples", "spec"]
 
-STAGES = ("connector", "streams", "sink", "executor")
+STAGES = ("connector", "streams", "sink", "executor", "dashboard")
 
 Sample = tuple[str, dict[str, str], float]  # exposition name, labels, value
 
@@ -55,10 +55,10 @@ METRICS: tuple[MetricSpec, ...] = (
        "readings delivered again and ignored (same source, epoch and sequence number)"),
     _m("millstream_readings_rejected_total", "counter", "stage reason", "streams",
        "readings dead-lettered, by reason (unknown-tag, future-timestamp, ...)"),
-    _m("millstream_messages_in_total", "counter", "stage topic", "streams sink executor",
-       "Kafka messages consumed"),
-    _m("millstream_consumer_lag_messages", "gauge", "stage topic", "streams sink executor",
-       "messages behind the end of the assigned partitions"),
+    _m("millstream_messages_in_total", "counter", "stage topic",
+       "streams sink executor dashboard", "Kafka messages consumed"),
+    _m("millstream_consumer_lag_messages", "gauge", "stage topic",
+       "streams sink executor dashboard", "messages behind the end of the assigned partitions"),
     _m("millstream_aggregates_total", "counter", "stage", "streams",
        "window results published (one per tag and window)"),
     _m("millstream_anomalies_total", "counter", "stage", "streams",
@@ -72,8 +72,9 @@ METRICS: tuple[MetricSpec, ...] = (
        "rows inserted into ClickHouse, by table"),
     _m("millstream_dead_letters_total", "counter", "stage source", "connector streams sink "
        "executor", "messages sent to the dead-letter topic"),
-    _m("millstream_errors_total", "counter", "stage source kind", "connector sink",
-       "errors: device (connector), insert and deadletter-delivery (sink)"),
+    _m("millstream_errors_total", "counter", "stage source kind", "connector sink dashboard",
+       "errors: device (connector), insert and deadletter-delivery (sink), decode (dashboard: "
+       "a message it could not read, skipped and left on its topic)"),
     _m("millstream_connector_connected", "gauge", "stage source", "connector",
        "1 while the connector is connected to its device or broker"),
     _m("millstream_spool_bytes", "gauge", "stage source", "connector",
@@ -91,8 +92,10 @@ METRICS: tuple[MetricSpec, ...] = (
        "1 while consumption is paused (an insert is failing, or too much waits)"),
     _m("millstream_kill_switches_active", "gauge", "stage", "executor",
        "kill switches on (commands to their machines are refused)"),
+    _m("millstream_dashboard_clients", "gauge", "stage", "dashboard",
+       "dashboard pages connected to the live event stream"),
     _m("millstream_last_report_timestamp_seconds", "gauge", "stage", "connector streams sink "
-       "executor", "when the stage's own loop last reported (Unix time); stands still if "
+       "executor dashboard", "when the stage's own loop last reported (Unix time); stands still if "
        "the loop is stuck"),
     _m("millstream_frame_readings", "histogram", "stage source", "connector streams",
        "readings per frame: published (connector), consumed (streams)"),
@@ -200,8 +203,18 @@ def _executor(out: _Out, doc: Mapping[str, Any], ctx: Mapping[str, str]) -> None
         out.add("millstream_kill_switches_active", len(switches))
 
 
+def _dashboard(out: _Out, doc: Mapping[str, Any], ctx: Mapping[str, str]) -> None:
+    for topic, n in sorted((doc.get("consumed") or {}).items()):
+        out.add("millstream_messages_in_total", n, topic=str(topic))
+    out.add("millstream_consumer_lag_messages", doc.get("lag"), topic="")
+    for topic, n in sorted((doc.get("invalid") or {}).items()):
+        out.add("millstream_errors_total", n, source=str(topic), kind="decode")
+    out.add("millstream_dashboard_clients", doc.get("clients"))
+
+
 _BY_STAGE: dict[str, Callable[[_Out, Mapping[str, Any], Mapping[str, str]], None]] = {
     "connector": _connector, "streams": _streams, "sink": _sink, "executor": _executor,
+    "dashboard": _dashboard,
 }
 
 

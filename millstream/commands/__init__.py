@@ -1,5 +1,5 @@
 """Subcommands that live in their own module (tools around the stages: browse, probe, trust,
-status).
+status, and the dashboard).
 
 Each module exposes ``register(add)``: it calls ``add(name, handler, help)`` for each of its
 subcommands and adds their arguments to the returned parser. :mod:`millstream.cli` calls
@@ -12,7 +12,7 @@ import argparse
 from collections.abc import Callable
 from types import ModuleType
 
-from millstream.commands import browse, command, probe, status, trust
+from millstream.commands import browse, command, dashboard, probe, status, trust
 from millstream.settings import Settings
 
 __all__ = ["MODULES", "Add", "Handler"]
@@ -20,4 +20,4 @@ __all__ = ["MODULES", "Add", "Handler"]
 Handler = Callable[[argparse.Namespace, Settings], int]
 Add = Callable[[str, Handler, str], argparse.ArgumentParser]
 
-MODULES: list[ModuleType] = [browse, probe, trust, command, status]
+MODULES: list[ModuleType] = [browse, probe, trust, command, status, dashboard]

@@ -49,8 +49,9 @@ SOURCES = {"opcua-sim", "modbus-sim", "sparkplug-sim"}
 class Run:
     def __init__(self, summary: dict[str, Any], dsn: str,
                  live: dict[str, subprocess.CompletedProcess[str]], run_dir: Path,
-                 stages: StageWatch) -> None:
+                 stages: StageWatch, prefix: str) -> None:
         self.summary = summary
+        self.prefix = prefix
         self.stages = stages  # what the health endpoints and `millstream status` said
         self.dsn = dsn
         self.run_dir = run_dir
@@ -64,7 +65,7 @@ class Run:
 def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     data: Path = tmp_path_factory.mktemp("pipeline")
     settings = Settings(kafka_bootstrap=kafka_bootstrap, data_dir=data,
-                        topic_prefix=f"pipe-{uuid.uuid4().hex[:8]}")
+                        topic_prefix=f"pipe-{uuid.uuid4().hex[:8]}", dashboard_port=0)
     topics = Topics(settings.topic_prefix)
     ensure_topics(kafka_bootstrap, topics)
     bad = FrameBuilder("intruder", 1)
@@ -79,13 +80,13 @@ def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     watcher = threading.Thread(target=_query_while_running, args=(data, live), daemon=True)
     watcher.start()
     stages = StageWatch(data / "run", {f"source-{s}" for s in SOURCES}
-                        | {"worker", "sink", "executor"})
+                        | {"worker", "sink", "executor", "dashboard"})
     stages.start()
     summary = run_demo(settings, DemoOptions(
         duration=34, seed=11, faults=[f"overheat@cnc-01:{FAULT_AT_S}+60"], run_dir=data / "run"))
     watcher.join(5)
     stages.join(10)
-    yield Run(summary, settings.dsn, live, data / "run", stages)
+    yield Run(summary, settings.dsn, live, data / "run", stages, settings.topic_prefix)
 
 
 def _query_while_running(data: Path, out: dict[str, subprocess.CompletedProcess[str]]) -> None:
@@ -271,15 +272,19 @@ def test_every_stage_was_alive_and_ready_and_its_metrics_moved(run: Run) -> None
     assert prom.value(w.last["sink"], "millstream_consumer_lag_messages", stage="sink") >= 0
     assert prom.value(w.last["executor"], "millstream_commands_total", verdict="applied") >= 1
     assert prom.value(w.last["executor"], "millstream_process_seconds_count") >= 1
+    assert moved("dashboard", "millstream_messages_in_total", stage="dashboard",
+                 topic=f"{run.prefix}.aggregates")
 
 
 def test_millstream_status_showed_every_stage_up_with_rates(run: Run) -> None:
     doc = run.stages.status_doc()
     by_name = {s["name"]: s for s in doc["stages"]}
-    assert set(by_name) == {f"connect {s}" for s in SOURCES} | {"worker", "sink", "executor"}
+    assert set(by_name) == {f"connect {s}" for s in SOURCES} | {"worker", "sink", "executor",
+                                                                "dashboard"}
     assert {s["state"] for s in doc["stages"]} == {"up"}, doc
     for source in SOURCES:
         assert by_name[f"connect {source}"]["in_per_s"] > 0, by_name[f"connect {source}"]
     assert by_name["worker"]["in_per_s"] > 0 and by_name["sink"]["out_per_s"] > 0
-    for name in ("worker", "sink", "executor"):
+    for name in ("worker", "sink", "executor", "dashboard"):
         assert isinstance(by_name[name]["lag"], int), by_name[name]
+    assert by_name["dashboard"]["in_per_s"] > 0, by_name["dashboard"]  # aggregates it follows

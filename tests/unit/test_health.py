@@ -145,6 +145,8 @@ def test_every_stage_maps_its_status_document_onto_catalogued_metrics() -> None:
                  "deadletter_errors": 0, "pending_rows": 3, "paused": False},
         "executor": {"received": 3, "applied": 1, "rejected": 1, "failed": 0, "dry-run": 0,
                      "pending": 1, "deadlettered": 0, "kill_switches": ["cnc-01"], "lag": 0},
+        "dashboard": {"consumed": {"p.twin": 5, "p.alarms": 2}, "invalid": {"p.twin": 1},
+                      "lag": 0, "clients": 2},
     }
     names = {m.name: m for m in METRICS}
     served: set[str] = set()
@@ -160,3 +162,10 @@ def test_every_stage_maps_its_status_document_onto_catalogued_metrics() -> None:
                                                                    docs["executor"])}
     assert by[("millstream_kill_switches_active", (("stage", "executor"),))] == 1
     assert by[("millstream_commands_total", (("stage", "executor"), ("verdict", "pending")))] == 1
+    dash = {(n, tuple(sorted(ls.items()))): v for n, ls, v in samples("dashboard",
+                                                                     docs["dashboard"])}
+    in_twin = ("millstream_messages_in_total", (("stage", "dashboard"), ("topic", "p.twin")))
+    assert dash[in_twin] == 5
+    assert dash[("millstream_errors_total", (("kind", "decode"), ("source", "p.twin"),
+                                             ("stage", "dashboard")))] == 1
+    assert dash[("millstream_dashboard_clients", (("stage", "dashboard"),))] == 2
