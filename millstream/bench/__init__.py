@@ -66,6 +66,12 @@ def _spool(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     return spool.run(settings, getattr(args, "readings", None))
 
 
+def _state(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    from millstream.bench import state
+
+    return state.run(settings, getattr(args, "tags", None), getattr(args, "readings", None))
+
+
 BENCHMARKS: dict[str, tuple[Benchmark, str]] = {
     "wire": (_wire, "readings wire format: frames vs one message per reading, Faust vs raw"),
     "streams": (_streams, "stream logic without Kafka: vectorised windows vs a per-reading loop"),
@@ -76,6 +82,8 @@ BENCHMARKS: dict[str, tuple[Benchmark, str]] = {
              "Sparkplug B DDATA through Mosquitto into one connector vs a bare paho decode"),
     "nab": (_nab, "Numenta Anomaly Benchmark: the streaming detectors vs a windowed Gaussian"),
     "spool": (_spool, "connector disk spool: write and replay readings/s vs a direct produce"),
+    "state": (_state, "stream worker with checkpoints (at-least-once, exactly-once) vs state "
+                      "in memory only"),
 }
 
 
