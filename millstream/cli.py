@@ -163,11 +163,16 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from millstream.stack.locate import resolve_bootstrap
     from streams.app import run_worker
 
+    interval = (settings.checkpoint_interval_s if args.checkpoint_interval is None
+                else args.checkpoint_interval)
     run_worker(_catalog(settings), bootstrap=resolve_bootstrap(settings),
                topics=_topics(settings), app_id=args.app_id,
                kafka_config=settings.kafka_client_config(),
                status_file=_path(args.status_file), loglevel=args.loglevel,
-               signer=load_signer(settings, "streams"), health=settings.health())
+               signer=load_signer(settings, "streams"), health=settings.health(),
+               guarantee=args.guarantee or settings.processing_guarantee,
+               checkpoint_interval_s=interval, flush_on_stop=args.flush_on_stop,
+               session_timeout_s=args.session_timeout or settings.worker_session_timeout_s)
     return 0
 
 
@@ -307,6 +312,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--app-id", default="millstream-streams", help="consumer group / app id")
     p.add_argument("--loglevel", default="warn", choices=["crit", "error", "warn", "info", "debug"])
     p.add_argument("--status-file", help="write counters here every second (JSON)")
+    p.add_argument("--guarantee", choices=["at_least_once", "exactly_once"], default=None,
+                   help="processing guarantee (default: MILLSTREAM_PROCESSING_GUARANTEE, "
+                   "at_least_once); exactly_once uses Kafka transactions")
+    p.add_argument("--checkpoint-interval", type=float, default=None, metavar="SECONDS",
+                   help="checkpoint each partition's state this often; 0: memory only "
+                   "(default: MILLSTREAM_CHECKPOINT_INTERVAL_S, 5)")
+    p.add_argument("--flush-on-stop", action="store_true",
+                   help="close every open window when stopping (the end of a run, not a "
+                   "restart: later readings of those windows are then late)")
+    p.add_argument("--session-timeout", type=float, default=None, metavar="SECONDS",
+                   help="a worker silent this long loses its partitions to the others "
+                   "(default: MILLSTREAM_WORKER_SESSION_TIMEOUT_S, 30)")
 
     p = add("sink", cmd_sink, "write every topic to ClickHouse (and serve chDB queries)")
     p.add_argument("--group-id", default="millstream-sink")

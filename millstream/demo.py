@@ -151,8 +151,10 @@ def run_demo(settings: Settings, opts: DemoOptions) -> dict[str, Any]:
         sim = Child("simulator", sim_args, env, logs / "simulator.log")
         sink = Child("sink", ["sink", "--status-file", str(run_dir / "sink.json")], env,
                      logs / "sink.log")
-        worker = Child("worker", ["worker", "--status-file", str(run_dir / "worker.json")],
-                       env, logs / "worker.log")
+        # --flush-on-stop: the demo's end is the end of the run, so its last windows are
+        # emitted (a restart, instead, would continue them from the checkpoint)
+        worker = Child("worker", ["worker", "--status-file", str(run_dir / "worker.json"),
+                                  "--flush-on-stop"], env, logs / "worker.log")
         executor = Child("executor", ["executor", "--status-file", str(run_dir / "executor.json"),
                                       *[f"--endpoint={k}={v}" for k, v in endpoints.items()]],
                          env, logs / "executor.log")

@@ -90,6 +90,12 @@ class Settings(BaseSettings):
     # port; unset: no endpoints; 0: any free port (named in the status file's metrics_url)
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"  # bind address; the Helm chart sets 0.0.0.0
+    # the stream workers: processing guarantee (exactly_once: Kafka transactions), how often
+    # each input partition's state is checkpointed to <prefix>.streams-state (0: memory
+    # only, lost on a crash), and after how long a silent worker's partitions move
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    checkpoint_interval_s: float = Field(default=5.0, ge=0)
+    worker_session_timeout_s: float = Field(default=30.0, ge=6)
 
     # `millstream dashboard`: where it serves the page (loopback unless configured: it has
     # no login; 0 any free port), whether it offers alarm ack/shelve (when the alarms stage

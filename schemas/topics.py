@@ -57,6 +57,12 @@ class Topics:
         """Readings that arrived after their window had closed, with the reason."""
         return f"{self.prefix}.late"
 
+    @property
+    def streams_state(self) -> str:
+        """The stream workers' checkpoints (compacted; internal, not a contract): keyed by
+        app id and input partition. The worker creates it."""
+        return f"{self.prefix}.streams-state"
+
     def all(self) -> tuple[str, ...]:
         return (self.readings, self.aggregates, self.anomalies, self.commands,
                 self.command_results, self.deadletter, self.control, self.command_audit,
@@ -68,9 +74,16 @@ class Topics:
         (command id, kill switch) is kept for ever and reloaded when it starts."""
         if topic in (self.command_results, self.control):
             return {"cleanup.policy": "compact"}
+        if topic == self.streams_state:
+            # compacted, with segments that roll within minutes so that old checkpoints
+            # are cleaned soon and a worker taking a partition over reads little
+            return {"cleanup.policy": "compact", "segment.ms": "300000",
+                    "min.cleanable.dirty.ratio": "0.2", "delete.retention.ms": "3600000"}
         return {}
 
     def partitions(self, topic: str) -> int:
         """Partitions millstream creates a topic with. Readings are keyed by source, so a
-        source's frames stay in order on one partition; three let three workers share them."""
-        return 3 if topic in (self.readings, self.aggregates) else 1
+        source's frames stay in order on one partition; three let three workers share them.
+        The state topic has as many, so each input partition's checkpoints have a state
+        partition of their own."""
+        return 3 if topic in (self.readings, self.aggregates, self.streams_state) else 1

@@ -6,7 +6,7 @@ tests call without a broker.
 
 from streams.assets import AssetWindow
 from streams.detect import DETECTOR_NAME, GuardedSAD, WindowDetector, detector_from_catalog
-from streams.exceptions import StreamsError, WorkerError
+from streams.exceptions import StateError, StateVersionError, StreamsError, WorkerError
 from streams.panes import PaneStats
 from streams.processor import FrameProcessor, Output
 from streams.rules import RuleEngine
@@ -20,6 +20,8 @@ __all__ = [
     "Output",
     "PaneStats",
     "RuleEngine",
+    "StateError",
+    "StateVersionError",
     "StreamsError",
     "WindowDetector",
     "WindowStore",

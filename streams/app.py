@@ -1,16 +1,28 @@
-"""The Faust edge of the streams stage: one agent on the readings topic, one timer.
+"""The Faust edge of the streams stage: one agent on the readings topic, one timer, and the
+rebalance callbacks, all handing over to :class:`streams.keeper.StateKeeper`.
 
-The agent hands each message (key, value, partition, offset) to a :class:`FrameProcessor`
-and sends what it returns to the aggregates (columnar frames), late, anomalies, commands
-and dead-letter topics.
-A one-second timer closes the windows of sources that went silent and rewrites the
-status file. On shutdown the open windows are flushed before the producer is.
+The agent passes each message (key, value, partition, offset) to the keeper, which runs
+the :class:`FrameProcessor` and sends the results (aggregates as columnar frames, late
+readings, anomalies, signed commands, dead letters) through its own producers
+(:mod:`streams.outputs`). The timer closes the windows of silent sources, checkpoints every
+``checkpoint_interval_s`` and rewrites the status file.
 
-Run it with :func:`run_worker` (foreground, until SIGINT/SIGTERM). State is in memory,
-per worker; readings are keyed by source, so each source's windows live in one worker.
-Nothing is flushed on a partition revocation: aiokafka revokes every partition on every
-rebalance, and most come straight back. If a source moves to another worker, its open
-windows here close by the idle timer (and the new owner starts its own).
+State survives a crash and moves with its partition. Per input partition the keeper
+writes a checkpoint (the partition's windows, dedup, detector and rule state, and the next
+input offset) to the compacted ``<prefix>.streams-state`` topic, and commits the input
+offset only then: Faust's own offset commits are off (``acks=False`` on the readings
+topic), so nothing commits ahead of the saved state. On a revocation the partition is
+checkpointed; on an assignment it is restored from its newest checkpoint and the consumer
+seeks there. ``guarantee="at_least_once"`` may send a window again after a crash (the same
+values; ClickHouse collapses them); ``"exactly_once"`` puts results, checkpoint and offset in
+one Kafka transaction per partition (:class:`streams.outputs.ExactlyOnceOutputs`; Faust's own
+exactly-once is not used: faust-streaming's has open bugs that send outside the
+transaction). ``checkpoint_interval_s=0`` keeps state in memory only.
+
+On a graceful stop the keeper checkpoints; with ``flush_on_stop`` (memory only: always) it
+first closes every open window, for the end of a run rather than a restart.
+
+Run it with :func:`run_worker` (foreground, until SIGINT/SIGTERM).
 """
 
 from __future__ import annotations
@@ -19,11 +31,12 @@ import logging
 import ssl
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import faust
+from faust.types import TP
 
 from schemas.catalog import Catalog
 from schemas.events import now_ms
@@ -32,16 +45,21 @@ from schemas.kafka_errors import explain_kafka_error, is_config_error
 from schemas.signing import Signer
 from schemas.status import write_status
 from schemas.topics import Topics
+from streams.checkpoints import StateTopic
 from streams.exceptions import StreamsError, WorkerError
 from streams.faust_consumer import PromptTransport
+from streams.keeper import StateKeeper
 from streams.observe import WorkerProbe
-from streams.processor import FrameProcessor, Output
+from streams.outputs import AtLeastOnceOutputs, ExactlyOnceOutputs, Outputs
+from streams.processor import FrameProcessor
 
-__all__ = ["create_app", "run_worker"]
+__all__ = ["GUARANTEES", "Guarantee", "create_app", "run_worker"]
 
 logger = logging.getLogger(__name__)
 
 TICK_S = 1.0
+Guarantee = Literal["at_least_once", "exactly_once"]
+GUARANTEES: tuple[str, ...] = ("at_least_once", "exactly_once")
 
 
 def _credentials(conf: Mapping[str, Any]) -> faust.types.auth.CredentialsT | None:
@@ -69,6 +87,55 @@ def _credentials(conf: Mapping[str, Any]) -> faust.types.auth.CredentialsT | Non
     return None
 
 
+class _FaustOffsets:
+    """The keeper's view of Faust's consumer: committed offsets, commits and seeks of the
+    readings topic, by partition."""
+
+    def __init__(self, app: faust.App, topic: str) -> None:
+        self.app = app
+        self.topic = topic
+
+    async def committed(self, partitions: Collection[int]) -> dict[int, int | None]:
+        got = await self.app.consumer.seek_to_committed()  # type: ignore[attr-defined]
+        return {tp.partition: (off if off is not None and off >= 0 else None)
+                for tp, off in got.items() if tp.topic == self.topic}
+
+    async def commit(self, offsets: dict[int, int]) -> None:
+        # Consumer._commit commits exactly these offsets (Consumer.commit would commit
+        # Faust's acked offsets, which are off for the readings topic)
+        ok = await self.app.consumer._commit(  # type: ignore[attr-defined]
+            {TP(self.topic, p): o for p, o in offsets.items()})
+        if not ok:
+            logger.warning("committing %s of %s failed (a rebalance is under way); the "
+                           "checkpoint stands, the offsets are committed on assignment",
+                           offsets, self.topic)
+
+    async def seek(self, partition: int, offset: int) -> None:
+        await self.app.consumer.seek(TP(self.topic, partition), offset)
+
+    def highwater(self, partition: int) -> int | None:
+        try:
+            hw = self.app.consumer.highwater(TP(self.topic, partition))
+        except Exception:  # not assigned (any more), or no fetch yet
+            return None
+        return None if hw is None or hw < 0 else int(hw)
+
+
+def _outputs(guarantee: str, bootstrap: str, topics: Topics, app_id: str,
+             kafka_config: Mapping[str, Any] | None, signer: Signer | None,
+             interval_s: float) -> Outputs:
+    if guarantee == "exactly_once":
+        # a transaction spans one checkpoint interval: leave it room before Kafka aborts it
+        return ExactlyOnceOutputs(bootstrap, topics, app_id=app_id, kafka_config=kafka_config,
+                                  signer=signer,
+                                  transaction_timeout_ms=max(60_000, int(interval_s * 4000)))
+    if guarantee == "at_least_once":
+        return AtLeastOnceOutputs(bootstrap, topics, app_id=app_id, kafka_config=kafka_config,
+                                  signer=signer)
+    raise StreamsError(f"processing guarantee {guarantee!r} is not known; use "
+                       "at_least_once or exactly_once")
+
+
 def create_app(
     catalog: Catalog,
     *,
@@ -78,11 +145,17 @@ def create_app(
     kafka_config: Mapping[str, Any] | None = None,
     status_file: Path | None = None,
     signer: Signer | None = None,
+    guarantee: str = "at_least_once",
+    checkpoint_interval_s: float = 5.0,
+    flush_on_stop: bool = False,
+    session_timeout_s: float = 30.0,
     health: StageHealth | None = None,
 ) -> faust.App:
-    """A Faust app running the streams stage; its FrameProcessor is ``app.processor``.
-    Commands are signed by ``signer`` (the executor refuses unsigned ones). ``health``
-    gets the status every second, the frame sizes and the processing times."""
+    """A Faust app running the streams stage; its FrameProcessor is ``app.processor``, its
+    StateKeeper ``app.keeper``. Commands are signed by ``signer`` (the executor refuses
+    unsigned ones). ``guarantee`` is ``at_least_once`` or ``exactly_once``; a worker that
+    dies is replaced after ``session_timeout_s``. ``health`` gets the status every
+    second, the frame sizes and the processing times."""
     app = faust.App(
         app_id,
         broker=f"kafka://{bootstrap}",
@@ -95,41 +168,32 @@ def create_app(
         topic_partitions=topics.partitions(topics.readings),
         topic_replication_factor=1,
         consumer_auto_offset_reset="earliest",
+        broker_session_timeout=session_timeout_s,
+        broker_heartbeat_interval=max(0.5, min(3.0, session_timeout_s / 10)),
         datadir=Path(tempfile.gettempdir()) / f"faust-{app_id}",
     )
     app.transport = PromptTransport(app.conf.broker_consumer, app)  # no 1.5 s fetch stalls
     proc = FrameProcessor(catalog)
+    outputs = _outputs(guarantee, bootstrap, topics, app_id, kafka_config, signer,
+                       checkpoint_interval_s)
+    state = (StateTopic(bootstrap, topics, app_id=app_id, kafka_config=kafka_config)
+             if checkpoint_interval_s > 0 else None)
+    keeper = StateKeeper(proc, outputs, _FaustOffsets(app, topics.readings), app_id=app_id,
+                         state=state, interval_s=checkpoint_interval_s)
     app.processor = proc  # type: ignore[attr-defined]
+    app.keeper = keeper  # type: ignore[attr-defined]
     health = health or StageHealth("streams", context={"topic": topics.readings})
     probe = WorkerProbe(health, topics.readings, (s.name for s in catalog.sources))
-
-    def topic(name: str) -> faust.TopicT:
-        return app.topic(name, partitions=topics.partitions(name),
-                         key_type=bytes, value_type=bytes)
-
-    readings = topic(topics.readings)
-    outs = {
-        "aggregates": topic(topics.aggregates), "anomalies": topic(topics.anomalies),
-        "commands": topic(topics.commands), "deadletter": topic(topics.deadletter),
-        "late": topic(topics.late),
-    }
-
-    async def send(out: Output) -> None:
-        for frame in out.aggregate_frames:
-            await outs["aggregates"].send(key=frame.key(), value=frame.encode())
-        for late in out.late:
-            await outs["late"].send(key=late.key(), value=late.encode())
-        for an in out.anomalies:
-            await outs["anomalies"].send(key=an.key(), value=an.encode())
-        for cmd in out.commands:
-            signed = cmd.signed_by(signer) if signer is not None else cmd
-            await outs["commands"].send(key=cmd.key(), value=signed.encode())
-        for dl in out.deadletters:
-            await outs["deadletter"].send(key=dl.key_bytes(), value=dl.encode())
+    # acks=False: Faust never commits this topic's offsets; the keeper does, after each
+    # checkpoint
+    readings = app.topic(topics.readings, partitions=topics.partitions(topics.readings),
+                         key_type=bytes, value_type=bytes, acks=False)
 
     def status(running: bool) -> None:
         doc = {"stage": "streams", "app_id": app_id, "running": running, "at": now_ms(),
-               **proc.counters(), "lag": probe.lag(app.consumer if running else None)}
+               "guarantee": guarantee, "partitions": keeper.partitions,
+               "offsets": keeper.offsets(), **keeper.stats, **proc.counters(),
+               "lag": probe.lag(app.consumer if running else None)}
         write_status(status_file, health.report(doc))
 
     @app.agent(readings)
@@ -137,36 +201,37 @@ def create_app(
         async for event in stream.events():
             msg = event.message
             t0, n0 = time.perf_counter(), proc.count["readings"]
-            out = proc.process(msg.key, msg.value, msg.topic, msg.partition, msg.offset,
-                               now_ms())
+            await keeper.process(msg.key, msg.value, msg.topic, msg.partition, msg.offset)
             probe.seen(msg.partition, msg.offset, msg.key, proc.count["readings"] - n0,
                        time.perf_counter() - t0)
-            if out:
-                await send(out)
 
-    @app.timer(interval=TICK_S)
+    @app.timer(interval=min(TICK_S, checkpoint_interval_s or TICK_S))
     async def tick() -> None:
-        out = proc.tick(now_ms())
-        if out:
-            await send(out)
+        await keeper.tick()
         status(running=True)
 
-    async def flush(sender: Any, *args: Any, **kwargs: Any) -> None:
-        out = proc.flush(now_ms())
-        logger.info("shutdown: flushing %d open windows",
-                    sum(len(f) for f in out.aggregate_frames))
-        try:
-            await send(out)
-        except Exception:  # shutting down anyway: say what was not sent, and why
-            logger.exception("shutdown: could not send the last %d aggregate frames, %d "
-                             "anomalies, %d commands", len(out.aggregate_frames),
-                             len(out.anomalies),
-                             len(out.commands))
+    def mine(tps: Collection[TP]) -> list[int]:
+        return sorted(tp.partition for tp in tps if tp.topic == topics.readings)
+
+    async def revoked(sender: Any, revoked: Collection[TP], **kwargs: Any) -> None:
+        await keeper.revoked(mine(revoked))
+
+    async def assigned(sender: Any, assigned: Collection[TP], **kwargs: Any) -> None:
+        await keeper.assigned(mine(assigned))
+        logger.info("assigned partitions %s of %s", keeper.partitions, topics.readings)
+
+    async def stop(sender: Any, *args: Any, **kwargs: Any) -> None:
+        flush = flush_on_stop or checkpoint_interval_s <= 0
+        out = await keeper.stop(flush=flush)
+        logger.info("shutdown: %s, flushed %d windows", "checkpointed" if state else
+                    "offsets committed", sum(len(f) for f in out.aggregate_frames))
         status(running=False)
 
-    app.on_before_shutdown.connect(flush)  # type: ignore[arg-type]
+    app.on_partitions_revoked.connect(revoked)  # type: ignore[arg-type]
+    app.on_partitions_assigned.connect(assigned)  # type: ignore[arg-type]
+    app.on_before_shutdown.connect(stop)  # type: ignore[arg-type]
     app.streams_status = status  # type: ignore[attr-defined]
-    del process, tick, flush
+    del process, tick
     return app
 
 
@@ -180,6 +245,10 @@ def run_worker(
     status_file: Path | None = None,
     loglevel: str = "warn",
     signer: Signer | None = None,
+    guarantee: str = "at_least_once",
+    checkpoint_interval_s: float = 5.0,
+    flush_on_stop: bool = False,
+    session_timeout_s: float = 30.0,
     health: HealthConfig | None = None,
 ) -> None:
     """Run the streams worker in the foreground until SIGINT/SIGTERM; ``health`` serves
@@ -188,9 +257,12 @@ def run_worker(
                           context={"topic": topics.readings})
     app = create_app(catalog, bootstrap=bootstrap, topics=topics, app_id=app_id,
                      kafka_config=kafka_config, status_file=status_file, signer=signer,
+                     guarantee=guarantee, checkpoint_interval_s=checkpoint_interval_s,
+                     flush_on_stop=flush_on_stop, session_timeout_s=session_timeout_s,
                      health=monitor)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
-    logger.info("streams worker %s on %s, reading %s", app_id, bootstrap, topics.readings)
+    logger.info("streams worker %s on %s, reading %s (%s, checkpoints every %ss)", app_id,
+                bootstrap, topics.readings, guarantee, checkpoint_interval_s)
     monitor.start()
     refusals = _Refusals()  # aiokafka logs a refused login; the exit should say it too
     logging.getLogger("aiokafka").addHandler(refusals)

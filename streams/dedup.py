@@ -7,12 +7,14 @@ floor: a reading that old is taken as already processed. Per source the newest
 ``max_epochs`` epochs are kept; a reading of an older epoch is ignored as stale.
 
 Lifecycle: ``SeqDedup(tolerance)``; ``fresh(source, epoch, seq)`` per frame returns which
-readings are new and records them; counters ``duplicates`` and ``stale``.
+readings are new and records them; counters ``duplicates`` and ``stale``;
+``snapshot``/``restore``/``drop`` per source, for state persistence.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,10 +101,23 @@ class SeqDedup:
                      f"sequence numbers already processed (at or below {seen.floor}, or "
                      "seen in an earlier frame)")
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, sources: Iterable[str] | None = None) -> dict[str, Any]:
+        """What was seen, per source (of ``sources``, or all), as plain data."""
+        keep = None if sources is None else set(sources)
         return {src: {str(e): [s.floor, [list(r) for r in s.ranges]] for e, s in eps.items()}
-                for src, eps in self._seen.items()}
+                for src, eps in self._seen.items() if keep is None or src in keep}
 
-    def restore(self, snap: dict[str, Any]) -> None:
-        self._seen = {src: {int(e): Seen(int(v[0]), [list(r) for r in v[1]])
-                            for e, v in eps.items()} for src, eps in snap.items()}
+    def restore(self, snap: dict[str, Any], *, replace: bool = True) -> None:
+        """Take a :meth:`snapshot`'s sources: instead of everything (``replace``), or
+        besides the sources held (a partition's sources after it was assigned)."""
+        seen = {src: {int(e): Seen(int(v[0]), [list(r) for r in v[1]])
+                      for e, v in eps.items()} for src, eps in snap.items()}
+        if replace:
+            self._seen = seen
+        else:
+            self._seen.update(seen)
+
+    def drop(self, sources: Iterable[str]) -> None:
+        """Forget these sources (their partition moved to another worker)."""
+        for src in sources:
+            self._seen.pop(src, None)

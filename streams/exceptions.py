@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from schemas.exceptions import MillstreamError
 
-__all__ = ["StreamsError", "WorkerError"]
+__all__ = ["StateError", "StateVersionError", "StreamsError", "WorkerError"]
 
 
 class StreamsError(MillstreamError):
@@ -21,3 +21,20 @@ class WorkerError(StreamsError):
         super().__init__(message)
         self.app_id = app_id
         self.bootstrap = bootstrap
+
+
+class StateError(StreamsError):
+    """A checkpoint of the worker's state could not be written, read or used."""
+
+
+class StateVersionError(StateError):
+    """A checkpoint was made by another version (layout, River release, window
+    configuration) than this worker's: ``what`` it is, what it was ``found`` made with,
+    what this worker ``expected``. Restoring it could compute wrong results."""
+
+    def __init__(self, what: str, found: str, expected: str) -> None:
+        super().__init__(f"{what} was saved with {found}, this worker has {expected}; "
+                         "it cannot be restored")
+        self.what = what
+        self.found = found
+        self.expected = expected

@@ -26,7 +26,7 @@ rules' state.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import repeat
@@ -38,7 +38,7 @@ import numpy.typing as npt
 from schemas.catalog import Catalog, RuleSpec, TagSpec
 from schemas.events import Command
 from schemas.readings import Quality
-from streams.rules import Rule, command_for, make_rule
+from streams.rules import Rule, command_for, command_id, make_rule
 
 __all__ = ["FastPath", "default_hysteresis"]
 
@@ -115,6 +115,11 @@ class _Limit:
             out.append(self._fire(int(ts[i]), float(value[i]), now_ms, count))
         return out
 
+    def reset(self) -> None:
+        """Armed, with nothing seen or held, as at start."""
+        self.armed, self.last_ts, self.held = True, _NO_TS, None
+        self.rule.last_fired_ms = None
+
     def tick(self, now_ms: int, count: dict[str, int]) -> Command | None:
         """Fire for a breach the cooldown held, if the tag still reads it."""
         if self.held is None or not self.armed or self.rule.cooling(now_ms):
@@ -125,7 +130,8 @@ class _Limit:
         self.armed = False
         self.held = None
         count["fired"] += 1
-        return command_for(self.rule, self._reason(ts, x), now_ms)
+        cid = command_id(self.rule.spec.name, self.rule.tag, ts)  # the same on a replay
+        return command_for(self.rule, self._reason(ts, x), now_ms, cid)
 
     def _reason(self, ts: int, x: float) -> str:
         r = self.rule
@@ -185,31 +191,44 @@ class FastPath:
                 out += limit.feed(ts[mine], value[mine], now_ms, self.count)
         return out
 
-    def tick(self, now_ms: int) -> list[Command]:
+    def _of(self, tags: Container[str] | None) -> list[_Limit]:
+        """The limits of ``tags`` (or all)."""
+        return [lim for limits in self._limits for lim in limits
+                if tags is None or lim.rule.tag in tags]
+
+    def tick(self, now_ms: int, tags: Container[str] | None = None) -> list[Command]:
         """Commands for breaches that outlasted their rule's cooldown without a new
-        reading (processing-time timer)."""
-        out = [lim.tick(now_ms, self.count) for limits in self._limits for lim in limits]
+        reading (processing-time timer), of the rules of ``tags`` (or all)."""
+        out = [lim.tick(now_ms, self.count) for lim in self._of(tags)]
         return [c for c in out if c is not None]
 
     def counters(self) -> dict[str, int]:
         return dict(self.count)
 
-    def snapshot(self) -> dict[str, Any]:
-        """Each rule's state as plain data (see :meth:`restore`)."""
+    def snapshot(self, tags: Container[str] | None = None) -> dict[str, Any]:
+        """The state of the rules of ``tags`` (or all) as plain data, by rule name."""
         return {lim.rule.spec.name: {"armed": lim.armed, "last_ts": lim.last_ts,
                                      "last_fired_ms": lim.rule.last_fired_ms,
                                      "held": None if lim.held is None else list(lim.held)}
-                for limits in self._limits for lim in limits}
+                for lim in self._of(tags)}
 
-    def restore(self, snap: dict[str, Any]) -> None:
-        """Rules the snapshot names get their state back; the others start armed."""
-        for limits in self._limits:
-            for lim in limits:
-                state = snap.get(lim.rule.spec.name)
-                if state is not None:
-                    lim.armed = bool(state["armed"])
-                    lim.last_ts = int(state["last_ts"])
-                    fired = state["last_fired_ms"]
-                    lim.rule.last_fired_ms = None if fired is None else int(fired)
-                    held = state.get("held")
-                    lim.held = None if held is None else (int(held[0]), float(held[1]))
+    def restore(self, snap: dict[str, Any], *, replace: bool = True) -> None:
+        """Rules the snapshot names get their state back; with ``replace`` the others
+        start armed, afresh."""
+        for lim in self._of(None):
+            state = snap.get(lim.rule.spec.name)
+            if state is None:
+                if replace:
+                    lim.reset()
+                continue
+            lim.armed = bool(state["armed"])
+            lim.last_ts = int(state["last_ts"])
+            fired = state["last_fired_ms"]
+            lim.rule.last_fired_ms = None if fired is None else int(fired)
+            held = state.get("held")
+            lim.held = None if held is None else (int(held[0]), float(held[1]))
+
+    def drop(self, tags: Container[str]) -> None:
+        """Forget the state of the rules of ``tags`` (their partition moved away)."""
+        for lim in self._of(tags):
+            lim.reset()

@@ -83,8 +83,15 @@ class PaneStats:
             doc[name] = [x if np.isfinite(x) else None for x in doc[name]]
         return doc
 
+    def to_arrays(self) -> dict[str, npt.NDArray[Any]]:
+        """The columns themselves (not copies), for a binary snapshot."""
+        return {name: getattr(self, name) for name in _NAMES}
+
     @classmethod
-    def from_dict(cls, doc: dict[str, list[Any]]) -> PaneStats:
+    def from_dict(cls, doc: dict[str, Any]) -> PaneStats:
+        """From :meth:`to_dict` (lists) or :meth:`to_arrays` (arrays, taken as they are)."""
+        if isinstance(doc["n"], np.ndarray):
+            return cls(**{name: doc[name] for name in _NAMES})
         f64 = {"mean", "m2", "first", "last"}
         cols: dict[str, Any] = {f.name: np.asarray(doc[f.name],
                                                    np.float64 if f.name in f64 else np.int64)

@@ -11,8 +11,10 @@ single reading decides are checked on every reading as it arrives (:mod:`streams
 It never raises on bad input.
 
 Lifecycle: ``FrameProcessor(catalog)``; ``process(...)`` per message; ``tick(now_ms)`` on
-a timer (closes windows of silent sources); ``flush(now_ms)`` on shutdown;
-``counters()`` for the status file; ``snapshot()``/``restore()`` for the window state.
+a timer (closes windows of silent sources); ``flush(now_ms)`` at the end of a run;
+``counters()`` for the status file. ``snapshot(partition)``/``restore(snap, partition)``/
+``drop(partition)`` hand one Kafka partition's state (windows, dedup, detector, rules) over
+as plain data: the unit a checkpoint saves and a rebalance moves.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from streams.assets import AssetIndex, AssetWindow
 from streams.decode import DecodedFrame, decode_frame
 from streams.dedup import SeqDedup
 from streams.detect import WindowDetector, detector_from_catalog
+from streams.exceptions import StateVersionError
 from streams.fastpath import FastPath
 from streams.rules import RuleEngine
 from streams.windows import Closed, WindowStore
@@ -44,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 STAGE = "streams"
 # the order reasons are listed in when one frame has readings dead-lettered for several
+STATE_VERSION = 1  # of snapshot()'s layout
 _REASONS = ("unknown-tag", "future-timestamp", "non-finite-value", "non-numeric-value",
             "bad-timestamp", "bad-quality", "bad-tag")
 
@@ -84,6 +88,7 @@ class FrameProcessor:
         self.fastpath = FastPath(catalog, [r for r in catalog.rules if r.per_reading])
         self.count: Counter[str] = Counter()  # everything counters() reports
         self.dead_readings: Counter[str] = Counter()  # dead-lettered readings by reason
+        self.sources: dict[int, set[str]] = {}  # per partition, the sources it carried
 
     def process(self, key: bytes | None, value: bytes | None, topic: str, partition: int,
                 offset: int, now_ms: int) -> Output:
@@ -105,6 +110,7 @@ class FrameProcessor:
             return
         self.count["frames"] += 1
         self.count["readings"] += frame.size
+        self.sources.setdefault(partition, set()).add(frame.source)
         keep = self._fresh(frame, topic, partition, offset)
         problems = self._problems(frame, keep, now_ms)
         if problems:
@@ -254,19 +260,21 @@ class FrameProcessor:
             offset=offset, key=key, value=value,
         ))
 
-    def tick(self, now_ms: int) -> Output:
+    def tick(self, now_ms: int, partition: int | None = None) -> Output:
         """Close the windows of sources that went silent, and fire the fast path's held
-        breaches whose cooldown is over (processing-time timer)."""
+        breaches whose cooldown is over (processing-time timer), of one partition or of
+        all."""
         out = Output()
-        self._closed(self.windows.close_idle(now_ms), now_ms, out)
-        out.commands.extend(cmds := self.fastpath.tick(now_ms))
+        self._closed(self.windows.close_idle(now_ms, partition), now_ms, out)
+        tags = None if partition is None else self._owned(partition)[1]
+        out.commands.extend(cmds := self.fastpath.tick(now_ms, tags))
         self.count["commands"] += len(cmds)
         return out
 
-    def flush(self, now_ms: int) -> Output:
-        """Close every open window (shutdown)."""
+    def flush(self, now_ms: int, partition: int | None = None) -> Output:
+        """Close every open window, of one partition or of all (the end of a run)."""
         out = Output()
-        self._closed(self.windows.flush_all(), now_ms, out)
+        self._closed(self.windows.flush_all(partition), now_ms, out)
         return out
 
     @property
@@ -286,15 +294,69 @@ class FrameProcessor:
                 "fastpath": self.fastpath.counters(),
                 "open_windows": self.windows.open_windows}
 
-    def snapshot(self) -> dict[str, Any]:
-        """Window and deduplication state as plain data (see :meth:`restore`)."""
-        return {"windows": self.windows.snapshot(), "dedup": self.dedup.snapshot(),
-                "fastpath": self.fastpath.snapshot()}
+    # -- persistence --------------------------------------------------------------------
+    def _config(self) -> list[Any]:
+        return [[[w.size_ms, w.hop_ms] for w in self.window_specs], self.windows.lateness_ms]
 
-    def restore(self, snap: dict[str, Any]) -> None:
-        self.windows.restore(snap["windows"])
-        self.dedup.restore(snap["dedup"])
-        self.fastpath.restore(snap.get("fastpath", {}))
+    def _owned(self, partition: int | None) -> tuple[set[str], set[str]]:
+        """The sources and tags of ``partition`` (or of all partitions)."""
+        if partition is None:
+            return {s for ss in self.sources.values() for s in ss}, self.windows.tags()
+        sources = set(self.sources.get(partition, ()))
+        sources.update(k[0] for k in self.windows.keys(partition))
+        return sources, self.windows.tags(partition)
+
+    def snapshot(self, partition: int | None = None, *, arrays: bool = False) -> dict[str, Any]:
+        """The state of one partition (or all) as plain data: its windows, the sequence
+        numbers seen of its sources, and the detector's and rules' memory of its tags.
+        Strict JSON, unless ``arrays`` keeps the window columns as NumPy arrays (then
+        encode it before the next ``process``: they are the live arrays)."""
+        sources, tags = self._owned(partition)
+        return {"version": STATE_VERSION, "config": self._config(),
+                "windows": self.windows.snapshot(partition, arrays=arrays),
+                "sources": sorted(sources), "dedup": self.dedup.snapshot(sources),
+                "detector": self.detector.snapshot(tags), "rules": self.rules.snapshot(tags),
+                "fastpath": self.fastpath.snapshot(tags)}
+
+    def restore(self, snap: dict[str, Any], partition: int | None = None,
+                now_ms: int | None = None) -> None:
+        """Take a :meth:`snapshot`: all state, or one partition's (the others are kept);
+        ``now_ms`` restarts the idle timeout of the restored sources.
+        Refuses a snapshot of another layout or window configuration with
+        :class:`StateVersionError`: its windows would not line up with these."""
+        if snap.get("version") != STATE_VERSION:
+            raise StateVersionError("the window state", f"layout {snap.get('version')}",
+                                    f"layout {STATE_VERSION}")
+        if snap["config"] != self._config():
+            raise StateVersionError(
+                "the window state", f"windows [size, hop] and lateness {snap['config']}",
+                f"{self._config()} in the catalog")
+        whole = partition is None
+        if partition is not None:
+            self.drop(partition)
+        self.windows.restore(snap["windows"], partition, now_ms)
+        self.dedup.restore(snap["dedup"], replace=whole)
+        self.detector.restore(snap["detector"], replace=whole)
+        self.rules.restore(snap["rules"], replace=whole)
+        self.fastpath.restore(snap.get("fastpath", {}), replace=whole)
+        if whole:
+            self.sources = {}
+        for doc in snap["windows"]["streams"]:
+            self.sources.setdefault(int(doc["partition"]), set()).add(doc["source"])
+        if partition is not None:
+            self.sources.setdefault(partition, set()).update(snap["sources"])
+
+    def drop(self, partition: int) -> None:
+        """Forget a partition's state (it moved to another worker). Sources and tags that
+        another partition held here still carries are kept."""
+        sources, tags = self._owned(partition)
+        self.windows.drop(partition)
+        self.sources.pop(partition, None)
+        others_sources, others_tags = self._owned(None)
+        self.dedup.drop(sources - others_sources)
+        self.detector.drop(tags - others_tags)
+        self.rules.drop(tags - others_tags)
+        self.fastpath.drop(tags - others_tags)
 
 
 def _rank(reason: str) -> int:

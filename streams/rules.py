@@ -9,25 +9,36 @@ A rule fires at most once per ``cooldown_s`` of processing time (``now_ms`` is p
 so tests control it).
 
 Lifecycle: ``RuleEngine(catalog[, specs])``; ``evaluate(aggregate, anomalies, now_ms)`` for
-every closed window, in window order per tag.
+every closed window, in window order per tag; ``snapshot(tags)``/``restore(doc)``/
+``drop(tags)`` move the rules' memory (last firing, runs) of a partition's tags between
+workers.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from schemas.catalog import Catalog, RuleSpec
 from schemas.events import Aggregate, Anomaly, Command
 
-__all__ = ["COMMAND_TTL_MS", "Rule", "RuleEngine", "command_for", "make_rule"]
+__all__ = ["COMMAND_TTL_MS", "Rule", "RuleEngine", "command_for", "command_id", "make_rule"]
 
 logger = logging.getLogger(__name__)
 
 COMMAND_TTL_MS = 30_000  # a command not executed within this is refused by the executor
+
+
+def command_id(rule: str, tag: str, window_start: int) -> str:
+    """A rule fires at most once per window of its tag, so the window names the command:
+    the same command replayed after a crash (at-least-once) keeps its id, and the executor
+    answers it with its first result instead of writing twice."""
+    key = f"{rule}\0{tag}\0{window_start}".encode()
+    return hashlib.blake2b(key, digest_size=16).hexdigest()
 
 
 def _hms(ms: int) -> str:
@@ -67,12 +78,13 @@ def make_rule(catalog: Catalog, spec: RuleSpec) -> Rule:
     )
 
 
-def command_for(rule: Rule, reason: str, now_ms: int) -> Command:
-    """The rule's command, issued now: marks the rule fired (its cooldown starts)."""
+def command_for(rule: Rule, reason: str, now_ms: int, cid: str) -> Command:
+    """The rule's command ``cid`` (see :func:`command_id`), issued now: marks the rule
+    fired (its cooldown starts)."""
     rule.last_fired_ms = now_ms
     logger.info("rule %s fired: %s", rule.spec.name, reason)
     return Command(
-        command_id=uuid.uuid4().hex, rule=rule.spec.name, machine=rule.machine,
+        command_id=cid, rule=rule.spec.name, machine=rule.machine,
         setpoint=rule.setpoint, value=float(rule.spec.action.value), reason=reason,
         issued_at=now_ms, expires_at=now_ms + COMMAND_TTL_MS,
     )
@@ -101,8 +113,40 @@ class RuleEngine:
                 self.suppressed += 1
                 continue
             self.fired += 1
-            out.append(command_for(rule, reason, now_ms))
+            out.append(command_for(rule, reason, now_ms,
+                                   command_id(rule.spec.name, agg.tag, agg.window_start)))
         return out
+
+    # -- persistence --------------------------------------------------------------------
+    def _rules(self, tags: Iterable[str] | None) -> list[Rule]:
+        if tags is None:
+            return [r for rules in self._by_tag.values() for r in rules]
+        return [r for t in tags for r in self._by_tag.get(t, ())]
+
+    def snapshot(self, tags: Iterable[str] | None = None) -> dict[str, Any]:
+        """What the rules of ``tags`` (or all) remember, as plain data, by rule name."""
+        return {r.spec.name: [r.last_fired_ms, r.run, r.last_window_end]
+                for r in self._rules(tags)}
+
+    def restore(self, doc: dict[str, Any], *, replace: bool = True) -> None:
+        """Take a :meth:`snapshot`. A rule no longer in the catalog is skipped; with
+        ``replace`` the rules not in ``doc`` start afresh."""
+        by_name = {r.spec.name: r for r in self._rules(None)}
+        if replace:
+            for r in by_name.values():
+                r.last_fired_ms, r.run, r.last_window_end = None, 0, None
+        for name, (fired, run, end) in doc.items():
+            rule = by_name.get(name)
+            if rule is None:
+                logger.info("rule %s is no longer in the catalog: its saved state is "
+                            "ignored", name)
+                continue
+            rule.last_fired_ms, rule.run, rule.last_window_end = fired, int(run), end
+
+    def drop(self, tags: Iterable[str]) -> None:
+        """Forget the rules' memory of these tags (their partition moved away)."""
+        for r in self._rules(tags):
+            r.last_fired_ms, r.run, r.last_window_end = None, 0, None
 
     @staticmethod
     def _limit(rule: Rule, agg: Aggregate) -> str | None:

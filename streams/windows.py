@@ -8,8 +8,10 @@ when its end is at or before the watermark. A reading whose window of some size 
 is *late* for that size: it still counts in the larger windows that are open, and the
 caller routes it (``AddResult.late``). Windows close in start order per size.
 
-All state is plain data: :meth:`WindowStore.snapshot` gives dicts of lists and
-:meth:`WindowStore.restore` rebuilds the store from one, for state persistence.
+All state is plain data: :meth:`WindowStore.snapshot` gives dicts of lists (or of NumPy
+arrays) and :meth:`WindowStore.restore` rebuilds the store from one, for state persistence;
+both work on all streams or on one Kafka partition's, which is the unit that moves between
+workers.
 
 Lifecycle: ``WindowStore(specs, lateness_ms, idle_ms)``; ``add(...)`` per frame;
 ``close_idle(now_ms)`` on a timer; ``flush_all()`` on shutdown.
@@ -216,20 +218,26 @@ class WindowStore:
                               np.full(len(idx), s, np.int64), acc.take(idx)))
         return out
 
-    def close_idle(self, now_ms: int) -> list[Closed]:
-        """Close windows of streams silent for ``idle_ms`` of processing time."""
+    def close_idle(self, now_ms: int, partition: int | None = None) -> list[Closed]:
+        """Close windows of streams silent for ``idle_ms`` of processing time (of one
+        partition's streams, or of all)."""
         out: list[Closed] = []
         for key, st in self._streams.items():
+            if partition is not None and key[1] != partition:
+                continue
             before = st.wm.value
             if any(st.panes.values()) and st.wm.idle(now_ms, self.idle_ms) is not None:
                 self._close(key, st, before, out)
         return out
 
-    def flush_all(self) -> list[Closed]:
-        """Close every open window (shutdown, tests); later readings for them are late."""
+    def flush_all(self, partition: int | None = None) -> list[Closed]:
+        """Close every open window (of one partition's streams, or of all), as at the end
+        of a run; later readings for them are late."""
         out: list[Closed] = []
         longest = max(self._keep.values())
         for key, st in self._streams.items():
+            if partition is not None and key[1] != partition:
+                continue
             top = max((p for lv in st.panes.values() for p in lv), default=None)
             if top is not None:
                 before = st.wm.value
@@ -238,21 +246,54 @@ class WindowStore:
         return out
 
     # -- persistence --------------------------------------------------------------------
-    def snapshot(self) -> dict[str, Any]:
-        """All state as plain data (dicts, lists, numbers)."""
+    def keys(self, partition: int | None = None) -> list[StreamKey]:
+        """The (source, partition) streams held, of one partition or all."""
+        return [k for k in self._streams if partition is None or k[1] == partition]
+
+    def tags(self, partition: int | None = None) -> set[str]:
+        """Every tag the streams of ``partition`` (or of all partitions) have seen."""
+        return {t for k in self.keys(partition) for t in self._streams[k].tags}
+
+    def snapshot(self, partition: int | None = None, *, arrays: bool = False) -> dict[str, Any]:
+        """The state of one partition's streams (or all) as plain data: dicts, lists and
+        numbers, strict JSON; with ``arrays`` the pane columns stay NumPy arrays (for a
+        binary encoding, see :mod:`streams.state`). Encode it before the next ``add``:
+        the arrays are the live ones, not copies."""
         return {"streams": [
             {"source": k[0], "partition": k[1], "watermark": st.wm.to_dict(),
              "tags": list(st.tags),
-             "panes": {str(ms): {str(p): pane.to_dict() for p, pane in lv.items()}
+             "panes": {str(ms): {str(p): pane.to_arrays() if arrays else pane.to_dict()
+                                 for p, pane in lv.items()}
                        for ms, lv in st.panes.items()}}
-            for k, st in self._streams.items()]}
+            for k, st in self._streams.items() if partition is None or k[1] == partition]}
 
-    def restore(self, snap: dict[str, Any]) -> None:
-        """Replace the state by a :meth:`snapshot` (same window configuration)."""
-        self._streams = {}
+    def restore(self, snap: dict[str, Any], partition: int | None = None,
+                now_ms: int | None = None) -> None:
+        """Replace the state by a :meth:`snapshot` (same window configuration): all of it,
+        or only the streams of ``partition`` (the others are kept). With ``now_ms`` (this
+        worker's clock) the streams count as just seen: the time the partition spent
+        between workers is not silence of its sources, and must not close their windows
+        by the idle timeout before the frames that were sent meanwhile are read."""
+        if partition is None:
+            self._streams = {}
+        else:
+            self.drop(partition)
         for doc in snap["streams"]:
             st = _Stream(Watermark.from_dict(doc["watermark"]), list(doc["tags"]))
+            if now_ms is not None:
+                st.wm.last_seen_ms = now_ms
             st.slot = {t: i for i, t in enumerate(st.tags)}
             st.panes = {int(ms): {int(p): PaneStats.from_dict(pane) for p, pane in lv.items()}
                         for ms, lv in doc["panes"].items()}
             self._streams[(doc["source"], int(doc["partition"]))] = st
+
+    def touch(self, partition: int, now_ms: int) -> None:
+        """Count the streams of ``partition`` as seen at ``now_ms``: after a pause of the
+        consumer (a rebalance), which is not silence of the sources."""
+        for key in self.keys(partition):
+            self._streams[key].wm.last_seen_ms = now_ms
+
+    def drop(self, partition: int) -> None:
+        """Forget the streams of ``partition`` (it moved to another worker)."""
+        for key in self.keys(partition):
+            del self._streams[key]

@@ -72,6 +72,12 @@ def _latency(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     return latency.run(settings, getattr(args, "changes", None))
 
 
+def _state(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    from millstream.bench import state
+
+    return state.run(settings, getattr(args, "tags", None), getattr(args, "readings", None))
+
+
 BENCHMARKS: dict[str, tuple[Benchmark, str]] = {
     "wire": (_wire, "readings wire format: frames vs one message per reading, Faust vs raw"),
     "streams": (_streams, "stream logic without Kafka: vectorised windows vs a per-reading loop"),
@@ -84,6 +90,8 @@ BENCHMARKS: dict[str, tuple[Benchmark, str]] = {
     "spool": (_spool, "connector disk spool: write and replay readings/s vs a direct produce"),
     "latency": (_latency, "a limit breach at the simulator to its command result on Kafka "
                           "(fast path) and to its anomaly (window path), under load"),
+    "state": (_state, "stream worker with checkpoints (at-least-once, exactly-once) vs state "
+                      "in memory only"),
 }
 
 

@@ -35,7 +35,7 @@ WORKER = (
     "import sys; from pathlib import Path; from schemas.catalog import load_catalog; "
     "from schemas.topics import Topics; from streams.app import run_worker; "
     "run_worker(load_catalog(), bootstrap=sys.argv[1], topics=Topics(sys.argv[2]), "
-    "app_id=sys.argv[3], status_file=Path(sys.argv[4]))"
+    "app_id=sys.argv[3], status_file=Path(sys.argv[4]), flush_on_stop=True)"
 )
 
 
@@ -166,7 +166,7 @@ def test_worker_aggregates_routes_late_and_deadletters(
             assert time.monotonic() < deadline, read_status(status)
             time.sleep(0.2)
     finally:
-        proc.send_signal(signal.SIGTERM)  # the longest windows are flushed on the way out
+        proc.send_signal(signal.SIGTERM)  # flush_on_stop: the longest windows come out
         try:
             output, _ = proc.communicate(timeout=30)
         except subprocess.TimeoutExpired:

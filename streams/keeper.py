@@ -1,0 +1,272 @@
+"""The worker's state across crashes and rebalances: checkpoints per input partition.
+
+:class:`StateKeeper` sits between the consumer (the Faust edge) and the
+:class:`FrameProcessor`. Per assigned input partition it knows the next offset to process.
+Every ``interval_s`` (and when the partition is revoked or the worker stops) it writes a
+checkpoint: that partition's state and that offset, after every result sent so far is
+acknowledged (at-least-once) or in one transaction with them (exactly-once). The input
+offset is committed only then, so the committed offset never runs ahead of saved state.
+When a partition is assigned it restores the newest checkpoint and seeks there; the frames
+after it are processed again, and their windows come out again with the same values.
+
+Without a state topic (``interval_s == 0``, memory only) it only commits offsets after the
+results are acknowledged; state is lost on a crash, as before checkpoints existed.
+
+Lifecycle: ``StateKeeper(...)``; ``await assigned(ps)``/``await revoked(ps)`` from the
+rebalance callbacks; ``await process(...)`` per message; ``await tick()`` on a timer;
+``await stop(flush)`` at shutdown. One lock serialises them, so a checkpoint never sees a
+message half processed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from schemas.events import now_ms
+from streams.checkpoints import StateTopic
+from streams.exceptions import StateError, StateVersionError
+from streams.outputs import Outputs
+from streams.processor import FrameProcessor, Output
+from streams.state import Checkpoint, checkpoint_records, decode_state, encode_state
+
+__all__ = ["ConsumerControl", "StateKeeper"]
+
+logger = logging.getLogger(__name__)
+
+
+class ConsumerControl(Protocol):
+    """The input consumer's offsets, by partition of the input topic."""
+
+    async def committed(self, partitions: Collection[int]) -> dict[int, int | None]: ...
+
+    async def commit(self, offsets: dict[int, int]) -> None: ...
+
+    async def seek(self, partition: int, offset: int) -> None: ...
+
+    def highwater(self, partition: int) -> int | None:
+        """The offset after the partition's newest message, as last fetched (None:
+        not known yet)."""
+
+
+@dataclass
+class _Part:
+    next_offset: int | None  # of the next message to process; None: from the start
+    saved_offset: int | None  # next_offset at the last checkpoint (or commit)
+    seq: int = 0  # of the last checkpoint
+    stale: list[bytes] = field(default_factory=list)  # chunk keys to tombstone next time
+    owned: bool = True  # False between a revocation and the next assignment
+    dirty: bool = False  # results sent or state changed since the last checkpoint
+
+
+class StateKeeper:
+    """Checkpoints, restores and moves a FrameProcessor's state per input partition."""
+
+    def __init__(self, proc: FrameProcessor, outputs: Outputs, consumer: ConsumerControl, *,
+                 app_id: str, state: StateTopic | None, interval_s: float) -> None:
+        if interval_s < 0 or (interval_s == 0) != (state is None):
+            raise StateError(f"checkpoint interval {interval_s}s and state topic {state} do "
+                             "not fit: a positive interval needs a state topic, 0 none")
+        if outputs.transactional and state is None:
+            raise StateError("exactly_once needs checkpoints: set a checkpoint interval > 0")
+        self.proc = proc
+        self.outputs = outputs
+        self.consumer = consumer
+        self.app_id = app_id
+        self.state = state
+        self.interval_s = interval_s
+        self._parts: dict[int, _Part] = {}
+        self._lock = asyncio.Lock()
+        self._started = False
+        self._last_checkpoint = time.monotonic()
+        self.stats: dict[str, Any] = {"checkpoints": 0, "checkpoint_bytes": 0,
+                                      "checkpoint_ms": 0.0, "restored": 0, "replayed": 0,
+                                      "skipped": 0}
+
+    @property
+    def partitions(self) -> list[int]:
+        return sorted(p for p, part in self._parts.items() if part.owned)
+
+    def offsets(self) -> dict[str, dict[str, int | None]]:
+        """Per owned partition: the next offset to process and the one last saved (their
+        difference is what a crash now would replay)."""
+        return {str(p): {"next": part.next_offset, "saved": part.saved_offset}
+                for p, part in sorted(self._parts.items()) if part.owned}
+
+    async def _start(self) -> None:
+        if not self._started:
+            await self.outputs.start()
+            if self.state is not None:
+                await self.state.start()
+            self._started = True
+
+    # -- the message path ---------------------------------------------------------------
+    async def process(self, key: bytes | None, value: bytes | None, topic: str,
+                      partition: int, offset: int) -> None:
+        async with self._lock:
+            part = self._parts.get(partition)
+            if part is None or not part.owned:
+                self.stats["skipped"] += 1  # read again from the committed offset
+                return
+            if part.next_offset is not None and offset < part.next_offset:
+                self.stats["replayed"] += 1  # already in the restored state
+                return
+            out = self.proc.process(key, value, topic, partition, offset, now_ms())
+            part.next_offset = offset + 1
+            part.dirty = True
+            if out:
+                await self.outputs.send(partition, out)
+
+    def _caught_up(self, partition: int) -> bool:
+        """Has every message of the partition fetched so far been processed? Only then is
+        a source without frames silent, rather than waiting in the consumer."""
+        hw, nxt = self.consumer.highwater(partition), self._parts[partition].next_offset
+        return hw is not None and (nxt is None or nxt >= hw)
+
+    async def tick(self) -> None:
+        """Close idle windows (of caught-up partitions); checkpoint every partition when
+        the interval is over."""
+        async with self._lock:
+            now = now_ms()
+            for p in self.partitions:
+                if not self._caught_up(p):
+                    continue
+                out = self.proc.tick(now, p)
+                if out:
+                    self._parts[p].dirty = True
+                    await self.outputs.send(p, out)
+            if self.interval_s and time.monotonic() - self._last_checkpoint < self.interval_s:
+                return
+            self._last_checkpoint = time.monotonic()
+            for p in self.partitions:
+                await self._save(p, strict=False)
+
+    # -- checkpoints --------------------------------------------------------------------
+    async def _save(self, partition: int, *, strict: bool) -> None:
+        """Checkpoint (or, memory only, commit) ``partition`` if anything changed. A
+        failure under at-least-once is logged and retried next time unless ``strict``."""
+        part = self._parts[partition]
+        if part.next_offset is None or not (part.dirty or part.saved_offset != part.next_offset):
+            return
+        try:
+            if self.state is None:
+                await self.outputs.flush()
+                await self.consumer.commit({partition: part.next_offset})
+            else:
+                await self._checkpoint(partition, part)
+        except Exception:
+            if strict or self.outputs.transactional:
+                raise
+            logger.exception("checkpoint of partition %d failed; retrying in %.1fs",
+                             partition, self.interval_s)
+            return
+        part.saved_offset, part.dirty = part.next_offset, False
+
+    async def _checkpoint(self, partition: int, part: _Part) -> None:
+        assert self.state is not None and part.next_offset is not None
+        t0 = time.perf_counter()
+        blob = encode_state(self.proc.snapshot(partition, arrays=True))
+        ck = Checkpoint(self.app_id, partition, part.seq + 1, part.next_offset, blob, now_ms())
+        records = checkpoint_records(ck, part.stale)
+        await self.outputs.checkpoint(partition, records, self.state.state_partition(partition),
+                                      ck.offset)
+        if not self.outputs.transactional:
+            await self.consumer.commit({partition: ck.offset})
+        part.seq = ck.seq
+        part.stale = ck.chunk_keys()  # tombstoned by the next checkpoint
+        self.stats["checkpoints"] += 1
+        self.stats["checkpoint_bytes"] = len(blob)
+        self.stats["checkpoint_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+        logger.debug("checkpoint %d of partition %d at offset %d: %d bytes in %.1f ms", ck.seq,
+                     partition, ck.offset, len(blob), self.stats["checkpoint_ms"])
+
+    # -- rebalancing --------------------------------------------------------------------
+    async def revoked(self, partitions: Collection[int]) -> None:
+        """Checkpoint the revoked partitions. Their state stays here until the assignment
+        says which come back (an eager rebalance revokes them all)."""
+        async with self._lock:
+            for p in sorted(set(partitions) & set(self.partitions)):
+                await self._save(p, strict=False)
+                self._parts[p].owned = False
+
+    async def assigned(self, partitions: Collection[int]) -> None:
+        """Drop what went elsewhere; keep what came back unchanged; restore the rest from
+        its newest checkpoint and seek the consumer there."""
+        async with self._lock:
+            await self._start()
+            mine = set(partitions)
+            for p in [p for p in self._parts if p not in mine]:
+                self.proc.drop(p)
+                await self.outputs.close(p)
+                del self._parts[p]
+            committed = await self.consumer.committed(sorted(mine))
+            for p in sorted(mine):
+                part = self._parts.get(p)
+                at = committed.get(p)
+                if (part is not None and part.saved_offset == part.next_offset
+                        and at is not None and at == part.next_offset):
+                    part.owned = True  # back unchanged: its state is the checkpoint's
+                    self.proc.windows.touch(p, now_ms())  # the rebalance was no silence
+                    continue
+                await self._restore(p, at)
+
+    async def _restore(self, partition: int, committed: int | None) -> None:
+        await self.outputs.open(partition)  # exactly-once: fences the previous owner first
+        self.proc.drop(partition)
+        ck: Checkpoint | None = None
+        stale: list[bytes] = []
+        if self.state is not None:
+            reader = await self.state.load(partition)
+            ck, stale = reader.result(), reader.stale
+        offset = committed
+        if ck is not None:
+            try:
+                self.proc.restore(decode_state(ck.blob), partition, now_ms())
+            except StateVersionError as exc:
+                raise StateVersionError(
+                    f"checkpoint {ck.seq} of partition {partition} ({exc.what}; key "
+                    f"{ck.app_id}/{partition} on {self.outputs.topics.streams_state})",
+                    exc.found, exc.expected + ". To start this partition afresh from its "
+                    "committed offset, delete the checkpoint: produce an empty value "
+                    f"(tombstone) for key {ck.app_id}/{partition}, e.g. `echo "
+                    f"'{ck.app_id}/{partition}:' | kcat -b BOOTSTRAP -t "
+                    f"{self.outputs.topics.streams_state} -P -K: -Z`") from exc
+            offset = ck.offset
+            self.stats["restored"] += 1
+            logger.info("partition %d: restored checkpoint %d (offset %d, taken at %d)",
+                        partition, ck.seq, ck.offset, ck.taken_at_ms)
+        if offset is not None and offset != committed:
+            # Faust seeks every partition to its committed offset once the rebalance is
+            # over: commit first, so that seek lands where this one does
+            await self.consumer.commit({partition: offset})
+            await self.consumer.seek(partition, offset)
+        self._parts[partition] = _Part(next_offset=offset, saved_offset=offset,
+                                       seq=ck.seq if ck else 0, stale=stale)
+
+    async def stop(self, flush: bool) -> Output:
+        """Shutdown: with ``flush`` close every open window first (the end of a run);
+        then checkpoint what is held. Returns what the flush produced."""
+        out = Output()
+        async with self._lock:
+            for p in self.partitions:
+                if flush:
+                    got = self.proc.flush(now_ms(), p)
+                    if got:
+                        self._parts[p].dirty = True
+                        await self.outputs.send(p, got)
+                        out.aggregate_frames += got.aggregate_frames
+                try:
+                    await self._save(p, strict=True)
+                except Exception:
+                    logger.exception("shutdown: partition %d could not be checkpointed; the "
+                                     "next owner replays it from the last checkpoint", p)
+            if self._started:
+                await self.outputs.stop()
+                if self.state is not None:
+                    await self.state.stop()
+                self._started = False
+        return out
