@@ -47,9 +47,10 @@ class _Frozen(BaseModel):
 
 
 class HandshakeSpec(_Frozen):
-    """A PLC handshake after a setpoint write: the executor sets ``strobe`` (a tag of the
-    same machine) to 1, waits up to ``timeout_ms`` for the PLC to set ``ack`` to 1, then
-    clears the strobe. No acknowledgement: the command failed."""
+    """A PLC handshake after a setpoint write: the executor waits for ``ack`` (a tag of the
+    same machine) to be 0, sets ``strobe`` to 1, waits for the PLC to set ``ack`` to 1, then
+    clears the strobe, all within ``timeout_ms``. No acknowledgement, or an ack still up
+    from the previous handshake that never drops: the command failed."""
 
     strobe: str = Field(pattern=r"^[a-z0-9_]+$")
     ack: str = Field(pattern=r"^[a-z0-9_]+$")

@@ -64,7 +64,10 @@ class BatchingSink(ABC):
         columns: Mapping[str, Sequence[str]],
         policy: BatchPolicy | None = None,
     ) -> None:
-        conf: dict[str, Any] = {"auto.offset.reset": "earliest", **consumer_config}
+        # a sink reads in bulk: fetch up to 10 MB per partition per request (librdkafka's
+        # default is 1 MB), so the broker serves a backlog in a tenth of the requests
+        conf: dict[str, Any] = {"auto.offset.reset": "earliest",
+                                "max.partition.fetch.bytes": str(10 << 20), **consumer_config}
         conf["enable.auto.commit"] = False
         # a refused login or an untrusted broker certificate, said once with the fix
         conf.setdefault("error_cb", KafkaErrorLog(str(conf.get("bootstrap.servers")), conf,

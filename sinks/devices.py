@@ -230,7 +230,7 @@ class OpcUaWriter(DeviceWriter):
             await self.close()
             raise DeviceError(self.source.name, tag_path,
                               f"OPC-UA server {self.endpoint}: {exc!r}") from exc
-        if isinstance(readback, bool) or not isinstance(readback, int | float):
+        if not isinstance(readback, int | float):  # a Boolean (a handshake strobe) is 0/1
             raise DeviceError(self.source.name, tag_path,
                               f"read back {readback!r}, not a number")
         return float(readback)

@@ -42,21 +42,35 @@ def frame_columns(frame: ReadingFrame, units: Mapping[str, str]
     if not (_U64[0] <= frame.epoch <= _U64[1] and frame.last_seq <= _U64[1]):
         raise ContractError("out-of-range", f"epoch {frame.epoch} or seq does not fit UInt64")
     _check_utf8("source", frame.source)
-    server_ts = frame.server_ts or [None] * n
-    if frame.server_ts and any(t is not None and not lo <= t <= hi for t in server_ts):
-        raise ContractError("out-of-range", "a server_ts does not fit DateTime64 (Unix ms)")
-    status = [s or "" for s in frame.status] if frame.status else [""] * n
-    text = frame.text or [None] * n
-    for name, col in (("status", status), ("text", text)):
-        for entry in col:
+    # the optional columns are checked only when the frame has them (most frames do not)
+    if frame.server_ts:
+        if any(t is not None and not lo <= t <= hi for t in frame.server_ts):
+            raise ContractError("out-of-range", "a server_ts does not fit DateTime64 (Unix ms)")
+        server_ts: list[Any] = frame.server_ts
+    else:
+        server_ts = [None] * n
+    if frame.status:
+        status = [s or "" for s in frame.status]
+        for entry in status:
             if entry:
-                _check_utf8(name, entry)
-    unit = [units.get(t) for t in frame.tag]
-    columns: list[list[Any]] = [frame.tag, frame.ts, frame.value, frame.quality, [frame.source] * n,
-               [frame.epoch] * n, list(range(frame.seq, frame.seq + n)), server_ts, status, text,
-               unit]
-    if None not in unit:
-        return columns, []
+                _check_utf8("status", entry)
+    else:
+        status = [""] * n
+    if frame.text:
+        text: list[Any] = frame.text
+        for entry in text:
+            if entry:
+                _check_utf8("text", entry)
+    else:
+        text = [None] * n
+    head: list[list[Any]] = [frame.tag, frame.ts, frame.value, frame.quality, [frame.source] * n,
+                             [frame.epoch] * n, list(range(frame.seq, frame.seq + n)),
+                             server_ts, status, text]
+    try:
+        return [*head, list(map(units.__getitem__, frame.tag))], []
+    except KeyError:  # a tag not in the catalog: leave its readings out
+        unit = [units.get(t) for t in frame.tag]
+    columns: list[list[Any]] = [*head, unit]
     keep = [i for i, u in enumerate(unit) if u is not None]
     unknown = [t for t, u in zip(frame.tag, unit, strict=True) if u is None]
     return [[col[i] for i in keep] for col in columns], unknown

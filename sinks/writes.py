@@ -74,35 +74,55 @@ async def write_setpoint(devices: DevicePool, catalog: Catalog, path: str, value
 
 async def _handshake(devices: DevicePool, catalog: Catalog, path: str, spec: TagSpec,
                      value: float, readback: float, checks: dict[str, str]) -> WriteOutcome:
-    """Strobe 1, wait for ack 1, strobe 0: the PLC confirms it took the new setpoint."""
+    """Ack 0 first, strobe 1, wait for ack 1, strobe 0: the PLC confirms it took the new
+    setpoint. An ack still up from the previous handshake (the PLC clears it only when it
+    sees the strobe drop) must not count as this one's, so the strobe waits for it to drop.
+    """
     hs = spec.handshake
     assert hs is not None
     machine = path.rsplit("/", 1)[0]
     strobe, ack = f"{machine}/{hs.strobe}", f"{machine}/{hs.ack}"
-    acked = False
+    deadline = time.monotonic() + hs.timeout_ms / 1000
+    wrote = f"wrote {value:g}, read back {readback:g}"
+    stale = acked = False
     try:
-        await devices.write_and_read_back(strobe, 1.0)
-        deadline = time.monotonic() + hs.timeout_ms / 1000
-        while time.monotonic() < deadline:
-            if await devices.read_value(ack) >= 0.5:
-                acked = True
-                break
-            await asyncio.sleep(_ACK_POLL_S)
+        if not await _wait_for(devices, ack, False, deadline):
+            stale = True
+        else:
+            await devices.write_and_read_back(strobe, 1.0)
+            acked = await _wait_for(devices, ack, True, deadline)
     except DeviceError as exc:
         checks["handshake"] = f"refused: {exc}"
-        return WriteOutcome(CommandStatus.FAILED, f"wrote {value:g}, read back {readback:g}, "
-                            f"but the handshake failed: {exc}", readback, checks)
+        return WriteOutcome(CommandStatus.FAILED, f"{wrote}, but the handshake failed: {exc}",
+                            readback, checks)
     finally:
-        try:
-            await devices.write_and_read_back(strobe, 0.0)
-        except DeviceError as exc:
-            logger.warning("could not clear the strobe %s: %s", strobe, exc)
+        if not stale:
+            try:
+                await devices.write_and_read_back(strobe, 0.0)
+            except DeviceError as exc:
+                logger.warning("could not clear the strobe %s: %s", strobe, exc)
+    if stale:
+        checks["handshake"] = f"refused: {ack} still 1 from an earlier handshake"
+        return WriteOutcome(CommandStatus.FAILED, (
+            f"{wrote}, but {ack} was still 1 from an earlier handshake and did not drop "
+            f"within {hs.timeout_ms} ms, so {strobe} was not set; the PLC must clear its ack "
+            "when the strobe drops: check the PLC program"), readback, checks)
     if not acked:
         checks["handshake"] = f"refused: no ack on {ack} within {hs.timeout_ms} ms"
         return WriteOutcome(CommandStatus.FAILED, (
-            f"wrote {value:g}, read back {readback:g}, but the PLC did not acknowledge: "
-            f"{ack} stayed 0 for {hs.timeout_ms} ms after {strobe} was set; check the PLC "
-            "program"), readback, checks)
+            f"{wrote}, but the PLC did not acknowledge: {ack} stayed 0 for "
+            f"{hs.timeout_ms} ms after {strobe} was set; check the PLC program"),
+            readback, checks)
     checks["handshake"] = "ok"
-    return WriteOutcome(CommandStatus.APPLIED, f"wrote {value:g}, read back {readback:g}, "
-                        f"acknowledged by the PLC on {ack}", readback, checks)
+    return WriteOutcome(CommandStatus.APPLIED, f"{wrote}, acknowledged by the PLC on {ack}",
+                        readback, checks)
+
+
+async def _wait_for(devices: DevicePool, ack: str, high: bool, deadline: float) -> bool:
+    """Poll ``ack`` until it is 1 (``high``) or 0, or the deadline passes (then False)."""
+    while True:
+        if (await devices.read_value(ack) >= 0.5) == high:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(_ACK_POLL_S)

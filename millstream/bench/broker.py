@@ -96,8 +96,9 @@ class Produced:
 
 
 def produce(k: BenchKafka, topic: str, messages: Iterable[tuple[bytes, bytes]],
-            timeout: float = 300.0) -> Produced:
-    """Produce every message and wait until the broker has them all."""
+            timeout: float = 300.0, compression: str = "none") -> Produced:
+    """Produce every message and wait until the broker has them all; ``compression`` as
+    librdkafka's ``compression.type`` (the connectors use lz4)."""
     failed: list[str] = []
     count = size = 0
 
@@ -107,7 +108,8 @@ def produce(k: BenchKafka, topic: str, messages: Iterable[tuple[bytes, bytes]],
 
     p = Producer({"bootstrap.servers": k.bootstrap, **k.conf, "linger.ms": 20,
                   "batch.size": 1_000_000, "queue.buffering.max.messages": 500_000,
-                  "message.max.bytes": 10_000_000, "acks": "all"})
+                  "message.max.bytes": 10_000_000, "acks": "all",
+                  "compression.type": compression})
     t0 = time.monotonic()
     deadline = t0 + timeout
     for key, value in messages:

@@ -127,7 +127,8 @@ def run(settings: Settings, readings: int | None = None) -> dict[str, Any]:
             topics = Topics(f"bench-sink-{uuid.uuid4().hex[:8]}")
             k.create_topics(topics.all())
             try:
-                sent = produce(k, topics.readings, messages)
+                # lz4, as the connectors produce them (connectors/publisher.py)
+                sent = produce(k, topics.readings, messages, compression="lz4")
                 progress(f"produced {sent.messages} frames ({sent.bytes / 1e6:.0f} MB); "
                          "running the sink")
                 sink_s, status = sink_run(f"chdb://{tmp / 'sink'}", catalog, k.bootstrap,
