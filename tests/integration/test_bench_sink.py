@@ -28,3 +28,7 @@ def test_bench_sink_prints_its_figures_last(kafka_bootstrap: str, tmp_path: Path
     assert result["sink_rows_per_s"] > 0 and result["raw_insert_rows_per_s"] > 0
     assert result["ratio"] == pytest.approx(
         result["sink_rows_per_s"] / result["raw_insert_rows_per_s"], rel=0.01)
+    # the raw insert that names its batches with dedup tokens, as the sink does
+    assert result["raw_insert_tokens_rows_per_s"] > 0
+    assert result["ratio_vs_tokens"] == pytest.approx(
+        result["sink_rows_per_s"] / result["raw_insert_tokens_rows_per_s"], rel=0.01)
