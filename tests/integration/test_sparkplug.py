@@ -136,7 +136,7 @@ def test_data_before_birth_asks_rebirth_and_host_state(
         node.publish("oven-01", {"temperature": 71.0})
         letters = letters_of(consume(kafka_bootstrap, topics.deadletter, count=1, settle=0.5))
         got = readings_of(consume(kafka_bootstrap, topics.readings, count=5, settle=0.5))
-        watcher.client.subscribe("spBv1.0/STATE/mill-test", qos=1)
+        watcher.subscribe("spBv1.0/STATE/mill-test")
         wait(lambda: len(watcher.received) >= 1)
         online = json.loads(watcher.received[-1].payload)
         run.stop()

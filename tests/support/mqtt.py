@@ -96,14 +96,33 @@ class MqttPublisher:
                                   client_id=client_id or f"pub-{uuid.uuid4().hex[:8]}",
                                   protocol=paho.MQTTv5)
         self.received: list[paho.MQTTMessage] = []
+        self._subscriptions: dict[str, int] = {}
         self.client.on_message = lambda _c, _u, m: self.received.append(m)
+        self.client.on_connect = self._resubscribe
         if will is not None:
             self.client.will_set(will[0], will[1], qos=1)
         self.client.connect(b.host, b.port, keepalive=5)
         self.client.loop_start()
+        self._wait_connected(endpoint)
+
+    def _wait_connected(self, endpoint: str) -> None:
         deadline = time.monotonic() + 10
         while not self.client.is_connected() and time.monotonic() < deadline:
             time.sleep(0.02)
+        if not self.client.is_connected():
+            raise AssertionError(f"test MQTT client could not connect to {endpoint} in 10 s")
+
+    def _resubscribe(self, client: paho.Client, *_: object) -> None:
+        # a reconnect starts a clean session: subscribe again (paho does not)
+        for topic, qos in self._subscriptions.items():
+            client.subscribe(topic, qos=qos)
+
+    def subscribe(self, topic: str, qos: int = 1) -> None:
+        """Subscribe now and again after any reconnect (a subscribe sent while the client
+        is between connections would be lost, and with it a retained message)."""
+        self._subscriptions[topic] = qos
+        if self.client.is_connected():
+            self.client.subscribe(topic, qos=qos)
 
     def publish(self, topic: str, payload: bytes | str | float, qos: int = 1,
                 retain: bool = False) -> None:
