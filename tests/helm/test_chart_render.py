@@ -161,10 +161,12 @@ def test_secrets_reach_only_the_stages_that_need_them() -> None:
             seen.setdefault(component, set()).update(refs)
     who = {name: {comp for comp, refs in seen.items() if name in refs}
            for name in {n for refs in seen.values() for n in refs}}
-    assert who["clickhouse-millstream"] == {"sink"}  # the existingSecret
+    # the existingSecret: the sink writes, the dashboard reads the history
+    assert who["clickhouse-millstream"] == {"sink", "dashboard"}
     assert who["plant-millstream-opcua-env"] == {"connector", "executor"}
     assert who["plant-millstream-opcua-own"] == {"connector", "executor"}
-    assert who["plant-millstream-kafka-sasl"] == {"connector", "worker", "sink", "executor"}
+    assert who["plant-millstream-kafka-sasl"] == {"connector", "worker", "sink", "executor",
+                                                  "dashboard"}
     assert who["plant-millstream-command-signing"] == {"worker", "executor"}
     # the worker signs with the private key, the executor holds only the public one, named
     # as the executor's trusted keys folder wants it: <signer>.pub
@@ -226,7 +228,13 @@ def test_service_monitor_scrapes_every_metrics_port() -> None:
     selector = monitor["spec"]["selector"]["matchLabels"]
     for service in rendered.of_kind("Service"):
         assert selector.items() <= service["metadata"]["labels"].items()
-        assert {p["name"] for p in service["spec"]["ports"]} <= scraped
+        # every metrics port; not the dashboard's page (it serves /metrics as well, and
+        # scraping both would count the one process twice)
+        ports = {p["name"] for p in service["spec"]["ports"]}
+        assert ports - {"http"} <= scraped
+    assert "http" in {p["name"] for p in rendered.named(
+        "Service", "plant-millstream-dashboard")["spec"]["ports"]}
+    assert "http" not in scraped
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     assert not render(PROFILES["defaults"]).of_kind("ServiceMonitor")
 

@@ -1,6 +1,7 @@
 """NetworkPolicies follow IEC 62443 zones and conduits: the device networks (the PLCs'
 zone) are reached by the connectors of their own site and by the executor, and by no
-other stage; every stage may reach Kafka and DNS; only the sink reaches ClickHouse."""
+other stage; every stage may reach Kafka and DNS; only the sink and the dashboard reach
+ClickHouse."""
 
 from __future__ import annotations
 
@@ -93,12 +94,15 @@ def test_egress_is_limited_to_each_stages_conduits(profile: str) -> None:
         assert dns and {p["protocol"] for p in dns[0]["ports"]} == {"UDP", "TCP"}
         plain = {p["port"] for r in rules if not any("ipBlock" in peer for peer in r.get("to", []))
                  for p in r.get("ports", [])}
-        allowed = {53} | kafka | (clickhouse if component == "sink" else set())
+        reads_clickhouse = component in ("sink", "dashboard")
+        allowed = {53} | kafka | (clickhouse if reads_clickhouse else set())
         assert plain <= allowed, f"{component} reaches ports {plain - allowed}"
         assert kafka <= plain, f"{component} cannot reach Kafka"
-        if component != "sink":
+        if reads_clickhouse:
+            assert clickhouse <= plain, f"{component} cannot reach ClickHouse"
+        else:
             assert not (clickhouse - kafka) & plain, f"{component} reaches ClickHouse"
-        # ingress: the metrics port(s) only
+        # ingress: the ports of its Service only (the metrics port(s); the dashboard page)
         ingress_ports = {p["port"] for r in policy["spec"]["ingress"] for p in r["ports"]}
         service = rendered.named("Service", policy["metadata"]["name"])
         assert ingress_ports == {p["port"] for p in service["spec"]["ports"]}

@@ -83,6 +83,9 @@ millstream.io/workload: {{ .workload }}
 {{- define "millstream.hasOpcuaTrusted" -}}
 {{- if or .Values.opcua.pki.trusted .Values.opcua.pki.trustedExistingSecret }}true{{ end }}
 {{- end }}
+{{- define "millstream.hasClickhouse" -}}
+{{- if or .Values.clickhouse.dsn .Values.clickhouse.existingSecret }}true{{ end }}
+{{- end }}
 {{- define "millstream.hasSigning" -}}
 {{- with .Values.commandSigning }}{{ if or .privateKey .publicKey .operatorKeys .existingSecret }}true{{ end }}{{ end }}
 {{- end }}
@@ -115,7 +118,8 @@ millstream.io/workload: {{ .workload }}
 
 {{/*
 One stage's container. dict:
-  root, name, args (list), port, resources, extraEnv,
+  root, name, args (list), port, portName, extraPorts (list of {name, port}: more than
+  the metrics port, e.g. the dashboard's page), resources, extraEnv,
   clickhouse, opcua, signing ("private" or "public"): what this stage may see.
 */}}
 {{- define "millstream.container" -}}
@@ -130,6 +134,11 @@ One stage's container. dict:
     - name: {{ .portName }}
       containerPort: {{ .port }}
       protocol: TCP
+    {{- range $p := .extraPorts }}
+    - name: {{ $p.name }}
+      containerPort: {{ $p.port }}
+      protocol: TCP
+    {{- end }}
   envFrom:
     - configMapRef:
         name: {{ include "millstream.fullname" $root }}-env

@@ -55,6 +55,22 @@ failure is one sentence: the value, why it is wrong, and what to do.
 {{- fail "the sink is enabled but neither clickhouse.dsn nor clickhouse.existingSecret is set: give the ClickHouse server's DSN, http(s)://user:password@host:port/db." }}
 {{- end }}
 
+{{- /* the dashboard: its page and its metrics on two ports; an Ingress needs a host and,
+with NetworkPolicies, a peer allowed to the page */}}
+{{- with $v.dashboard }}
+{{- if .enabled }}
+{{- if eq (int .port) (int $v.observability.port) }}
+{{- fail (printf "dashboard.port is %d, the same as observability.port: the dashboard serves its page there and health and metrics on observability.port. Pick another dashboard.port (default 8080)." (int .port)) }}
+{{- end }}
+{{- if and .ingress.enabled (not .ingress.hosts) }}
+{{- fail "dashboard.ingress.enabled is true but dashboard.ingress.hosts is empty: name the host(s) operators open, e.g. hosts: [{host: millstream.plant.example.com}]." }}
+{{- end }}
+{{- if and .ingress.enabled $v.networkPolicy.enabled (not .networkPolicy.from) }}
+{{- fail "dashboard.ingress.enabled is true but dashboard.networkPolicy.from is empty: with networkPolicy.enabled no ingress controller could reach the page. Select your ingress controller's pods, e.g. from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: ingress-nginx}}}]." }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{- /* OPC-UA: a certificate without its key, or the reverse */}}
 {{- with $v.opcua.pki.own }}
 {{- if and (not .existingSecret) (ne (empty .certificateDer) (empty .privateKey)) }}

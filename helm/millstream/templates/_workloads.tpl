@@ -1,7 +1,10 @@
 {{/*
 Every workload the chart runs, as JSON {items: [{name, component, ports, networks, kafka,
-clickhouse}]}: the Services, PodDisruptionBudgets, NetworkPolicies and the ServiceMonitor
-iterate over this one list, so that no stage is forgotten by one of them.
+clickhouse, pdb, headless, web}]}: the Services, PodDisruptionBudgets, NetworkPolicies and
+the ServiceMonitor iterate over this one list, so that no stage is forgotten by one of
+them. `ports` are the metrics ports (scraped, probed); `web` is a port people use (the
+dashboard's page: {name, port, servicePort, from}), in the Service and the NetworkPolicy
+but not scraped.
 */}}
 {{- define "millstream.workloads" -}}
 {{- $v := .Values }}
@@ -34,6 +37,14 @@ iterate over this one list, so that no stage is forgotten by one of them.
     "component" "executor" "ports" $one
     "networks" (include "millstream.executorNetworks" . | fromJson).items
     "clickhouse" false "pdb" $v.executor.podDisruptionBudget) }}
+{{- end }}
+{{- if $v.dashboard.enabled }}
+{{- $d := $v.dashboard }}
+{{- $out = append $out (dict "name" (include "millstream.componentName" (dict "root" . "suffix" "dashboard"))
+    "component" "dashboard" "ports" $one "networks" (list)
+    "clickhouse" (eq (include "millstream.hasClickhouse" .) "true") "pdb" $d.podDisruptionBudget
+    "web" (dict "name" "http" "port" (int $d.port) "servicePort" (int $d.service.port)
+                "from" $d.networkPolicy.from)) }}
 {{- end }}
 {{- toJson (dict "items" $out) }}
 {{- end }}
