@@ -142,7 +142,7 @@ def test_sink_gets_the_clickhouse_dsn(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Settings().dsn == "http://millstream:ch-pass-minimal-51@clickhouse.data.svc:8123/plant"
 
 
-def _notes(tmp_path: Path, values: Path) -> str:
+def _notes(tmp_path: Path, *values: Path) -> str:
     """NOTES.txt rendered offline: `helm install --dry-run` wants a cluster, so a copy of
     the chart carries NOTES.txt inside a ConfigMap template that `helm template` prints."""
     chart = tmp_path / "millstream"
@@ -152,7 +152,8 @@ def _notes(tmp_path: Path, values: Path) -> str:
         '{{- define "notes-preview" }}' + notes + "{{- end }}\n"
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\n"
         'data: {notes: {{ include "notes-preview" . | quote }}}\n')
-    result = helm("template", "plant", str(chart), "-f", str(values),
+    files = [arg for path in values for arg in ("-f", str(path))]
+    result = helm("template", "plant", str(chart), *files,
                   "--show-only", "templates/notes-preview.yaml")
     assert result.returncode == 0, result.stderr
     doc: dict[str, Any] = yaml.safe_load(result.stdout)
@@ -217,3 +218,24 @@ def test_every_values_block_of_readme_deploying_renders(tmp_path: Path) -> None:
         if block.startswith("apiVersion:"):
             docs = list(yaml.safe_load_all(block))
             assert all(d["kind"] and d["metadata"]["name"] for d in docs)
+
+
+def test_notes_say_how_to_reach_the_dashboard(tmp_path: Path) -> None:
+    notes = _notes(tmp_path, PROFILES["minimal-site"])
+    assert "kubectl -n default port-forward svc/plant-millstream-dashboard 8080:8080" in notes
+    assert "http://127.0.0.1:8080/" in notes
+    assert "through the Ingress" not in notes  # off by default
+    secure = _notes(tmp_path / "secure", PROFILES["multi-site-secure"])
+    assert "Ingress plant-millstream-dashboard (class traefik)" in secure
+    assert "https://millstream.plant1.acme.example/" in secure
+    assert "put authentication in front of it" in secure
+    assert "acknowledge" not in secure  # the profile turns alarm actions off
+    assert "Ack and Shelve are refused" not in secure
+    actions = tmp_path / "actions.yaml"
+    actions.write_text("dashboard: {alarmActions: true}\n")
+    with_actions = _notes(tmp_path / "actions", PROFILES["multi-site-secure"], actions)
+    assert "can acknowledge and shelve alarms" in with_actions
+    assert "Ack and Shelve are refused through an HTTPS Ingress" in with_actions
+    live_only = tmp_path / "live-only.yaml"
+    live_only.write_text("sink: {enabled: false}\nclickhouse: {dsn: ''}\n")
+    assert "live data only, no history" in _notes(tmp_path / "live", live_only)
