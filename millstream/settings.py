@@ -99,10 +99,12 @@ class Settings(BaseSettings):
 
     # `millstream dashboard`: where it serves the page (loopback unless configured: it has
     # no login; 0 any free port), whether it offers alarm ack/shelve (when the alarms stage
-    # is there), and how far back it reads alarm episodes when it starts
+    # is there), and how far back it reads alarm episodes when it starts; behind a proxy
+    # that ends TLS, trust its X-Forwarded-Proto/-Host for the same-origin check of writes
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = Field(default=8080, ge=0, le=65535)
     dashboard_alarm_actions: bool = True
+    dashboard_trust_forwarded: bool = False
     dashboard_alarm_lookback_s: float = Field(default=7 * 24 * 3600.0, gt=0)
 
     catalog: Path | None = None  # plant catalog YAML; unset: the simulated plant

@@ -42,7 +42,8 @@ def run_dashboard(settings: Settings, catalog: Catalog, bootstrap: str, *,
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await serve(dash, bind, at, stop, _ready)
+        await serve(dash, bind, at, stop, _ready,
+                    trust_forwarded=settings.dashboard_trust_forwarded)
 
     asyncio.run(_main())
     return dash.status(running=False)

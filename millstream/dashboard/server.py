@@ -10,6 +10,9 @@ Security: no login, so it binds to loopback unless configured; on loopback it an
 only requests addressed to a loopback name (a web page elsewhere cannot reach it through
 DNS rebinding); the write needs a custom header and a same-origin ``Origin`` (no
 cross-site form can send it); a strict Content-Security-Policy (nothing from elsewhere).
+Behind a proxy that ends TLS the page's origin is ``https://`` while the request arrives
+over http: with ``trust_forwarded`` the origin check takes the scheme and host from the
+proxy's ``X-Forwarded-Proto`` and ``X-Forwarded-Host`` (set it only behind such a proxy).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ _CSP = ("default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' da
         "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 _DASH: web.AppKey[Dashboard] = web.AppKey("dashboard", Dashboard)
 _LOOPBACK: web.AppKey[bool] = web.AppKey("loopback", bool)
+_FORWARDED: web.AppKey[bool] = web.AppKey("trust_forwarded", bool)
 
 
 class DashboardError(MillstreamError):
@@ -70,6 +74,17 @@ def _error(status: int, text: str) -> web.Response:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def _own_origin(request: web.Request) -> str:
+    """The origin the page was loaded from: the request's own, or the proxy's view of it."""
+    scheme, host = request.scheme, request.host
+    if request.app[_FORWARDED]:
+        proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+        if proto in ("http", "https"):
+            scheme = proto
+        host = request.headers.get("X-Forwarded-Host", "").split(",")[0].strip() or host
+    return f"{scheme}://{host}"
+
+
 @web.middleware
 async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.app[_LOOPBACK]:
@@ -84,7 +99,7 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method not in ("GET", "HEAD"):
         origin = request.headers.get("Origin")
         if request.headers.get(ACTION_HEADER) != "1" or (
-                origin is not None and origin != f"{request.scheme}://{request.host}"):
+                origin is not None and origin != _own_origin(request)):
             return _error(403, f"writes need the {ACTION_HEADER}: 1 header and a same-origin "
                                "request: use the dashboard page or `millstream alarm`")
     response = await handler(request)
@@ -211,9 +226,10 @@ async def _status(request: web.Request) -> web.StreamResponse:
         d, default=str))
 
 
-def make_app(dash: Dashboard, *, loopback: bool) -> web.Application:
+def make_app(dash: Dashboard, *, loopback: bool,
+             trust_forwarded: bool = False) -> web.Application:
     app = web.Application(middlewares=[_guard], client_max_size=64 * 1024)
-    app[_DASH], app[_LOOPBACK] = dash, loopback
+    app[_DASH], app[_LOOPBACK], app[_FORWARDED] = dash, loopback, trust_forwarded
     r = app.router
     r.add_get("/", _index)
     r.add_static("/static/", STATIC, follow_symlinks=False)
@@ -231,9 +247,11 @@ def make_app(dash: Dashboard, *, loopback: bool) -> web.Application:
 
 
 async def serve(dash: Dashboard, host: str, port: int, stop: asyncio.Event,
-                on_ready: Callable[[str], Any] | None = None) -> None:
+                on_ready: Callable[[str], Any] | None = None, *,
+                trust_forwarded: bool = False) -> None:
     """Serve until ``stop`` is set. ``on_ready`` gets the page's URL once it listens."""
-    runner = web.AppRunner(make_app(dash, loopback=_is_loopback(host)), access_log=None,
+    app = make_app(dash, loopback=_is_loopback(host), trust_forwarded=trust_forwarded)
+    runner = web.AppRunner(app, access_log=None,
                            handle_signals=False, shutdown_timeout=5)
     await runner.setup()
     try:

@@ -229,13 +229,11 @@ def test_notes_say_how_to_reach_the_dashboard(tmp_path: Path) -> None:
     assert "Ingress plant-millstream-dashboard (class traefik)" in secure
     assert "https://millstream.plant1.acme.example/" in secure
     assert "put authentication in front of it" in secure
-    assert "acknowledge" not in secure  # the profile turns alarm actions off
-    assert "Ack and Shelve are refused" not in secure
+    assert "can acknowledge and shelve alarms" in secure
     actions = tmp_path / "actions.yaml"
-    actions.write_text("dashboard: {alarmActions: true}\n")
-    with_actions = _notes(tmp_path / "actions", PROFILES["multi-site-secure"], actions)
-    assert "can acknowledge and shelve alarms" in with_actions
-    assert "Ack and Shelve are refused through an HTTPS Ingress" in with_actions
+    actions.write_text("dashboard: {alarmActions: false}\n")
+    without = _notes(tmp_path / "actions", PROFILES["multi-site-secure"], actions)
+    assert "acknowledge" not in without
     live_only = tmp_path / "live-only.yaml"
     live_only.write_text("sink: {enabled: false}\nclickhouse: {dsn: ''}\n")
     assert "live data only, no history" in _notes(tmp_path / "live", live_only)

@@ -66,6 +66,9 @@ def test_dashboard_runs_like_every_stage(profile: str) -> None:
     assert env["MILLSTREAM_METRICS_PORT"] == "9464"
     assert env["MILLSTREAM_DASHBOARD_HOST"] == "0.0.0.0"  # not loopback: the Service reaches it
     assert env["MILLSTREAM_DASHBOARD_PORT"] == str(ports["http"])
+    # the proxy's X-Forwarded-Proto is trusted only where an Ingress is the way in
+    assert env["MILLSTREAM_DASHBOARD_TRUST_FORWARDED"] == str(
+        profile == "multi-site-secure").lower()
     assert {"cpu", "memory"} <= set(c["resources"]["limits"])
 
 
@@ -110,7 +113,8 @@ def test_dashboard_environment_becomes_its_settings(monkeypatch: pytest.MonkeyPa
     assert settings.dsn == dsn
     assert settings.catalog == Path("/etc/millstream/catalog/plant.yaml")
     assert (settings.dashboard_host, settings.dashboard_port) == ("0.0.0.0", 8080)
-    assert settings.dashboard_alarm_actions is False  # the profile turns them off
+    assert settings.dashboard_alarm_actions is True
+    assert settings.dashboard_trust_forwarded is True  # behind the profile's TLS Ingress
     health = settings.health()
     assert (health.port, health.host) == (9464, "0.0.0.0")
     # the Kafka CA and the catalog are mounted where the settings point
@@ -126,6 +130,7 @@ def test_dashboard_reads_the_charts_clickhouse_secret(monkeypatch: pytest.Monkey
     settings = _settings(monkeypatch, _stage_env(rendered))
     assert settings.dsn == "http://millstream:ch-pass-minimal-51@clickhouse.data.svc:8123/plant"
     assert settings.dashboard_alarm_actions is True
+    assert settings.dashboard_trust_forwarded is False  # no Ingress: nobody's headers
 
 
 def test_without_clickhouse_the_dashboard_runs_live_only() -> None:
