@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from schemas.catalog_errors import describe_validation_error
+from schemas.catalog_kpis import POWER_UNITS, EnergySpec, KpiSpec, OeeSpec, StateTagsSpec
 from schemas.exceptions import CatalogError
 from schemas.mqtt import MqttSpec, parse_broker
 from schemas.opcua import MonitoringSpec, OpcUaSecurity, parse_browse_path, parse_node_ref
@@ -30,6 +31,7 @@ __all__ = [
     "Catalog",
     "DetectorSpec",
     "HandshakeSpec",
+    "KpiSpec",
     "MachineSpec",
     "ModbusRegister",
     "RuleSpec",
@@ -64,7 +66,8 @@ class TagSpec(_Frozen):
     # normal operating range (documentation and dashboards; rules set their own limits)
     low: float | None = None
     high: float | None = None
-    # for setpoints: the safety gateway refuses values outside [min, max]
+    # for setpoints: the safety gateway refuses values outside [min, max]; for counters,
+    # max is the value after which the counter wraps to 0 (the KPIs count across the wrap)
     min: float | None = None
     max: float | None = None
     default: float | None = None
@@ -119,6 +122,12 @@ class MachineSpec(_Frozen):
     # Modbus: a vendor register map (CSV, relative to the catalog file) adding tags
     register_map: Path | None = None
     tags: list[TagSpec] = []
+    # the digital twin and KPIs (schemas/catalog_kpis.py): which state tags say running,
+    # fault, maintenance; the machine is in planned maintenance; OEE and energy inputs
+    state_tags: StateTagsSpec = StateTagsSpec()
+    maintenance: bool = False
+    oee: OeeSpec | None = None
+    energy: EnergySpec | None = None
 
 
 class SourceSpec(_Frozen):
@@ -203,6 +212,7 @@ class StreamsSpec(_Frozen):
     # sequence numbers this far below the highest seen are still checked one by one
     dedup_tolerance: int = Field(default=100_000, ge=0)
     aggregate_frame_rows: int = Field(default=2000, ge=1)  # rows per aggregates message
+    twin_max_hz: float = Field(default=2.0, gt=0)  # twin updates per machine and second
 
     @model_validator(mode="after")
     def _distinct(self) -> StreamsSpec:
@@ -278,6 +288,7 @@ class Catalog(_Frozen):
     streams: StreamsSpec = StreamsSpec()
     detector: DetectorSpec = DetectorSpec()
     rules: list[RuleSpec] = []
+    kpis: KpiSpec = KpiSpec()
 
     @model_validator(mode="after")
     def _consistent(self) -> Catalog:
@@ -308,6 +319,8 @@ class Catalog(_Frozen):
                 if hs is not None and not {hs.strobe, hs.ack} <= names:
                     raise ValueError(f"setpoint {m.name}/{t.name}: handshake tags "
                                      f"{hs.strobe!r} and {hs.ack!r} must be tags of {m.name}")
+        for m in self.machines:
+            _check_kpi_tags(m)
         for r in self.rules:
             self.info(r.tag)
             sp = self.info(r.action.setpoint)
@@ -388,6 +401,31 @@ def _check_registers(m: MachineSpec) -> None:
                 whole[slot] = t.name
             else:
                 bits.setdefault(slot, {})[reg.bit] = t.name
+
+
+def _check_kpi_tags(m: MachineSpec) -> None:
+    """The tags a machine's OEE and energy read exist and have a kind that fits."""
+    kinds = {t.name: t.kind for t in m.tags}
+    wanted: list[tuple[str, str, tuple[str, ...]]] = []
+    if m.oee is not None:
+        wanted.append(("oee.parts", m.oee.parts, ("counter",)))
+        if m.oee.rejects is not None:
+            wanted.append(("oee.rejects", m.oee.rejects, ("counter",)))
+    if m.energy is not None:
+        name = m.energy.power or m.energy.current or ""
+        wanted.append(("energy", name, ("analog",)))
+    for field, name, ok in wanted:
+        if name not in kinds:
+            raise ValueError(f"machine {m.name!r}: {field} names tag {name!r}, which it does "
+                             f"not have (tags: {', '.join(sorted(kinds))})")
+        if kinds[name] not in ok:
+            raise ValueError(f"machine {m.name!r}: {field} tag {name!r} is of kind "
+                             f"{kinds[name]!r}; give it kind {ok[0]}")
+    if m.energy is not None and m.energy.power is not None:
+        unit = next(t.unit for t in m.tags if t.name == m.energy.power)
+        if unit not in POWER_UNITS:
+            raise ValueError(f"machine {m.name!r}: energy.power tag {m.energy.power!r} has "
+                             f"unit {unit!r}; give it one of {', '.join(POWER_UNITS)}")
 
 
 def _check_nodes(m: MachineSpec, source: SourceSpec) -> None:

@@ -57,10 +57,31 @@ class Topics:
         """Readings that arrived after their window had closed, with the reason."""
         return f"{self.prefix}.late"
 
+    @property
+    def alarms(self) -> str:
+        """Alarm episodes: one record per state change (schemas.alarms)."""
+        return f"{self.prefix}.alarms"
+
+    @property
+    def twin(self) -> str:
+        """Each machine's current state, keyed by machine path (compacted; schemas.twin)."""
+        return f"{self.prefix}.twin"
+
+    @property
+    def twin_inputs(self) -> str:
+        """Internal to the streams stage: what changes a twin (readings' share, alarms,
+        command results), keyed by machine path, so one worker owns each machine's twin."""
+        return f"{self.prefix}.twin-inputs"
+
+    @property
+    def kpis(self) -> str:
+        """OEE and energy per machine and shift (schemas.kpis)."""
+        return f"{self.prefix}.kpis"
+
     def all(self) -> tuple[str, ...]:
         return (self.readings, self.aggregates, self.anomalies, self.commands,
                 self.command_results, self.deadletter, self.control, self.command_audit,
-                self.late)
+                self.late, self.alarms, self.twin, self.twin_inputs, self.kpis)
 
     def config(self, topic: str) -> dict[str, str]:
         """Topic settings millstream creates a topic with. The results and the control
@@ -68,9 +89,15 @@ class Topics:
         (command id, kill switch) is kept for ever and reloaded when it starts."""
         if topic in (self.command_results, self.control):
             return {"cleanup.policy": "compact"}
+        if topic == self.twin:
+            # the current state per machine; segments roll every 10 min so that the part
+            # a reader must skip (updates not compacted yet) stays short
+            return {"cleanup.policy": "compact", "segment.ms": "600000"}
         return {}
 
     def partitions(self, topic: str) -> int:
         """Partitions millstream creates a topic with. Readings are keyed by source, so a
-        source's frames stay in order on one partition; three let three workers share them."""
-        return 3 if topic in (self.readings, self.aggregates) else 1
+        source's frames stay in order on one partition; three let three workers share them.
+        The twin's inputs are keyed by machine and spread over as many, so that the twins
+        are shared too."""
+        return 3 if topic in (self.readings, self.aggregates, self.twin_inputs) else 1

@@ -1,8 +1,9 @@
-"""The Faust edge of the streams stage: one agent on the readings topic, one timer.
+"""The Faust edge of the streams stage: one agent on the readings topic, one timer, and the
+digital twin's agents (:mod:`streams.twin_app`).
 
 The agent hands each message (key, value, partition, offset) to a :class:`FrameProcessor`
-and sends what it returns to the aggregates (columnar frames), late, anomalies, commands
-and dead-letter topics.
+and sends what it returns to the aggregates (columnar frames), late, anomalies, commands,
+dead-letter, twin-inputs and KPI topics.
 A one-second timer closes the windows of sources that went silent and rewrites the
 status file. On shutdown the open windows are flushed before the producer is.
 
@@ -34,6 +35,7 @@ from schemas.topics import Topics
 from streams.exceptions import StreamsError, WorkerError
 from streams.observe import WorkerProbe
 from streams.processor import FrameProcessor, Output
+from streams.twin_app import add_twin_agents
 
 __all__ = ["create_app", "run_worker"]
 
@@ -108,8 +110,10 @@ def create_app(
     outs = {
         "aggregates": topic(topics.aggregates), "anomalies": topic(topics.anomalies),
         "commands": topic(topics.commands), "deadletter": topic(topics.deadletter),
-        "late": topic(topics.late),
+        "late": topic(topics.late), "twin-inputs": topic(topics.twin_inputs),
+        "kpis": topic(topics.kpis),
     }
+    add_twin_agents(app, catalog, topics, bootstrap=bootstrap, kafka_config=kafka_config)
 
     async def send(out: Output) -> None:
         for frame in out.aggregate_frames:
@@ -123,10 +127,15 @@ def create_app(
             await outs["commands"].send(key=cmd.key(), value=signed.encode())
         for dl in out.deadletters:
             await outs["deadletter"].send(key=dl.key_bytes(), value=dl.encode())
+        for part in out.twin:
+            await outs["twin-inputs"].send(key=part.key(), value=part.encode())
+        for kpi in out.kpis:
+            await outs["kpis"].send(key=kpi.key(), value=kpi.encode())
 
     def status(running: bool) -> None:
         doc = {"stage": "streams", "app_id": app_id, "running": running, "at": now_ms(),
-               **proc.counters(), "lag": probe.lag(app.consumer if running else None)}
+               **proc.counters(), "lag": probe.lag(app.consumer if running else None),
+               "twin": app.twin_counters()}  # type: ignore[attr-defined]
         write_status(status_file, health.report(doc))
 
     @app.agent(readings)

@@ -28,12 +28,15 @@ from schemas.aggregates import AggregateFrame
 from schemas.catalog import Catalog
 from schemas.events import Aggregate, Anomaly, Command, DeadLetter
 from schemas.exceptions import ContractError
+from schemas.kpis import KpiRecord
 from schemas.late import LateReadings
 from streams.assets import AssetIndex, AssetWindow
 from streams.decode import DecodedFrame, decode_frame
 from streams.dedup import SeqDedup
 from streams.detect import WindowDetector, detector_from_catalog
+from streams.plant import PlantState
 from streams.rules import RuleEngine
+from streams.twin_inputs import TwinInput
 from streams.windows import Closed, WindowStore
 
 __all__ = ["STAGE", "FrameProcessor", "Output"]
@@ -57,10 +60,12 @@ class Output:
     anomalies: list[Anomaly] = field(default_factory=list)
     commands: list[Command] = field(default_factory=list)
     deadletters: list[DeadLetter] = field(default_factory=list)
+    twin: list[TwinInput] = field(default_factory=list)  # to the twin-inputs topic
+    kpis: list[KpiRecord] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.aggregate_frames or self.late or self.anomalies or self.commands
-                    or self.deadletters)
+                    or self.deadletters or self.twin or self.kpis)
 
 
 class FrameProcessor:
@@ -79,6 +84,7 @@ class FrameProcessor:
         self.asset_index = AssetIndex(catalog)
         self.detector: WindowDetector = detector_from_catalog(catalog)
         self.rules = RuleEngine(catalog)
+        self.plant = PlantState(catalog)  # the twin's share of the readings, and the KPIs
         self.count: Counter[str] = Counter()  # everything counters() reports
         self.dead_readings: Counter[str] = Counter()  # dead-lettered readings by reason
 
@@ -113,7 +119,9 @@ class FrameProcessor:
             idx = np.flatnonzero(keep)
             frame = DecodedFrame(frame.source, frame.epoch, frame.first_seq, frame.size,
                                  [frame.tag[i] for i in idx.tolist()], frame.ts[idx],
-                                 frame.value[idx], frame.quality[idx], frame.seq[idx])
+                                 frame.value[idx], frame.quality[idx], frame.seq[idx],
+                                 text=[frame.text[i] for i in idx.tolist()] if frame.text
+                                 else None)
         if not frame.tag:
             return
         res = self.windows.add((frame.source, partition), frame.tag, frame.ts, frame.value,
@@ -122,6 +130,7 @@ class FrameProcessor:
         if res.late is not None:
             self._late(frame, res.late, res.missed_ms, partition, offset, out)
         self._closed(res.closed, now_ms, out)
+        out.twin, out.kpis = self.plant.observe(frame, partition, now_ms)
 
     def _fresh(self, frame: DecodedFrame, topic: str, partition: int,
                offset: int) -> npt.NDArray[np.bool_]:
@@ -246,6 +255,7 @@ class FrameProcessor:
         """Close the windows of sources that went silent (processing-time timer)."""
         out = Output()
         self._closed(self.windows.close_idle(now_ms), now_ms, out)
+        out.twin, out.kpis = self.plant.tick(now_ms)
         return out
 
     def flush(self, now_ms: int) -> Output:
@@ -267,7 +277,7 @@ class FrameProcessor:
                 "aggregates", "anomalies", "commands",
                 "alarms_raised")  # count["alarms_raised"]: where alarms are raised
         return {**{k: self.count[k] for k in keys},
-                "dead_readings": dict(self.dead_readings),
+                "dead_readings": dict(self.dead_readings), **self.plant.counters(),
                 "open_windows": self.windows.open_windows}
 
     def snapshot(self) -> dict[str, Any]:
