@@ -59,7 +59,8 @@ class Topics:
 
     @property
     def alarms(self) -> str:
-        """Alarm episodes: one record per state change (schemas.alarms)."""
+        """Alarm episodes: one record per state change (schemas.alarms). Created by the
+        alarms stage; the twin only reads it."""
         return f"{self.prefix}.alarms"
 
     @property
@@ -81,7 +82,7 @@ class Topics:
     def all(self) -> tuple[str, ...]:
         return (self.readings, self.aggregates, self.anomalies, self.commands,
                 self.command_results, self.deadletter, self.control, self.command_audit,
-                self.late, self.alarms, self.twin, self.twin_inputs, self.kpis)
+                self.late, self.twin, self.twin_inputs, self.kpis)
 
     def config(self, topic: str) -> dict[str, str]:
         """Topic settings millstream creates a topic with. The results and the control

@@ -7,7 +7,8 @@ alarm and command result there keyed the same way (:class:`streams.twin_inputs.R
 ``merge`` reads twin-inputs: Kafka gives each of its partitions to one worker of the
 group, so exactly one worker merges and publishes each machine's record to the compacted
 ``<prefix>.twin`` (:class:`streams.twin_merge.TwinMerger`). On every assignment the merger
-is seeded from the twin topic (:func:`streams.twin_seed.read_twins`).
+is seeded from the twin topic (:func:`streams.twin_seed.read_twins`). Each twin record
+carries the header ``millstream-worker`` (host:pid of the worker that merged it).
 
 Inputs that break their contract go to the dead-letter topic with the reason.
 """
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
@@ -41,6 +44,8 @@ def add_twin_agents(app: faust.App, catalog: Catalog, topics: Topics, *, bootstr
     """Register the relay and merge agents and the seeding on ``app``; the merger."""
     merger, relay = TwinMerger(catalog), Relay(catalog)
     dropped = {"tombstones": 0, "deadletters": 0}
+    worker = f"{socket.gethostname()}:{os.getpid()}"  # header of every twin record sent
+    owned: set[int] = set()  # the twin-inputs partitions this worker merges
 
     def topic(name: str) -> faust.TopicT:
         return app.topic(name, partitions=topics.partitions(name),
@@ -88,16 +93,27 @@ def add_twin_agents(app: faust.App, catalog: Catalog, topics: Topics, *, bootstr
                 await dead_letter(msg, exc)
                 continue
             if rec is not None:
-                await twin.send(key=rec.key(), value=rec.encode())
+                await twin.send(key=rec.key(), value=rec.encode(),
+                                headers={"millstream-worker": worker.encode()})
 
     async def seed(sender: Any, assigned: Collection[Any], **kwargs: Any) -> None:
-        if not any(tp.topic == topics.twin_inputs for tp in assigned):
+        owned.clear()
+        owned.update(tp.partition for tp in assigned if tp.topic == topics.twin_inputs)
+        if not owned:
             return
-        await app.producer.flush()  # our own last records first
-        records = await asyncio.to_thread(read_twins, bootstrap, topics.twin, kafka_config)
+        try:  # an exception here would crash the worker (Faust's rebalance handler)
+            await app.producer.flush()  # our own last records first
+            records = await asyncio.to_thread(read_twins, bootstrap, topics.twin,
+                                              kafka_config)
+        except Exception as exc:
+            logger.error("twin: could not read %s to seed the merger (%s); the twins of "
+                         "partitions %s start from their next inputs", topics.twin, exc,
+                         sorted(owned))
+            return
         logger.info("twin: seeded %d machines from %s", merger.seed(records), topics.twin)
 
     app.on_partitions_assigned.connect(seed)  # type: ignore[arg-type]
-    app.twin_counters = lambda: {**merger.count, **dropped}  # type: ignore[attr-defined]
+    app.twin_counters = lambda: {  # type: ignore[attr-defined]
+        **merger.count, **dropped, "worker": worker, "partitions": sorted(owned)}
     del relay_alarms, relay_results, merge
     return merger

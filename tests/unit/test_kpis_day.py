@@ -148,7 +148,7 @@ def test_the_recorded_day_by_hand() -> None:
     # average), 29 at 3 kW, 448 at 12 kW; and half of the segment 13:59:30-14:00:30 that
     # crosses the shift end, at 12 kW. (448*12 + 29*3 + 2*7.5) / 60 + 12 * 30/3600
     assert early.kwh == pytest.approx((448 * 12 + 29 * 3 + 2 * 7.5) / 60 + 0.1, abs=1e-6)
-    assert early.kwh_per_part == pytest.approx(early.kwh / 326, abs=1e-6)
+    assert early.kwh_per_part == pytest.approx((early.kwh or 0) / 326, abs=1e-6)
     assert early.energy_gap_s == 0 and early.power_kw == 12.0
 
     late = [r for r in records if r.shift == "late"][-1]

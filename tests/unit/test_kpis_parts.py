@@ -27,11 +27,11 @@ def ms(text: str) -> int:
 
 
 def test_a_night_shift_over_the_spring_change_lasts_seven_hours() -> None:
-    cal = ShiftCalendar(KpiSpec(timezone="Europe/Berlin", shifts=[
+    cal = ShiftCalendar(KpiSpec.model_validate(dict(timezone="Europe/Berlin", shifts=[
         {"name": "day", "start": "06:00", "end": "22:00",
          "planned_stops": [{"start": "12:00", "end": "12:45"}]},
         {"name": "night", "start": "22:00", "end": "06:00",
-         "planned_stops": [{"start": "02:00", "end": "02:30"}]}]))
+         "planned_stops": [{"start": "02:00", "end": "02:30"}]}])))
     night = cal.at(ms("2025-03-30T00:30:00+01:00"))
     assert night is not None and night.name == "night"
     assert (night.start, night.end) == (ms("2025-03-29T22:00:00+01:00"),
@@ -46,7 +46,8 @@ def test_a_night_shift_over_the_spring_change_lasts_seven_hours() -> None:
 
 
 def test_time_between_shifts_belongs_to_none() -> None:
-    cal = ShiftCalendar(KpiSpec(shifts=[{"name": "only", "start": "08:00", "end": "16:00"}]))
+    only = {"name": "only", "start": "08:00", "end": "16:00"}
+    cal = ShiftCalendar(KpiSpec.model_validate({"shifts": [only]}))
     assert cal.at(D + 7 * H) is None and cal.at(D + 8 * H) is not None
     assert cal.at(D + 16 * H) is None
 
@@ -109,8 +110,9 @@ def test_unsigned_modbus_counters_wrap_at_their_register_size(catalog: Catalog) 
 
 
 def test_energy_splits_a_segment_at_the_shift_end_and_skips_gaps() -> None:
-    cal = ShiftCalendar(KpiSpec(shifts=[{"name": "a", "start": "06:00", "end": "14:00"},
-                                        {"name": "b", "start": "14:00", "end": "22:00"}]))
+    cal = ShiftCalendar(KpiSpec.model_validate({"shifts": [
+        {"name": "a", "start": "06:00", "end": "14:00"},
+        {"name": "b", "start": "14:00", "end": "22:00"}]}))
     t0, t1 = D + 14 * H - 30 * S, D + 14 * H + 30 * S
     parts = integrate(t0, 10.0, t1, 20.0, 60_000, cal.between(t0, t1))
     # 10 -> 15 kW over the first 30 s, 15 -> 20 over the next: 12.5 and 17.5 kW average
