@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -149,3 +151,19 @@ def test_a_silent_source_still_ends_its_shift_by_the_clock() -> None:
     records = eng.tick(t + 2 * H)
     (early,) = [r for r in records if r.final]
     assert early.shift == "early" and early.run_s == 3600 and early.unknown_s == 7 * 3600 - 1800
+
+
+def test_the_readme_kpi_example_is_valid_catalog() -> None:
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = text.index("## KPIs: OEE and energy")
+    block = re.findall(r"```yaml\n(.*?)```", text[start:text.index("\n## ", start + 1)],
+                       re.DOTALL)[0]
+    doc = yaml.safe_load(block)
+    spec = KpiSpec.model_validate(doc["kpis"])
+    assert [s.name for s in spec.shifts] == ["early", "late", "night"]
+    shipped = yaml.safe_load((Path(__file__).resolve().parents[2] / "schemas/plant.yaml")
+                             .read_text())
+    cnc = next(m for m in shipped["machines"] if m["name"] == "cnc-01")
+    machines = [{**cnc, **doc["machines"][0]} if m is cnc else m for m in shipped["machines"]]
+    cat = Catalog.model_validate({**shipped, "kpis": doc["kpis"], "machines": machines})
+    assert cat.machines[0].oee is not None and cat.machines[0].oee.rejects == "reject_count"
