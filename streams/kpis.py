@@ -5,8 +5,8 @@ with the catalog's lateness and idle timeout (the windows' rule: the highest sou
 timestamp minus the lateness, moved on by the worker's clock when the source is silent)
 and the readings of KPI tags not yet released. A frame's relevant readings (state tags,
 part and reject counters, power or current: picked with one NumPy mask) wait until the
-watermark passes them, then go to each machine's :class:`streams.oee.MachineTimeline` in
-timestamp order, so readings reordered within the lateness count as if in order. A reading
+watermark passes them, then go to each machine's :class:`streams.timeline.MachineTimeline`
+in timestamp order, so readings reordered within the lateness count as if in order. A reading
 older than what its machine already tallied is late: counted (``late``), not applied.
 
 Out: a :class:`schemas.kpis.KpiRecord` per machine and open shift whenever the watermark
@@ -28,12 +28,16 @@ import numpy.typing as npt
 from schemas.catalog import Catalog
 from schemas.kpis import KpiRecord
 from schemas.twin import EnergyNow, OeeNow
-from streams.oee import MachineTimeline
 from streams.roles import PlantRoles, Role
 from streams.shifts import ShiftCalendar
+from streams.timeline import MachineTimeline
 from streams.watermarks import Watermark
 
-__all__ = ["KpiEngine"]
+__all__ = ["RELEASE_STEP_MS", "KpiEngine"]
+
+# readings are released to the timelines when the watermark moved this far (event time):
+# fewer, larger batches; the KPIs are at most this much later than the watermark
+RELEASE_STEP_MS = 1000
 
 _Cols = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64],
               npt.NDArray[np.float64], npt.NDArray[np.int8]]  # ts, seq, tag id, value, quality
@@ -45,6 +49,7 @@ class _Stream:
     pending: list[_Cols] = field(default_factory=list)
     machines: set[int] = field(default_factory=set)
     bucket: int | None = None  # watermark // interval at the last partial records
+    released: int | None = None  # the watermark readings were last released up to
 
 
 class KpiEngine:
@@ -80,15 +85,19 @@ class KpiEngine:
             st.pending.append((ts[pick], seq[pick], sel, value[pick], quality[pick]))
             st.machines.update(np.unique(self.roles.machine_of[sel]).tolist())
             behind = st.wm.value is not None and int(ts[pick].min()) <= st.wm.value
-        if st.wm.observe(int(ts.max()), now_ms) is None and not behind:
-            return []
-        return self._release(st, now_ms)
+        moved = st.wm.observe(int(ts.max()), now_ms)
+        if behind or (moved is not None and (st.released is None
+                                             or moved - st.released >= RELEASE_STEP_MS)):
+            return self._release(st, now_ms)
+        return []
 
     def tick(self, now_ms: int) -> list[KpiRecord]:
-        """Move the watermarks of silent sources on by the clock (their shifts still end)."""
+        """Release what the watermarks passed since the last release, and move the
+        watermarks of silent sources on by the clock (their shifts still end)."""
         out: list[KpiRecord] = []
         for st in self.streams.values():
-            if st.wm.idle(now_ms, self.idle_ms) is not None:
+            idle = st.wm.idle(now_ms, self.idle_ms) is not None
+            if idle or (st.wm.value is not None and st.wm.value != st.released):
                 out += self._release(st, now_ms)
         return out
 
@@ -107,6 +116,7 @@ class KpiEngine:
         wm = st.wm.value
         if wm is None:
             return []
+        st.released = wm
         if st.pending:
             ts, seq, ids, value, quality = (np.concatenate(c) for c in zip(*st.pending,
                                                                           strict=True))
@@ -115,11 +125,14 @@ class KpiEngine:
             rest = order[ts[order] > wm]
             st.pending = [(ts[rest], seq[rest], ids[rest], value[rest], quality[rest])] \
                 if len(rest) else []
-            machine_of, role_of = self.roles.machine_of, self.roles.role_of
-            for t, i, v, q in zip(ts[ready].tolist(), ids[ready].tolist(),
-                                  value[ready].tolist(), quality[ready].tolist(), strict=True):
-                if not self._timeline(int(machine_of[i])).apply(t, Role(role_of[i]), v, q):
-                    self.late += 1
+            if len(ready):
+                ts, ids, value, quality = ts[ready], ids[ready], value[ready], quality[ready]
+                machine = self.roles.machine_of[ids]
+                by_machine = np.argsort(machine, kind="stable")  # time order kept within
+                bounds = np.flatnonzero(np.diff(machine[by_machine])) + 1
+                for g in np.split(by_machine, bounds):
+                    self.late += self._timeline(int(machine[g[0]])).apply(
+                        ts[g], self.roles.role_of[ids[g]], value[g], quality[g])
         out: list[KpiRecord] = []
         bucket = wm // self.interval_ms
         periodic = bucket != st.bucket

@@ -20,7 +20,7 @@ from schemas.catalog import Catalog, MachineSpec, TagSpec
 from schemas.catalog_kpis import POWER_UNITS
 from schemas.twin import MachineState
 
-__all__ = ["MachineInfo", "PlantRoles", "Role", "machine_state"]
+__all__ = ["IS_STATE", "STATE_ROLES", "MachineInfo", "PlantRoles", "Role", "machine_state"]
 
 
 class Role(IntEnum):
@@ -34,6 +34,8 @@ class Role(IntEnum):
 
 
 STATE_ROLES = (Role.RUNNING, Role.FAULT, Role.MAINTENANCE)
+IS_STATE = np.zeros(len(Role), bool)  # indexed by role: a state role?
+IS_STATE[[int(r) for r in STATE_ROLES]] = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,5 +126,4 @@ class PlantRoles:
 
     def ids(self, tags: list[str]) -> npt.NDArray[np.int64]:
         """Tag paths (all in the catalog) -> their numbers."""
-        index = self.index
-        return np.fromiter((index[t] for t in tags), np.int64, len(tags))
+        return np.fromiter(map(self.index.__getitem__, tags), np.int64, len(tags))

@@ -20,14 +20,15 @@ when their KPIs moved; ``due(now_ms, summary)`` after each frame and on the time
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from schemas.catalog import Catalog, TagSpec
 from schemas.readings import Quality
-from schemas.twin import QUALITY_NAMES, EnergyNow, MachineState, OeeNow, TagValue
-from streams.roles import STATE_ROLES, PlantRoles, Role, machine_state
+from schemas.twin import QUALITY_NAMES, EnergyNow, MachineState, OeeNow
+from streams.roles import IS_STATE, STATE_ROLES, PlantRoles, Role, machine_state
 from streams.twin_inputs import TwinInput, part_input
 
 __all__ = ["TwinState"]
@@ -87,7 +88,7 @@ class TwinState:
                 self.text.pop(i, None)
         changed = np.unique(self.roles.machine_of[uid]).tolist()
         self.dirty.update(changed)
-        touched_state = uid[np.isin(self.roles.role_of[uid], [int(r) for r in STATE_ROLES])]
+        touched_state = uid[IS_STATE[self.roles.role_of[uid]]]
         if len(touched_state):
             for mi in np.unique(self.roles.machine_of[touched_state]).tolist():
                 self._restate(mi)
@@ -125,17 +126,18 @@ class TwinState:
                                   self._tags(mi), oee, energy, now_ms))
         return out
 
-    def _tags(self, mi: int) -> dict[str, TagValue]:
-        out: dict[str, TagValue] = {}
-        for i in self.tags_of[mi]:
-            t = int(self.ts[i])
+    def _tags(self, mi: int) -> dict[str, dict[str, Any]]:
+        """Each tag's last reading as a :class:`schemas.twin.TagValue` dict, by name."""
+        ids = self.tags_of[mi]
+        ts, value, quality = (self.ts[ids].tolist(), self.value[ids].tolist(),
+                              self.quality[ids].tolist())
+        out: dict[str, dict[str, Any]] = {}
+        for i, t, v, q in zip(ids, ts, value, quality, strict=True):
             if t < 0:
                 continue
             spec = self.specs[i]
-            v = float(self.value[i])
-            out[spec.name] = TagValue(
-                path=self.roles.paths[i], value=None if v != v else v,
-                text=self.text.get(i), unit=spec.unit,
-                quality=QUALITY_NAMES[int(self.quality[i])], ts=t, low=spec.low,
-                high=spec.high)
+            out[spec.name] = {"path": self.roles.paths[i], "value": None if v != v else v,
+                              "text": self.text.get(i), "unit": spec.unit,
+                              "quality": QUALITY_NAMES[q], "ts": t, "low": spec.low,
+                              "high": spec.high}
         return out

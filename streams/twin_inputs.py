@@ -23,7 +23,7 @@ from schemas.catalog import Catalog
 from schemas.events import CommandResult
 from schemas.exceptions import CatalogError, ContractError
 from schemas.jsondoc import load_object
-from schemas.twin import EnergyNow, LastCommand, OeeNow, TagValue, TwinAlarm
+from schemas.twin import EnergyNow, LastCommand, OeeNow, TwinAlarm
 
 __all__ = ["KINDS", "SCHEMA", "AlarmView", "Relay", "TwinInput", "part_input"]
 
@@ -58,12 +58,12 @@ class TwinInput:
         return cls(kind, machine, body)
 
 
-def part_input(machine: str, state: str, state_since: int, tags: dict[str, TagValue],
+def part_input(machine: str, state: str, state_since: int, tags: dict[str, dict[str, Any]],
                oee: OeeNow | None, energy: EnergyNow | None, at: int) -> TwinInput:
-    """The readings' share of a twin, as sent by the worker that owns the source."""
+    """The readings' share of a twin, as sent by the worker that owns the source; ``tags``
+    by name, each a :class:`schemas.twin.TagValue` as a dict."""
     return TwinInput("part", machine, {
-        "state": state, "state_since": state_since, "at": at,
-        "tags": {name: asdict(v) for name, v in tags.items()},
+        "state": state, "state_since": state_since, "at": at, "tags": tags,
         "oee": None if oee is None else asdict(oee),
         "energy": None if energy is None else asdict(energy),
     })
