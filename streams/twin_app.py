@@ -48,7 +48,9 @@ def add_twin_agents(app: faust.App, catalog: Catalog, topics: Topics, *, bootstr
     owned: set[int] = set()  # the twin-inputs partitions this worker merges
 
     def topic(name: str) -> faust.TopicT:
-        return app.topic(name, partitions=topics.partitions(name),
+        # internal: Faust creates the topic (with millstream's partitions and settings)
+        # before it subscribes, if ensure_topics has not; e.g. alarms before that stage runs
+        return app.topic(name, partitions=topics.partitions(name), internal=True,
                          config=topics.config(name) or None, key_type=bytes, value_type=bytes)
 
     inputs, twin, dead = topic(topics.twin_inputs), topic(topics.twin), topic(topics.deadletter)
