@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from schemas.catalog_errors import describe_validation_error
-from schemas.catalog_kpis import POWER_UNITS, EnergySpec, KpiSpec, OeeSpec, StateTagsSpec
+from schemas.catalog_kpis import EnergySpec, KpiSpec, OeeSpec, StateTagsSpec, check_kpi_tags
 from schemas.exceptions import CatalogError
 from schemas.mqtt import MqttSpec, parse_broker
 from schemas.opcua import MonitoringSpec, OpcUaSecurity, parse_browse_path, parse_node_ref
@@ -320,7 +320,7 @@ class Catalog(_Frozen):
                     raise ValueError(f"setpoint {m.name}/{t.name}: handshake tags "
                                      f"{hs.strobe!r} and {hs.ack!r} must be tags of {m.name}")
         for m in self.machines:
-            _check_kpi_tags(m)
+            check_kpi_tags(m)
         for r in self.rules:
             self.info(r.tag)
             sp = self.info(r.action.setpoint)
@@ -401,31 +401,6 @@ def _check_registers(m: MachineSpec) -> None:
                 whole[slot] = t.name
             else:
                 bits.setdefault(slot, {})[reg.bit] = t.name
-
-
-def _check_kpi_tags(m: MachineSpec) -> None:
-    """The tags a machine's OEE and energy read exist and have a kind that fits."""
-    kinds = {t.name: t.kind for t in m.tags}
-    wanted: list[tuple[str, str, tuple[str, ...]]] = []
-    if m.oee is not None:
-        wanted.append(("oee.parts", m.oee.parts, ("counter",)))
-        if m.oee.rejects is not None:
-            wanted.append(("oee.rejects", m.oee.rejects, ("counter",)))
-    if m.energy is not None:
-        name = m.energy.power or m.energy.current or ""
-        wanted.append(("energy", name, ("analog",)))
-    for field, name, ok in wanted:
-        if name not in kinds:
-            raise ValueError(f"machine {m.name!r}: {field} names tag {name!r}, which it does "
-                             f"not have (tags: {', '.join(sorted(kinds))})")
-        if kinds[name] not in ok:
-            raise ValueError(f"machine {m.name!r}: {field} tag {name!r} is of kind "
-                             f"{kinds[name]!r}; give it kind {ok[0]}")
-    if m.energy is not None and m.energy.power is not None:
-        unit = next(t.unit for t in m.tags if t.name == m.energy.power)
-        if unit not in POWER_UNITS:
-            raise ValueError(f"machine {m.name!r}: energy.power tag {m.energy.power!r} has "
-                             f"unit {unit!r}; give it one of {', '.join(POWER_UNITS)}")
 
 
 def _check_nodes(m: MachineSpec, source: SourceSpec) -> None:

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import re
 import zoneinfo
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+if TYPE_CHECKING:
+    from schemas.catalog import MachineSpec
+
 __all__ = ["POWER_UNITS", "EnergySpec", "KpiSpec", "OeeSpec", "ShiftSpec", "StateTagsSpec",
-           "StopSpec", "minutes_of_day"]
+           "StopSpec", "check_kpi_tags", "minutes_of_day"]
 
 # a power tag's unit -> kW
 POWER_UNITS: dict[str, float] = {"W": 1e-3, "kW": 1.0, "MW": 1e3}
@@ -155,3 +158,28 @@ class EnergySpec(_Frozen):
             raise ValueError(f"energy from current {self.current!r} needs voltage_v (line-to-"
                              "line for three-phase) and power_factor")
         return self
+
+
+def check_kpi_tags(m: MachineSpec) -> None:
+    """The tags a machine's OEE and energy read exist and have a kind that fits."""
+    kinds = {t.name: t.kind for t in m.tags}
+    wanted: list[tuple[str, str, tuple[str, ...]]] = []
+    if m.oee is not None:
+        wanted.append(("oee.parts", m.oee.parts, ("counter",)))
+        if m.oee.rejects is not None:
+            wanted.append(("oee.rejects", m.oee.rejects, ("counter",)))
+    if m.energy is not None:
+        name = m.energy.power or m.energy.current or ""
+        wanted.append(("energy", name, ("analog",)))
+    for field, name, ok in wanted:
+        if name not in kinds:
+            raise ValueError(f"machine {m.name!r}: {field} names tag {name!r}, which it does "
+                             f"not have (tags: {', '.join(sorted(kinds))})")
+        if kinds[name] not in ok:
+            raise ValueError(f"machine {m.name!r}: {field} tag {name!r} is of kind "
+                             f"{kinds[name]!r}; give it kind {ok[0]}")
+    if m.energy is not None and m.energy.power is not None:
+        unit = next(t.unit for t in m.tags if t.name == m.energy.power)
+        if unit not in POWER_UNITS:
+            raise ValueError(f"machine {m.name!r}: energy.power tag {m.energy.power!r} has "
+                             f"unit {unit!r}; give it one of {', '.join(POWER_UNITS)}")
