@@ -113,7 +113,8 @@ def create_app(
         "late": topic(topics.late), "twin-inputs": topic(topics.twin_inputs),
         "kpis": topic(topics.kpis),
     }
-    add_twin_agents(app, catalog, topics, bootstrap=bootstrap, kafka_config=kafka_config)
+    add_twin_agents(app, catalog, topics, bootstrap=bootstrap, kafka_config=kafka_config,
+                    plant=proc.plant)
 
     async def send(out: Output) -> None:
         for frame in out.aggregate_frames:

@@ -15,7 +15,8 @@ watermark is ``kpis.energy_max_gap_s`` past the shift's end (every power segment
 reaches into the shift is known by then).
 
 Lifecycle: ``KpiEngine(catalog, roles)``; ``observe(...)`` per frame; ``tick(now_ms)`` on
-the worker's timer; ``summary(machine)`` for the twin.
+the worker's timer; ``keep_partitions(owned)`` after a rebalance; ``summary(machine)`` for
+the twin.
 """
 
 from __future__ import annotations
@@ -100,6 +101,17 @@ class KpiEngine:
             if idle or (st.wm.value is not None and st.wm.value != st.released):
                 out += self._release(st, now_ms)
         return out
+
+    def keep_partitions(self, partitions: set[int]) -> set[int]:
+        """Forget the streams of readings partitions this worker no longer owns, so that
+        their silent watermarks do not run on and tally a machine another worker now
+        follows; the machines forgotten."""
+        gone = [k for k in self.streams if k[1] not in partitions]
+        machines = {m for k in gone for m in self.streams.pop(k).machines}
+        machines -= {m for st in self.streams.values() for m in st.machines}
+        for m in machines:
+            self.timelines.pop(m, None)
+        return machines
 
     def summary(self, machine: int, now_ms: int) -> tuple[OeeNow | None, EnergyNow | None]:
         tl = self.timelines.get(machine)

@@ -24,7 +24,8 @@ __all__ = ["PlantState"]
 
 class PlantState:
     """Lifecycle: ``PlantState(catalog)``; ``observe(frame, partition, now_ms)`` per frame
-    (readings already deduplicated and checked); ``tick(now_ms)`` on the timer."""
+    (readings already deduplicated and checked); ``tick(now_ms)`` on the timer;
+    ``keep_partitions(owned)`` after each rebalance."""
 
     def __init__(self, catalog: Catalog) -> None:
         self.roles = PlantRoles(catalog)
@@ -52,6 +53,10 @@ class PlantState:
         self.sent["twin_parts"] += len(parts)
         self.sent["kpi_records"] += len(kpis)
         return parts, kpis
+
+    def keep_partitions(self, partitions: set[int]) -> None:
+        """After a rebalance: the readings partitions this worker owns now."""
+        self.twin.forget(self.kpis.keep_partitions(partitions))
 
     def counters(self) -> dict[str, Any]:
         return {**self.sent, "kpi_late": self.kpis.late}

@@ -107,6 +107,13 @@ class TwinState:
             self.state_since[mi] = int(max(self.ts[i] for i in self.state_ids[mi].values()))
             self.urgent.add(mi)
 
+    def forget(self, machines: Iterable[int]) -> None:
+        """These machines moved to another worker: send nothing for them until their
+        readings come here again."""
+        for mi in machines:
+            self.dirty.discard(mi)
+            self.urgent.discard(mi)
+
     def touch(self, machines: Iterable[int]) -> None:
         """These machines' KPIs changed: send them when the rate allows."""
         self.dirty.update(machines)

@@ -7,7 +7,8 @@ alarm and command result there keyed the same way (:class:`streams.twin_inputs.R
 ``merge`` reads twin-inputs: Kafka gives each of its partitions to one worker of the
 group, so exactly one worker merges and publishes each machine's record to the compacted
 ``<prefix>.twin`` (:class:`streams.twin_merge.TwinMerger`). On every assignment the merger
-is seeded from the twin topic (:func:`streams.twin_seed.read_twins`). Each twin record
+is seeded from the twin topic (:func:`streams.twin_seed.read_twins`), and the readings side
+forgets the KPI streams of readings partitions it no longer owns. Each twin record
 carries the header ``millstream-worker`` (host:pid of the worker that merged it).
 
 Inputs that break their contract go to the dead-letter topic with the reason.
@@ -28,6 +29,7 @@ from schemas.catalog import Catalog
 from schemas.events import DeadLetter, now_ms
 from schemas.exceptions import ContractError
 from schemas.topics import Topics
+from streams.plant import PlantState
 from streams.twin_inputs import Relay, TwinInput
 from streams.twin_merge import TwinMerger
 from streams.twin_seed import read_twins
@@ -40,8 +42,10 @@ STAGE = "streams"
 
 
 def add_twin_agents(app: faust.App, catalog: Catalog, topics: Topics, *, bootstrap: str,
-                    kafka_config: Mapping[str, Any] | None = None) -> TwinMerger:
-    """Register the relay and merge agents and the seeding on ``app``; the merger."""
+                    kafka_config: Mapping[str, Any] | None = None,
+                    plant: PlantState | None = None) -> TwinMerger:
+    """Register the relay and merge agents and the seeding on ``app``; the merger. After
+    each rebalance ``plant`` (the readings side) is told which readings partitions it owns."""
     merger, relay = TwinMerger(catalog), Relay(catalog)
     dropped = {"tombstones": 0, "deadletters": 0}
     worker = f"{socket.gethostname()}:{os.getpid()}"  # header of every twin record sent
@@ -99,6 +103,9 @@ def add_twin_agents(app: faust.App, catalog: Catalog, topics: Topics, *, bootstr
                                 headers={"millstream-worker": worker.encode()})
 
     async def seed(sender: Any, assigned: Collection[Any], **kwargs: Any) -> None:
+        if plant is not None:
+            plant.keep_partitions({tp.partition for tp in assigned
+                                   if tp.topic == topics.readings})
         owned.clear()
         owned.update(tp.partition for tp in assigned if tp.topic == topics.twin_inputs)
         if not owned:

@@ -167,3 +167,16 @@ def test_the_readme_kpi_example_is_valid_catalog() -> None:
     machines = [{**cnc, **doc["machines"][0]} if m is cnc else m for m in shipped["machines"]]
     cat = Catalog.model_validate({**shipped, "kpis": doc["kpis"], "machines": machines})
     assert cat.machines[0].oee is not None and cat.machines[0].oee.rejects == "reject_count"
+
+
+def test_a_source_that_moved_to_another_worker_is_not_tallied_on_here() -> None:
+    cat = day_catalog()
+    roles = PlantRoles(cat)
+    eng = KpiEngine(cat, roles)
+    i = roles.ids([f"{M1}/running", f"{M1}/fault"])
+    t = D + 13 * H
+    eng.observe("plc", 0, i, np.asarray([t, t], np.int64), np.asarray([1.0, 0.0]),
+                np.zeros(2, np.int8), np.arange(2, dtype=np.int64), now_ms=t)
+    assert eng.keep_partitions({0, 2}) == set()  # still ours
+    assert eng.keep_partitions({1}) == {0}  # partition 0 went to another worker
+    assert eng.tick(t + 2 * H) == [] and eng.summary(0, t) == (None, None)
