@@ -14,6 +14,7 @@ from schemas.catalog import Catalog
 from schemas.events import CommandResult
 from schemas.exceptions import ContractError
 from schemas.readings import FrameBuilder, Quality
+from schemas.topics import Topics
 from schemas.twin import TwinRecord
 from sinks.rows import TWIN_COLUMNS, twin_columns
 from streams.processor import FrameProcessor
@@ -188,3 +189,10 @@ def test_the_twin_decoder_names_the_bad_field(catalog: Catalog, change: dict[str
     jsonschema.validate(doc, schema("millstream.twin"))
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**doc, **change}, schema("millstream.twin"))
+
+
+def test_the_twin_topic_is_compacted_and_its_inputs_spread_like_readings() -> None:
+    t = Topics("p")
+    assert t.config(t.twin)["cleanup.policy"] == "compact"
+    assert t.twin in t.all() and t.kpis in t.all() and t.twin_inputs in t.all()
+    assert t.partitions(t.twin_inputs) == t.partitions(t.readings)
