@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from schemas.catalog_errors import describe_validation_error
+from schemas.catalog_kpis import EnergySpec, KpiSpec, OeeSpec, StateTagsSpec, check_kpi_tags
 from schemas.exceptions import CatalogError
 from schemas.mqtt import MqttSpec, parse_broker
 from schemas.opcua import MonitoringSpec, OpcUaSecurity, parse_browse_path, parse_node_ref
@@ -30,6 +31,7 @@ __all__ = [
     "Catalog",
     "DetectorSpec",
     "HandshakeSpec",
+    "KpiSpec",
     "MachineSpec",
     "ModbusRegister",
     "RuleSpec",
@@ -65,7 +67,8 @@ class TagSpec(_Frozen):
     # normal operating range (documentation and dashboards; rules set their own limits)
     low: float | None = None
     high: float | None = None
-    # for setpoints: the safety gateway refuses values outside [min, max]
+    # for setpoints: the safety gateway refuses values outside [min, max]; for counters,
+    # max is the value after which the counter wraps to 0 (the KPIs count across the wrap)
     min: float | None = None
     max: float | None = None
     default: float | None = None
@@ -120,6 +123,12 @@ class MachineSpec(_Frozen):
     # Modbus: a vendor register map (CSV, relative to the catalog file) adding tags
     register_map: Path | None = None
     tags: list[TagSpec] = []
+    # the digital twin and KPIs (schemas/catalog_kpis.py): which state tags say running,
+    # fault, maintenance; the machine is in planned maintenance; OEE and energy inputs
+    state_tags: StateTagsSpec = StateTagsSpec()
+    maintenance: bool = False
+    oee: OeeSpec | None = None
+    energy: EnergySpec | None = None
 
 
 class SourceSpec(_Frozen):
@@ -204,6 +213,7 @@ class StreamsSpec(_Frozen):
     # sequence numbers this far below the highest seen are still checked one by one
     dedup_tolerance: int = Field(default=100_000, ge=0)
     aggregate_frame_rows: int = Field(default=2000, ge=1)  # rows per aggregates message
+    twin_max_hz: float = Field(default=2.0, gt=0)  # twin updates per machine and second
 
     @model_validator(mode="after")
     def _distinct(self) -> StreamsSpec:
@@ -299,6 +309,7 @@ class Catalog(_Frozen):
     streams: StreamsSpec = StreamsSpec()
     detector: DetectorSpec = DetectorSpec()
     rules: list[RuleSpec] = []
+    kpis: KpiSpec = KpiSpec()
 
     @model_validator(mode="after")
     def _consistent(self) -> Catalog:
@@ -329,6 +340,8 @@ class Catalog(_Frozen):
                 if hs is not None and not {hs.strobe, hs.ack} <= names:
                     raise ValueError(f"setpoint {m.name}/{t.name}: handshake tags "
                                      f"{hs.strobe!r} and {hs.ack!r} must be tags of {m.name}")
+        for m in self.machines:
+            check_kpi_tags(m)
         for r in self.rules:
             self.info(r.tag)
             sp = self.info(r.action.setpoint)

@@ -31,6 +31,8 @@ TABLES: tuple[str, ...] = (
     "readings_1h",
     "readings_progress",
     "command_audit_log",
+    "twin",
+    "kpis",
 )
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")

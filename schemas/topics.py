@@ -63,10 +63,32 @@ class Topics:
         app id and input partition. The worker creates it."""
         return f"{self.prefix}.streams-state"
 
+    @property
+    def alarms(self) -> str:
+        """Alarm episodes: one record per state change (schemas.alarms). Created by the
+        alarms stage; the twin only reads it."""
+        return f"{self.prefix}.alarms"
+
+    @property
+    def twin(self) -> str:
+        """Each machine's current state, keyed by machine path (compacted; schemas.twin)."""
+        return f"{self.prefix}.twin"
+
+    @property
+    def twin_inputs(self) -> str:
+        """Internal to the streams stage: what changes a twin (readings' share, alarms,
+        command results), keyed by machine path, so one worker owns each machine's twin."""
+        return f"{self.prefix}.twin-inputs"
+
+    @property
+    def kpis(self) -> str:
+        """OEE and energy per machine and shift (schemas.kpis)."""
+        return f"{self.prefix}.kpis"
+
     def all(self) -> tuple[str, ...]:
         return (self.readings, self.aggregates, self.anomalies, self.commands,
                 self.command_results, self.deadletter, self.control, self.command_audit,
-                self.late)
+                self.late, self.twin, self.twin_inputs, self.kpis)
 
     def config(self, topic: str) -> dict[str, str]:
         """Topic settings millstream creates a topic with. The results and the control
@@ -79,11 +101,17 @@ class Topics:
             # are cleaned soon and a worker taking a partition over reads little
             return {"cleanup.policy": "compact", "segment.ms": "300000",
                     "min.cleanable.dirty.ratio": "0.2", "delete.retention.ms": "3600000"}
+        if topic == self.twin:
+            # the current state per machine; segments roll every 10 min so that the part
+            # a reader must skip (updates not compacted yet) stays short
+            return {"cleanup.policy": "compact", "segment.ms": "600000"}
         return {}
 
     def partitions(self, topic: str) -> int:
         """Partitions millstream creates a topic with. Readings are keyed by source, so a
         source's frames stay in order on one partition; three let three workers share them.
         The state topic has as many, so each input partition's checkpoints have a state
-        partition of their own."""
-        return 3 if topic in (self.readings, self.aggregates, self.streams_state) else 1
+        partition of their own. The twin's inputs are keyed by machine and spread over as
+        many, so that the twins are shared too."""
+        return 3 if topic in (self.readings, self.aggregates, self.streams_state,
+                              self.twin_inputs) else 1

@@ -26,6 +26,7 @@ from schemas.aggregates import aggregate_columns
 from schemas.catalog import Catalog
 from schemas.control import AuditRecord
 from schemas.events import Aggregate, Anomaly, Command, CommandResult, DeadLetter, now_ms
+from schemas.kpis import KpiRecord
 from schemas.readings import ReadingFrame
 from schemas.status import write_status
 from schemas.topics import Topics
@@ -34,7 +35,7 @@ from sinks.chclient import ClientOptions, open_client, redact_dsn
 from sinks.migrations import apply_ttl, migrate
 from sinks.poison import insert_isolating
 from sinks.progress import SeqProgress
-from sinks.rows import READINGS_COLUMNS, event_columns, frame_columns
+from sinks.rows import READINGS_COLUMNS, TWIN_COLUMNS, event_columns, frame_columns, twin_columns
 
 if TYPE_CHECKING:
     from schemas.health import StageHealth
@@ -46,7 +47,7 @@ logger = logging.getLogger(__name__)
 _EVENTS: dict[str, type[Any]] = {
     "aggregates": Aggregate, "anomalies": Anomaly, "commands": Command,
     "command_results": CommandResult, "deadletter": DeadLetter,
-    "command_audit_log": AuditRecord,
+    "command_audit_log": AuditRecord, "kpis": KpiRecord,
 }
 # a batch may span many daily partitions (a backfill); splitting it is not an error
 _INSERT_SETTINGS = {"throw_on_max_partitions_per_insert_block": 0}
@@ -89,9 +90,11 @@ class ClickHouseSink(BatchingSink):
                 topics.readings: "readings", topics.aggregates: "aggregates",
                 topics.anomalies: "anomalies", topics.commands: "commands",
                 topics.command_results: "command_results", topics.deadletter: "deadletter",
-                topics.command_audit: "command_audit_log",
+                topics.command_audit: "command_audit_log", topics.twin: "twin",
+                topics.kpis: "kpis",
             }
-            columns: dict[str, Sequence[str]] = {"readings": READINGS_COLUMNS}
+            columns: dict[str, Sequence[str]] = {"readings": READINGS_COLUMNS,
+                                                 "twin": TWIN_COLUMNS}
             columns.update({t: [f.name for f in fields(c)] for t, c in _EVENTS.items()})
             base = {"bootstrap.servers": bootstrap, **(kafka_config or {})}
             super().__init__({**base, "group.id": group_id}, list(self._tables), columns, policy)
@@ -115,6 +118,8 @@ class ClickHouseSink(BatchingSink):
             return self._decode_frame(ReadingFrame.decode(msg.value()))
         if table == "aggregates":  # columnar frames (v2) and single aggregates (v1)
             return Decoded(Rows(table, aggregate_columns(msg.value())))
+        if table == "twin":
+            return Decoded(Rows(table, twin_columns(msg.value())))
         event = _EVENTS[table].decode(msg.value())
         return Decoded(Rows(table, event_columns(event)))
 

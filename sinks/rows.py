@@ -13,8 +13,9 @@ from typing import Any
 
 from schemas.exceptions import ContractError
 from schemas.readings import ReadingFrame
+from schemas.twin import TwinRecord
 
-__all__ = ["READINGS_COLUMNS", "event_columns", "frame_columns"]
+__all__ = ["READINGS_COLUMNS", "TWIN_COLUMNS", "event_columns", "frame_columns", "twin_columns"]
 
 READINGS_COLUMNS = ("tag", "ts", "value", "quality", "source", "epoch", "seq", "server_ts",
                     "status", "text", "unit")
@@ -94,6 +95,28 @@ def event_columns(event: Any) -> list[list[Any]]:
                                     f"{f.name} is too large for a Float64") from exc
         cols.append([value])
     return cols
+
+
+TWIN_COLUMNS = ("machine", "site", "area", "line", "name", "state", "state_since", "updated",
+                "tag_values", "alarms_active", "worst_severity", "last_command_status", "oee",
+                "kwh", "doc")
+
+
+def twin_columns(payload: bytes | None) -> list[list[Any]]:
+    """A twin record as one row of the ``twin`` table (TWIN_COLUMNS order): the columns
+    analysts filter on, and the whole record as JSON in ``doc``."""
+    rec = TwinRecord.decode(payload)
+    for name in ("state_since", "updated"):
+        if not _I64[0] <= getattr(rec, name) <= _I64[1]:
+            raise ContractError("out-of-range", f"{name} does not fit DateTime64 (Unix ms)")
+    doc = rec.encode().decode()
+    _check_utf8("twin record", doc)
+    worst = rec.alarms[0].severity if rec.alarms else ""  # sorted: the most severe first
+    row = [rec.machine, rec.site, rec.area, rec.line, rec.name, rec.state, rec.state_since,
+           rec.updated, {k: v.value for k, v in rec.tags.items()}, min(len(rec.alarms), 65535),
+           worst, rec.last_command.status if rec.last_command else "",
+           rec.oee.oee if rec.oee else None, rec.energy.kwh if rec.energy else None, doc]
+    return [[v] for v in row]
 
 
 def _check_utf8(name: str, value: str) -> None:

@@ -1,11 +1,12 @@
 """The Faust edge of the streams stage: one agent on the readings topic, one timer, and the
-rebalance callbacks, all handing over to :class:`streams.keeper.StateKeeper`.
+rebalance callbacks, all handing over to :class:`streams.keeper.StateKeeper`; and the
+digital twin's agents (:mod:`streams.twin_app`).
 
 The agent passes each message (key, value, partition, offset) to the keeper, which runs
 the :class:`FrameProcessor` and sends the results (aggregates as columnar frames, late
-readings, anomalies, signed commands, dead letters) through its own producers
-(:mod:`streams.outputs`). The timer closes the windows of silent sources, checkpoints every
-``checkpoint_interval_s`` and rewrites the status file.
+readings, anomalies, signed commands, dead letters, twin parts, KPI records) through its
+own producers (:mod:`streams.outputs`). The timer closes the windows of silent sources,
+checkpoints every ``checkpoint_interval_s`` and rewrites the status file.
 
 State survives a crash and moves with its partition. Per input partition the keeper
 writes a checkpoint (the partition's windows, dedup, detector and rule state, and the next
@@ -52,6 +53,7 @@ from streams.keeper import StateKeeper
 from streams.observe import WorkerProbe
 from streams.outputs import AtLeastOnceOutputs, ExactlyOnceOutputs, Outputs
 from streams.processor import FrameProcessor
+from streams.twin_app import add_twin_agents
 
 __all__ = ["GUARANTEES", "Guarantee", "create_app", "run_worker"]
 
@@ -188,12 +190,14 @@ def create_app(
     # checkpoint
     readings = app.topic(topics.readings, partitions=topics.partitions(topics.readings),
                          key_type=bytes, value_type=bytes, acks=False)
+    add_twin_agents(app, catalog, topics, bootstrap=bootstrap, kafka_config=kafka_config)
 
     def status(running: bool) -> None:
         doc = {"stage": "streams", "app_id": app_id, "running": running, "at": now_ms(),
                "guarantee": guarantee, "partitions": keeper.partitions,
                "offsets": keeper.offsets(), **keeper.stats, **proc.counters(),
-               "lag": probe.lag(app.consumer if running else None)}
+               "lag": probe.lag(app.consumer if running else None),
+               "twin": app.twin_counters()}  # type: ignore[attr-defined]
         write_status(status_file, health.report(doc))
 
     @app.agent(readings)

@@ -39,6 +39,7 @@ class DecodedFrame:
     quality: npt.NDArray[np.int8]
     seq: npt.NDArray[np.int64]
     rejected: dict[str, list[int]] = field(default_factory=dict)
+    text: list[str | None] | None = None  # text tags' values, when the frame has any
 
 
 def decode_frame(payload: bytes | str | None) -> DecodedFrame:
@@ -50,7 +51,7 @@ def decode_frame(payload: bytes | str | None) -> DecodedFrame:
         return _rescue(payload, exc)
     a = frame.arrays()
     return DecodedFrame(frame.source, frame.epoch, frame.seq, len(frame), a.tag, a.ts,
-                        a.value, a.quality, a.seq)
+                        a.value, a.quality, a.seq, text=frame.text)
 
 
 def _rescue(payload: bytes | str | None, original: ContractError) -> DecodedFrame:
@@ -81,7 +82,15 @@ def _rescue(payload: bytes | str | None, original: ContractError) -> DecodedFram
         np.asarray([ts[i] for i in keep], np.int64), np.asarray(vals, np.float64),
         np.asarray([quality[i] for i in keep], np.int8),
         np.asarray([seq + i for i in keep], np.int64), rejected,
+        _texts(doc.get("text"), n, keep),
     )
+
+
+def _texts(col: object, n: int, keep: list[int]) -> list[str | None] | None:
+    """The kept readings' text values, if the frame has a well-formed text column."""
+    if not isinstance(col, list) or len(col) != n:
+        return None
+    return [col[i] if isinstance(col[i], str) else None for i in keep]
 
 
 def _problem(tag: object, ts: object, value: object, quality: object) -> str | None:

@@ -4,7 +4,9 @@
 result sent so far is acknowledged, then writes the checkpoint and waits for it; only
 then may the caller commit the input offset. A crash replays from the last checkpoint, so
 results after it may be sent again (the same values: ClickHouse's ReplacingMergeTree
-collapses them; anomalies and commands carry ids derived from their window).
+collapses them; anomalies and commands carry ids derived from their window; a twin part
+is the machine's latest state and a KPI record its shift's tally so far, both replaced by
+the next).
 
 :class:`ExactlyOnceOutputs`: one transactional producer per input partition, with a
 ``transactional.id`` fixed per (app, topic, partition), so a new owner fences the old one
@@ -79,6 +81,8 @@ class Outputs:
             signed = cmd.signed_by(self.signer) if self.signer is not None else cmd
             msgs.append((t.commands, cmd.key(), signed.encode()))
         msgs += [(t.deadletter, d.key_bytes(), d.encode()) for d in out.deadletters]
+        msgs += [(t.twin_inputs, p.key(), p.encode()) for p in out.twin]  # keyed by machine
+        msgs += [(t.kpis, k.key(), k.encode()) for k in out.kpis]
         return msgs
 
     def _producer(self, partition: int) -> AIOKafkaProducer:

@@ -13,8 +13,8 @@ It never raises on bad input.
 Lifecycle: ``FrameProcessor(catalog)``; ``process(...)`` per message; ``tick(now_ms)`` on
 a timer (closes windows of silent sources); ``flush(now_ms)`` at the end of a run;
 ``counters()`` for the status file. ``snapshot(partition)``/``restore(snap, partition)``/
-``drop(partition)`` hand one Kafka partition's state (windows, dedup, detector, rules) over
-as plain data: the unit a checkpoint saves and a rebalance moves.
+``drop(partition)`` hand one Kafka partition's state (windows, dedup, detector, rules,
+KPI tallies) over as plain data: the unit a checkpoint saves and a rebalance moves.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from schemas.aggregates import AggregateFrame
 from schemas.catalog import Catalog
 from schemas.events import Aggregate, Anomaly, Command, DeadLetter
 from schemas.exceptions import ContractError
+from schemas.kpis import KpiRecord
 from schemas.late import LateReadings
 from streams.assets import AssetIndex, AssetWindow
 from streams.decode import DecodedFrame, decode_frame
@@ -38,7 +39,9 @@ from streams.dedup import SeqDedup
 from streams.detect import WindowDetector, detector_from_catalog
 from streams.exceptions import StateVersionError
 from streams.fastpath import FastPath
+from streams.plant import PlantState
 from streams.rules import RuleEngine
+from streams.twin_inputs import TwinInput
 from streams.windows import Closed, WindowStore
 
 __all__ = ["STAGE", "FrameProcessor", "Output"]
@@ -63,10 +66,12 @@ class Output:
     anomalies: list[Anomaly] = field(default_factory=list)
     commands: list[Command] = field(default_factory=list)
     deadletters: list[DeadLetter] = field(default_factory=list)
+    twin: list[TwinInput] = field(default_factory=list)  # to the twin-inputs topic
+    kpis: list[KpiRecord] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.aggregate_frames or self.late or self.anomalies or self.commands
-                    or self.deadletters)
+                    or self.deadletters or self.twin or self.kpis)
 
 
 class FrameProcessor:
@@ -86,6 +91,7 @@ class FrameProcessor:
         self.detector: WindowDetector = detector_from_catalog(catalog)
         self.rules = RuleEngine(catalog, [r for r in catalog.rules if not r.per_reading])
         self.fastpath = FastPath(catalog, [r for r in catalog.rules if r.per_reading])
+        self.plant = PlantState(catalog)  # the twin's share of the readings, and the KPIs
         self.count: Counter[str] = Counter()  # everything counters() reports
         self.dead_readings: Counter[str] = Counter()  # dead-lettered readings by reason
         self.sources: dict[int, set[str]] = {}  # per partition, the sources it carried
@@ -122,7 +128,9 @@ class FrameProcessor:
             idx = np.flatnonzero(keep)
             frame = DecodedFrame(frame.source, frame.epoch, frame.first_seq, frame.size,
                                  [frame.tag[i] for i in idx.tolist()], frame.ts[idx],
-                                 frame.value[idx], frame.quality[idx], frame.seq[idx])
+                                 frame.value[idx], frame.quality[idx], frame.seq[idx],
+                                 text=[frame.text[i] for i in idx.tolist()] if frame.text
+                                 else None)
         if not frame.tag:
             return
         res = self.windows.add((frame.source, partition), frame.tag, frame.ts, frame.value,
@@ -133,6 +141,7 @@ class FrameProcessor:
         if res.late is not None:
             self._late(frame, res.late, res.missed_ms, partition, offset, out)
         self._closed(res.closed, now_ms, out)
+        out.twin, out.kpis = self.plant.observe(frame, partition, now_ms)
 
     def _fast(self, frame: DecodedFrame, late: np.ndarray | None, now_ms: int,
               out: Output) -> None:
@@ -269,6 +278,7 @@ class FrameProcessor:
         tags = None if partition is None else self._owned(partition)[1]
         out.commands.extend(cmds := self.fastpath.tick(now_ms, tags))
         self.count["commands"] += len(cmds)
+        out.twin, out.kpis = self.plant.tick(now_ms, partition)
         return out
 
     def flush(self, now_ms: int, partition: int | None = None) -> Output:
@@ -290,7 +300,7 @@ class FrameProcessor:
                 "aggregates", "anomalies", "commands",
                 "alarms_raised")  # count["alarms_raised"]: where alarms are raised
         return {**{k: self.count[k] for k in keys},
-                "dead_readings": dict(self.dead_readings),
+                "dead_readings": dict(self.dead_readings), **self.plant.counters(),
                 "fastpath": self.fastpath.counters(),
                 "open_windows": self.windows.open_windows}
 
@@ -316,7 +326,8 @@ class FrameProcessor:
                 "windows": self.windows.snapshot(partition, arrays=arrays),
                 "sources": sorted(sources), "dedup": self.dedup.snapshot(sources),
                 "detector": self.detector.snapshot(tags), "rules": self.rules.snapshot(tags),
-                "fastpath": self.fastpath.snapshot(tags)}
+                "fastpath": self.fastpath.snapshot(tags),
+                "plant": self.plant.snapshot(partition, arrays=arrays)}
 
     def restore(self, snap: dict[str, Any], partition: int | None = None,
                 now_ms: int | None = None) -> None:
@@ -339,6 +350,7 @@ class FrameProcessor:
         self.detector.restore(snap["detector"], replace=whole)
         self.rules.restore(snap["rules"], replace=whole)
         self.fastpath.restore(snap.get("fastpath", {}), replace=whole)
+        self.plant.restore(snap.get("plant"), partition, now_ms)
         if whole:
             self.sources = {}
         for doc in snap["windows"]["streams"]:
@@ -357,6 +369,7 @@ class FrameProcessor:
         self.detector.drop(tags - others_tags)
         self.rules.drop(tags - others_tags)
         self.fastpath.drop(tags - others_tags)
+        self.plant.drop(partition)
 
 
 def _rank(reason: str) -> int:

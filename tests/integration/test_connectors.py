@@ -98,8 +98,8 @@ def test_connector_delivers_every_tag_without_gaps(
     assert all(r.quality is Quality.GOOD and r.value is not None for r in readings)
     assert all(started - 60_000 <= r.ts <= ended + 1000 for r in readings)
     if catalog.source(source).protocol == "modbus":
-        # every poll reads every tag: about 3 s / interval polls of 10 tags
-        assert len(readings) >= 10 * 8 and len(readings) % 10 == 0
+        # every poll reads every tag: about 3 s / interval polls of 11 tags
+        assert len(readings) >= 11 * 8 and len(readings) % 11 == 0
     last = {r.tag: r.value for r in sorted(readings, key=lambda r: r.seq)}
     for path, info in catalog.tags().items():
         if info.source.name == source and info.spec.kind == "setpoint":

@@ -9,9 +9,11 @@ Two runs, each with its own topics on the session's Kafka:
 - ``millstream demo`` (simulator, connectors, worker, sink, executor, dashboard) with an
   overheat injected: values change, the machine card turns to the alarm colour within the
   detection time, the command log shows the executor's verdict, and the tag view shows the
-  live windows and the history from ClickHouse. The twin and alarm records come from
-  :class:`tests.support.twin_standin.TwinStandIn` (real Kafka messages built from the
-  pipeline's own readings and anomalies) until the twin and alarm stages are merged.
+  live windows and the history from ClickHouse. The twin records are the stream workers'
+  own (``<prefix>.twin``, merged from their twin-inputs); the alarms come from
+  :class:`tests.support.twin_standin.TwinStandIn` with ``twin=False`` (real Kafka messages
+  built from the pipeline's anomalies) until the alarms stage is merged, and reach the
+  machine card both directly and through the twin, which relays them.
 
 Screenshots go to a temporary folder (printed); ``MILLSTREAM_UPDATE_SCREENSHOT=1`` also
 copies the plant view to docs/dashboard.png for the README.
@@ -40,6 +42,8 @@ from millstream.stack.kafka import ensure_topics, free_port
 from schemas.catalog import Catalog
 from schemas.status import read_status
 from schemas.topics import Topics
+from schemas.twin import TwinRecord
+from tests.integration.test_twin import consume_twins
 from tests.support.browser import chromium
 from tests.support.twin_standin import (
     TwinStandIn,
@@ -245,7 +249,7 @@ def test_the_live_pipeline_on_the_dashboard(kafka_bootstrap: str, catalog: Catal
     topics = Topics(f"dashpipe-{uuid.uuid4().hex[:8]}")
     ensure_topics(kafka_bootstrap, topics)
     create_twin_topics(kafka_bootstrap, topics.prefix)
-    standin = TwinStandIn(kafka_bootstrap, topics, catalog)
+    standin = TwinStandIn(kafka_bootstrap, topics, catalog, twin=False)  # alarms only
     standin.start()
     port = free_port()
     env = {**_env(kafka_bootstrap, topics.prefix, tmp_path / "data"),
@@ -331,3 +335,10 @@ def test_the_live_pipeline_on_the_dashboard(kafka_bootstrap: str, catalog: Catal
     summary = json.loads((tmp_path / "demo.out").read_text().strip().splitlines()[-1])
     assert summary["lost"] == 0 and summary["interrupted"] is True, summary
     assert standin.alarms_raised, "the stand-in raised no alarm"
+    # the cards were fed by the workers' twin: every record is a worker's, and cnc-01's
+    # newest carries the alarm the twin relayed from the alarms topic
+    twins = consume_twins(kafka_bootstrap, topics.twin, time.monotonic() + 30)
+    assert twins and all(worker for _, worker, _ in twins)
+    newest = TwinRecord.decode([v for m, _, v in twins if m == machine][-1])
+    raised = {a["alarm_id"] for _t, a in standin.alarms_raised if a["asset"] == machine}
+    assert raised & {a.alarm_id for a in newest.alarms}, newest.alarms

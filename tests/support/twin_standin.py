@@ -1,12 +1,15 @@
-"""A stand-in for the twin and alarms stages while they are not part of this millstream.
+"""A stand-in for the alarms stage while it is not part of this millstream (and, on
+request, for the twin).
 
-It reads the real pipeline's topics (reading frames, anomalies, command results) and
-writes real Kafka messages in the two contracts the dashboard reads: ``millstream.twin.v1``
-records on ``<prefix>.twin`` (compacted, keyed by machine path) and ``millstream.alarms.v1``
-episodes on ``<prefix>.alarms``. Its rules are deliberately simple and are not the real
-stages' logic: a machine's state from its ``running``/``fault`` tags; an alarm (severity
-high) on a machine's first anomaly, kept active. Used by the dashboard's browser test only;
-once the twin and alarm stages run in the pipeline the test uses theirs instead.
+It reads the real pipeline's topics (anomalies; with ``twin=True`` also reading frames and
+command results) and writes real Kafka messages in the contracts the dashboard reads:
+``millstream.alarms.v1`` episodes on ``<prefix>.alarms`` and, with ``twin=True``,
+``millstream.twin.v1`` records on ``<prefix>.twin`` (compacted, keyed by machine path). Its
+rules are deliberately simple and are not the real stages' logic: an alarm (severity high)
+on a machine's first anomaly, kept active; a machine's state from its ``running``/``fault``
+tags. The dashboard's browser test runs it with ``twin=False``: the stream workers publish
+the real twin (which relays these alarms); once the alarms stage runs in the pipeline the
+test uses its alarms instead.
 """
 
 from __future__ import annotations
@@ -35,11 +38,13 @@ _TWIN_ALARM = ("alarm_id", "severity", "state", "message", "started_at", "tags",
 
 
 def create_twin_topics(bootstrap: str, prefix: str) -> tuple[str, str]:
-    """``<prefix>.twin`` (compacted) and ``<prefix>.alarms``, as those stages create them."""
+    """``<prefix>.twin`` (compacted) and ``<prefix>.alarms``, as those stages create them,
+    where missing (``ensure_topics`` creates the twin topic with millstream's others)."""
     twin, alarms = f"{prefix}.twin", f"{prefix}.alarms"
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics([
-        NewTopic(twin, 1, 1, config={"cleanup.policy": "compact"}), NewTopic(alarms, 1, 1)])
+    existing = set(admin.list_topics(timeout=10).topics)
+    new = [NewTopic(twin, 1, 1, config={"cleanup.policy": "compact"}), NewTopic(alarms, 1, 1)]
+    futures = admin.create_topics([t for t in new if t.topic not in existing])
     for f in futures.values():
         f.result(timeout=30)
     return twin, alarms
@@ -84,15 +89,16 @@ def alarm_record(asset: str, tags: list[str], message: str, *, severity: str = "
 
 
 class TwinStandIn(threading.Thread):
-    """Lifecycle: construct, :meth:`start`, :meth:`stop`. Publishes each changed machine's
-    twin every ``period_s``."""
+    """Lifecycle: construct, :meth:`start`, :meth:`stop`. Raises an alarm on a machine's
+    first anomaly; with ``twin`` publishes each changed machine's twin every ``period_s``."""
 
     def __init__(self, bootstrap: str, topics: Topics, catalog: Catalog,
-                 period_s: float = 0.5) -> None:
+                 period_s: float = 0.5, *, twin: bool = True) -> None:
         super().__init__(name="twin-stand-in", daemon=True)
         self.bootstrap, self.topics, self.catalog = bootstrap, topics, catalog
         self.twin_topic, self.alarm_topic = f"{topics.prefix}.twin", f"{topics.prefix}.alarms"
         self.period_s = period_s
+        self.twin = twin
         self.halt = threading.Event()
         self.values: dict[str, dict[str, dict[str, Any]]] = {}  # machine name -> tag -> value
         self.alarms: dict[str, dict[str, Any]] = {}  # machine name -> its alarm
@@ -110,7 +116,8 @@ class TwinStandIn(threading.Thread):
         consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": uuid.uuid4().hex,
                              "auto.offset.reset": "earliest", "enable.auto.commit": False})
         consumer.subscribe([self.topics.readings, self.topics.anomalies,
-                            self.topics.command_results])
+                            self.topics.command_results] if self.twin else
+                           [self.topics.anomalies])
         producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 20})
         next_publish = time.monotonic()
         try:
@@ -166,6 +173,10 @@ class TwinStandIn(threading.Thread):
         self.changed.add(machine.name)
 
     def _publish(self, producer: Producer) -> None:
+        if not self.twin:
+            self.changed.clear()
+            producer.poll(0)
+            return
         for name in sorted(self.changed):
             tags = self.values.get(name, {})
             fault = (tags.get("fault") or {}).get("value")

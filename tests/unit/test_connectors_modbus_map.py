@@ -105,5 +105,5 @@ def test_catalog_press_is_three_reads(catalog: Catalog) -> None:
     (plan,) = machine_plans(catalog, "modbus-sim")
     assert plan.machine == "press-01" and plan.unit_id == 1
     assert sorted((b.table, b.address, b.count) for b in plan.blocks) == [
-        ("discrete", 0, 2), ("holding", 0, 2), ("input", 0, 14)]
-    assert sum(len(b.items) for b in plan.blocks) == 10
+        ("discrete", 0, 2), ("holding", 0, 2), ("input", 0, 16)]
+    assert sum(len(b.items) for b in plan.blocks) == 11

@@ -80,6 +80,8 @@ def test_chain_limit_rule_and_counters(proc: FrameProcessor) -> None:
     assert cmd.rule == "spindle-overheat" and cmd.issued_at == NOW + 100
     assert cmd.reason.startswith("spindle_temp 91.2 degC > 85 at ")
     assert out.aggregates == [] and out.anomalies == []
+    # the machine's twin gets its first readings
+    assert [p.machine for p in out.twin] == [CNC]
     out = proc.process(b"opcua-sim", _frame([(temp, T0 + 2500, 80.0)], seq=3), "t", 0, 1,
                        now_ms=NOW + 200)
     [agg] = out.aggregates

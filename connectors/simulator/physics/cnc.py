@@ -17,6 +17,8 @@ HEAT_C_PER_RPM = 4.2e-3  # spindle temperature rise per rpm at equilibrium (~59 
 OVERHEAT_GAIN = 2.5  # an overheat fault multiplies the heat: ~109 °C at 8000, ~78 at 5000
 SPEED_TAU_S = 2.0
 TEMP_TAU_S = 4.0
+REJECT_RATE = 0.02  # share of parts rejected at inspection; an overheat spoils many more
+REJECT_RATE_OVERHEAT = 0.25
 
 
 class CncModel(MachineModel):
@@ -28,6 +30,7 @@ class CncModel(MachineModel):
         self.speed = self.sp("spindle_speed_sp")
         self.temp = self._temp_eq(self.speed, 1.0, False)
         self.parts = float(rng.integers(1000, 20000))
+        self.rejects = float(math.floor(self.parts * REJECT_RATE))
 
     @staticmethod
     def _temp_eq(speed: float, load: float, overheat: bool) -> float:
@@ -42,7 +45,9 @@ class CncModel(MachineModel):
         running = self.speed > 100.0
         cycle = min(max(288000.0 / max(self.speed, 1.0), 20.0), 60.0)  # 36 s at 8000 rpm
         if running:
-            self.parts += dt / cycle
+            made = dt / cycle
+            self.parts += made
+            self.rejects += made * (REJECT_RATE_OVERHEAT if overheat else REJECT_RATE)
         vibration = 1.2 + 1.0e-4 * self.speed + self.wear(t, per_minute=3.0)
         return {
             "spindle_speed": self.speed + self.noise(5.0),
@@ -53,5 +58,6 @@ class CncModel(MachineModel):
             + (4.0 if overheat else 0.0) + self.noise(0.1),
             "cycle_time": cycle + self.noise(0.2),
             "part_count": float(math.floor(self.parts)),
+            "reject_count": float(math.floor(self.rejects)),
             "running": 1.0 if running else 0.0,
         }

@@ -16,6 +16,8 @@ STROKE_S = 6.0  # stroke period at nominal load
 LEVEL_TAU_S = 1.0
 OIL_TAU_S = 10.0
 LOSS_FACTOR = 0.6  # a pressure_loss fault leaves 60 % of the pressure, with leak noise
+REJECT_RATE = 0.01  # share of strokes whose part is rejected; low pressure spoils more
+REJECT_RATE_LOSS = 0.2
 
 
 class PressModel(MachineModel):
@@ -28,6 +30,7 @@ class PressModel(MachineModel):
         self.oil = self._oil_eq(self.level, 1.0, False)
         self.phase = 0.0
         self.strokes = float(rng.integers(10000, 500000))
+        self.rejects = float(math.floor(self.strokes * REJECT_RATE))
 
     @staticmethod
     def _oil_eq(level: float, load: float, overheat: bool) -> float:
@@ -44,6 +47,7 @@ class PressModel(MachineModel):
         if self.phase >= 1.0:
             self.phase -= math.floor(self.phase)
             self.strokes += 1.0
+            self.rejects += REJECT_RATE_LOSS if loss else REJECT_RATE
         stroke = math.sin(2.0 * math.pi * self.phase)
         pressure = self.level * (0.965 + 0.035 * stroke)
         if loss:  # leaks: a noisy, dipping pressure
@@ -58,5 +62,6 @@ class PressModel(MachineModel):
             "ram_position": 200.0 * (1.0 - math.cos(2.0 * math.pi * self.phase)),
             "cycle_time": cycle + self.noise(0.05),
             "stroke_count": self.strokes,
+            "reject_count": float(math.floor(self.rejects)),
             "running": 1.0,
         }
