@@ -6,6 +6,15 @@ batching by size and age, a writer thread that inserts sealed batches while the 
 are decoded (:mod:`sinks.writer`), retry with backoff while the partitions are paused
 (backpressure), and committing a message's offset only once every row it produced has been
 written.
+
+Backpressure bounds the rows and bytes held (open batches and sealed ones not inserted):
+a message is taken only while the held rows are at most ``max_pending_rows`` and the held
+bytes at most ``max_pending_bytes``, and while no insert is failing. The rest of a
+consume() call's messages is given back (the partitions are paused and rewound to them),
+so the sink never holds more than ``max_pending_rows`` plus the rows of one message
+(and ``max_pending_bytes`` plus one message's bytes), however many messages librdkafka
+had fetched ahead. (Should a rewind fail, that partition's messages are taken in past the
+bound rather than skipped, and a warning says so.)
 """
 
 from __future__ import annotations
@@ -84,7 +93,7 @@ class BatchingSink(ABC):
         self.counts: dict[str, Any] = {
             "consumed": 0, "inserted": dict.fromkeys(columns, 0), "insert_errors": 0,
             "insert_seconds": dict.fromkeys(columns, 0.0), "rejected": 0, "commits": 0,
-            "paused": 0,
+            "paused": 0, "pending_rows_max": 0,
         }
         self._writer = BatchWriter(self._columns, self.write, self.policy, self.counts,
                                    on_written=self.on_written)
@@ -132,18 +141,62 @@ class BatchingSink(ABC):
 
     def _step(self) -> None:
         msgs = self._consumer.consume(num_messages=self.policy.consume_messages, timeout=0.1)
-        for msg in msgs:
-            self._accept(msg)
+        if msgs:
+            taken = self._take(msgs)
+            if taken < len(msgs):
+                self._give_back(msgs[taken:])
+            self.counts["pending_rows_max"] = max(self.counts["pending_rows_max"],
+                                                  self.pending_rows())
         self._flush_due(force=False)
         self._commit()
         self.tick()
 
-    def _accept(self, msg: Message) -> None:
+    def _take(self, msgs: Sequence[Message]) -> int:
+        """Accept messages in order while there is room (see the module's docstring); how
+        many were accepted. The held amounts are added up locally, and counted again only
+        when that sum passes a bound (the writer thread may have inserted some meanwhile)."""
+        p = self.policy
+        rows, size = self.pending_rows(), self.pending_bytes()
+        for i, msg in enumerate(msgs):
+            if rows > p.max_pending_rows or size > p.max_pending_bytes:
+                rows, size = self.pending_rows(), self.pending_bytes()
+                if rows > p.max_pending_rows or size > p.max_pending_bytes:
+                    return i
+            if self._writer.failing():
+                return i
+            added = self._accept(msg)
+            rows, size = rows + added, size + len(msg.value() or b"")
+        return len(msgs)
+
+    def _give_back(self, msgs: Sequence[Message]) -> None:
+        """Leave ``msgs`` (consumed, not accepted) for later: pause, and rewind each of their
+        partitions to its first one, so they are fetched again once consumption resumes.
+        A partition that cannot be rewound keeps its messages: they are accepted past the
+        bound rather than skipped (their offsets would be committed unwritten)."""
+        self._backpressure(failing=self._writer.failing())  # (a rewind works unpaused too)
+        first: dict[_TP, Message] = {}
+        for msg in msgs:
+            if msg.error() is None:
+                first.setdefault((msg.topic() or "", msg.partition() or 0), msg)
+        stuck: set[_TP] = set()
+        for tp, msg in first.items():
+            try:
+                self._consumer.seek(TopicPartition(tp[0], tp[1], msg.offset() or 0))
+            except KafkaException as exc:
+                logger.warning("could not rewind %s[%d] to %s, taking its messages in "
+                               "now: %s", tp[0], tp[1], msg.offset(), exc)
+                stuck.add(tp)
+        for msg in msgs:
+            if (msg.topic() or "", msg.partition() or 0) in stuck:
+                self._accept(msg)
+
+    def _accept(self, msg: Message) -> int:
+        """Decode ``msg`` into its table's open batch; the rows it added."""
         err = msg.error()
         if err is not None:
             if err.code() != KafkaError._PARTITION_EOF:
                 logger.warning("consumer error: %s", err)
-            return
+            return 0
         self.counts["consumed"] += 1
         try:
             decoded = self.decode(msg)
@@ -165,9 +218,12 @@ class BatchingSink(ABC):
                       len(msg.value() or b""))
             table, gen = rows.table, batch.gen
         self._pending.setdefault(tp, deque()).append((msg.offset() or 0, table, gen))
-        if table is not None and batch.rows >= self.policy.batch_rows:
+        if table is None:
+            return 0
+        if batch.rows >= self.policy.batch_rows:
             self._seal(table)
             self._writer.flush(time.monotonic())
+        return len(rows.columns[0]) if rows is not None else 0
 
     def _seal(self, table: str) -> None:
         batch = self._open[table]

@@ -22,7 +22,8 @@ class BatchPolicy:
     retry_initial_s: float = 0.2
     retry_max_s: float = 10.0
     drain_timeout_s: float = 15.0  # on stop: how long to keep retrying a failing insert
-    # backpressure: consumption pauses while more than this waits to be inserted
+    # backpressure: a message is taken only while at most this waits to be inserted, so
+    # at most this plus one message's rows (bytes) is held (sinks/base.py)
     max_pending_rows: int = 500_000
     max_pending_bytes: int = 256 << 20
 

@@ -280,7 +280,8 @@ class ClickHouseSink(BatchingSink):
             "deadletter_errors": c["deadletter_errors"], "commits": c["commits"],
             "refused_rows": c["refused_rows"], "redelivered": c["redelivered"],
             "paused": self._paused, "pauses": c["paused"],
-            "pending_rows": self.pending_rows(), "lag": self.lag(), "query_url": self.query_url,
+            "pending_rows": self.pending_rows(), "pending_rows_max": c["pending_rows_max"],
+            "lag": self.lag(), "query_url": self.query_url,
             "insert_failing": self.insert_failing(), "last_error": self.last_insert_error(),
             "started_at": int(self._started * 1000), "updated_at": now_ms(),
         }

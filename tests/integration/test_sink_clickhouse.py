@@ -27,6 +27,7 @@ from schemas.events import Aggregate, Anomaly, Command, CommandResult
 from schemas.readings import FrameBuilder, Quality
 from schemas.status import read_status
 from schemas.topics import Topics
+from sinks.batch import BatchPolicy
 
 pytestmark = pytest.mark.integration
 
@@ -45,15 +46,19 @@ stop = threading.Event()
 signal.signal(signal.SIGTERM, lambda *_: stop.set())
 final = run_sink(load_catalog(), bootstrap=a["bootstrap"], topics=Topics(a["prefix"]),
                  dsn=a["dsn"], group_id=a["group"], status_file=Path(a["status"]), stop=stop,
-                 policy=BatchPolicy(batch_rows=a["batch_rows"]))
+                 policy=BatchPolicy(batch_rows=a["batch_rows"],
+                                    max_pending_rows=a["max_pending_rows"]))
 print(json.dumps(final))
 """
 
 
 def start_sink(kafka_bootstrap: str, topics: Topics, dsn: str, status: Path, *,
-               group: str = "sink-test", batch_rows: int = 50_000) -> subprocess.Popen[str]:
+               group: str = "sink-test", batch_rows: int = 50_000,
+               max_pending_rows: int = BatchPolicy().max_pending_rows
+               ) -> subprocess.Popen[str]:
     args = {"bootstrap": kafka_bootstrap, "prefix": topics.prefix, "dsn": dsn, "group": group,
-            "status": str(status), "batch_rows": batch_rows}
+            "status": str(status), "batch_rows": batch_rows,
+            "max_pending_rows": max_pending_rows}
     return subprocess.Popen([sys.executable, "-c", SINK_SCRIPT, json.dumps(args)], cwd=ROOT,
                             stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})

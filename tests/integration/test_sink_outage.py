@@ -25,7 +25,13 @@ from tests.integration.test_sink_clickhouse import start_sink, stop_sink, wait_f
 pytestmark = pytest.mark.integration
 
 RATE = 2000  # readings/s, from two sources
+FRAME = RATE // 20  # readings per frame: each source sends one frame per 100 ms
 OUTAGE_S = 60.0
+# the sink holds at most max_pending_rows plus one message's rows (sinks/base.py): less
+# than the 120k that 60 s at 2,000/s would buffer unbounded, and than the backlog it
+# catches up on afterwards (so the bound is reached and held then, too)
+MAX_PENDING = 40_000
+BOUND = MAX_PENDING + FRAME
 
 
 class Plant(threading.Thread):
@@ -47,7 +53,7 @@ class Plant(threading.Thread):
             tick += 1
             now_ms = time.time_ns() // 1_000_000
             for b in self.builders:  # 100 ms of each source: RATE / 2 / 10 readings
-                for i in range(RATE // 20):
+                for i in range(FRAME):
                     b.add(self.tags[i % len(self.tags)], now_ms + i, float(tick % 50))
                 f = b.flush()
                 assert f is not None
@@ -95,7 +101,8 @@ def test_sink_survives_a_full_disk_for_60s_and_loses_nothing(
     proc = None
     junk: Path | None = None
     try:
-        proc = start_sink(kafka_bootstrap, topics, dsn, status, batch_rows=5000)
+        proc = start_sink(kafka_bootstrap, topics, dsn, status, batch_rows=5000,
+                          max_pending_rows=MAX_PENDING)
         wait_for(endpoint.exists, 60, "the query endpoint file")
         plant.start()
 
@@ -115,10 +122,10 @@ def test_sink_survives_a_full_disk_for_60s_and_loses_nothing(
         assert early["paused"] and late["paused"]
         # buffering stays bounded however long the outage lasts, and while no insert gets
         # through nothing more is consumed (chDB's merges can free a little space on the
-        # full disk, let one insert through and so let the sink take in a little more)
-        # (bound: 100k, under the 120k that 60 s at 2,000/s would buffer unbounded; seen
-        # 64k-69k since the msgspec decoder and larger fetches: to look into, issue 7)
-        assert early["pending_rows"] <= 100_000 and late["pending_rows"] <= 100_000
+        # full disk, let one insert through and so let the sink take in more, up to the
+        # bound: a whole consume() call of backlog, 500 frames, was 50k rows at once)
+        assert early["pending_rows"] <= BOUND and late["pending_rows"] <= BOUND
+        assert late["pending_rows_max"] <= BOUND
         got_through = (late["inserted"].get("readings", 0)
                        - early["inserted"].get("readings", 0))
         if got_through == 0:
@@ -142,9 +149,12 @@ def test_sink_survives_a_full_disk_for_60s_and_loses_nothing(
                    " FROM readings")
         [[rows, distinct, final_rows, rolled]] = counts
         lost, duplicated = produced - distinct, rows - distinct
+        held = (read_status(status) or {})["pending_rows_max"]
         print(f"\noutage: {produced} readings produced, {late['insert_errors']} failed "
-              f"inserts, caught up {caught_up:.1f}s after the disk was freed; "
-              f"lost={lost} duplicated={duplicated}")
+              f"inserts, at most {late['pending_rows_max']} rows held during the outage "
+              f"and {held} in all (bound {BOUND}), caught up {caught_up:.1f}s after the "
+              f"disk was freed; lost={lost} duplicated={duplicated}")
+        assert held <= BOUND  # catching up on the backlog, too
         assert (lost, duplicated) == (0, 0)
         assert final_rows == distinct == rolled == produced
         # no gap in any source's numbers

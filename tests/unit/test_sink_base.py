@@ -108,6 +108,34 @@ def test_backpressure_pauses_over_the_bound_and_resumes_below_half() -> None:
     assert not s._paused and s.pending_rows() == 0
 
 
+def test_a_poll_batch_is_taken_only_up_to_the_bound() -> None:
+    s = MemorySink(BatchPolicy(batch_rows=1000, flush_ms=60_000, max_pending_rows=20))
+    # 8, 16, 24 rows: the third message is taken at 16 <= 20, the fourth not at 24 > 20
+    assert s._take([msg(i, b"a:8") for i in range(5)]) == 3
+    assert s.pending_rows() == 24 <= 20 + 8  # the bound plus one message
+    assert s.counts["consumed"] == 3
+    s._flush_due(force=True)  # written: room again
+    assert s._take([msg(i, b"b:8") for i in range(3, 5)]) == 2
+
+
+def test_nothing_more_is_taken_once_an_insert_fails(sink: MemorySink) -> None:
+    sink.fail = True
+    # the first message fills a batch, which is written (inline) and fails
+    assert sink._take([msg(0, b"a:12"), msg(1, b"a:1"), msg(2, b"b:1")]) == 1
+    assert sink.pending_rows() == 12 and sink.counts["insert_errors"] == 1
+
+
+def test_messages_that_cannot_be_given_back_are_taken_rather_than_lost() -> None:
+    s = MemorySink(BatchPolicy(batch_rows=1000, flush_ms=60_000, max_pending_rows=5))
+    msgs = [msg(0, b"a:8"), msg(1, b"a:8"), msg(2, b"b:1", partition=1)]
+    assert s._take(msgs) == 1
+    s._give_back(msgs[1:])  # not assigned: the rewind fails, so they are accepted now
+    assert s._paused and s.pending_rows() == 17
+    s._flush_due(force=True)
+    s._advance()
+    assert s._commit_to == {("t", 0): 2, ("t", 1): 3}
+
+
 def test_origin_of_a_row_names_its_message() -> None:
     s = MemorySink(BatchPolicy(batch_rows=1000, flush_ms=60_000))
     for off, n in ((7, 3), (8, 4), (9, 2)):
