@@ -6,8 +6,9 @@ order. Ranges more than ``tolerance`` below the highest seq seen are folded into
 floor: a reading that old is taken as already processed. Per source the newest
 ``max_epochs`` epochs are kept; a reading of an older epoch is ignored as stale.
 
-Lifecycle: ``SeqDedup(tolerance)``; ``fresh(source, epoch, seq)`` per frame returns which
-readings are new and records them; counters ``duplicates`` and ``stale``.
+Lifecycle: ``SeqDedup(tolerance)``; ``fresh(source, epoch, seq)`` (or ``fresh_run`` for a
+frame's contiguous numbers) per frame returns which readings are new and records them;
+counters ``duplicates`` and ``stale``.
 """
 
 from __future__ import annotations
@@ -74,6 +75,16 @@ class SeqDedup:
         self._seen: dict[str, dict[int, Seen]] = {}
         self.duplicates = 0
         self.stale = 0
+
+    def fresh_run(self, source: str, epoch: int, first: int,
+                  n: int) -> tuple[npt.NDArray[np.bool_], str]:
+        """:meth:`fresh` for the sequence numbers ``first .. first + n - 1`` (a frame's):
+        the next run after everything seen costs no array work at all."""
+        seen = self._seen.get(source, {}).get(epoch)
+        if seen is not None and not seen.ranges and first == seen.floor + 1 and n > 0:
+            seen.floor = first + n - 1
+            return np.ones(n, bool), ""
+        return self.fresh(source, epoch, np.arange(first, first + n, dtype=np.int64))
 
     def fresh(self, source: str, epoch: int, seq: I64) -> tuple[npt.NDArray[np.bool_], str]:
         """A mask of the readings not seen before (now recorded as seen), and the reason
