@@ -1,14 +1,19 @@
-"""Online anomaly detection on window statistics with River.
+"""Online anomaly detection on window statistics: river's SAD, per tag and feature.
 
-Per (tag, feature) of analog tags, a :class:`GuardedSAD` — river's
-``StandardAbsoluteDeviation`` with a floor under its scale — scores each closed window's
-feature (mean, std, ...). :class:`WindowDetector` owns the warm-up and the rule that a
-window it flagged is not learned, so a drift does not teach itself normal; and the
-re-baseline: a tag anomalous for ``rebaseline_windows`` windows in a row has moved to a
-new operating point, so its statistics restart (with a new warm-up) from there.
+Per (tag, feature) of analog tags, river's ``StandardAbsoluteDeviation`` with a floor
+under its scale (:class:`GuardedSAD`) scores each closed window's feature (mean, std,
+...). :class:`WindowDetector` owns the warm-up and the rule that a window it flagged is
+not learned, so a drift does not teach itself normal; and the re-baseline: a tag
+anomalous for ``rebaseline_windows`` windows in a row has moved to a new operating point,
+so its statistics restart (with a new warm-up) from there. It keeps the statistics of
+every tag in arrays (:class:`streams.sad.SadColumns`, the same arithmetic as river's
+``stats.Mean``/``stats.Var``), so a closed window set of 10,000 tags is scored in a few
+NumPy calls rather than 40,000 River calls; :class:`GuardedSAD` is the one-stream
+reference it is tested against.
 
 Lifecycle: ``WindowDetector(threshold, warmup_windows, features, analog_tags)``, then
-``observe(aggregate, now_ms)`` for every closed window, in window order per tag.
+``observe_columns(...)`` (or ``observe(aggregate, now_ms)``) for every closed window, in
+window order per tag.
 """
 
 from __future__ import annotations
@@ -16,20 +21,23 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
 
+import numpy as np
+import numpy.typing as npt
 from river import anomaly
 
 from schemas.catalog import Catalog
 from schemas.events import Aggregate, Anomaly
+from streams.sad import MAX_SCORE, SadColumns
 
 __all__ = ["DETECTOR_NAME", "GuardedSAD", "WindowDetector", "detector_from_catalog"]
 
 logger = logging.getLogger(__name__)
 
 DETECTOR_NAME = "river.anomaly.StandardAbsoluteDeviation"
-MAX_SCORE = 1e12  # scores stay finite: they go into JSON
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
 
 
 class GuardedSAD:
@@ -65,13 +73,6 @@ class GuardedSAD:
         return min(score, MAX_SCORE) if math.isfinite(score) else MAX_SCORE
 
 
-@dataclass
-class _TagState:
-    windows: int = 0  # since the last (re)start
-    run: int = 0  # anomalous windows in a row
-    models: dict[str, GuardedSAD] = field(default_factory=dict)
-
-
 class WindowDetector:
     """Scores the features of each closed window of the given tags.
 
@@ -79,6 +80,10 @@ class WindowDetector:
     feature scoring above ``threshold`` is an anomaly; a window with any anomaly is not
     learned from. After ``rebaseline_windows`` anomalous windows in a row the tag's models
     restart, warm-up included. Counts ``scored``, ``flagged`` and ``rebaselined``.
+
+    The state is columnar (one slot per tag, :class:`streams.sad.SadColumns` per
+    feature): :meth:`observe_columns` scores every tag of a closed window set in a few
+    NumPy calls; :meth:`observe` is the same for one aggregate.
     """
 
     def __init__(self, threshold: float = 6.0, warmup_windows: int = 10,
@@ -90,48 +95,113 @@ class WindowDetector:
         self.rebaselined = 0
         self.features = tuple(features)
         self.tags = frozenset(tags) if tags is not None else None
-        self._state: dict[str, _TagState] = {}
+        self._slot: dict[str, int] = {}
+        self._names: list[str] = []
+        self._windows = np.zeros(0, np.int64)  # per tag: windows since the last (re)start
+        self._run = np.zeros(0, np.int64)  # per tag: anomalous windows in a row
+        self._models = {f: SadColumns() for f in self.features}
         self.scored = 0
         self.flagged = 0
 
     def observe(self, agg: Aggregate, now_ms: int) -> list[Anomaly]:
         """Score one closed window, learn from it if it looks normal; return anomalies."""
-        if self.tags is not None and agg.tag not in self.tags:
+        return self.observe_columns(
+            [agg.tag], np.asarray([agg.window_start], np.int64),
+            agg.window_end - agg.window_start,
+            {f: np.asarray([float(getattr(agg, f))]) for f in self.features}, now_ms)
+
+    def observe_columns(self, tags: Sequence[str], window_start: I64, window_ms: int,
+                        features: Mapping[str, F64], now_ms: int) -> list[Anomaly]:
+        """Score closed windows of one size given as columns (row ``i`` is ``tags[i]``
+        from ``window_start[i]``; ``features`` holds at least this detector's features),
+        in window order per tag; learn from the normal ones; return the anomalies."""
+        rows = self._rows(tags)
+        if rows is None:
             return []
-        st = self._state.get(agg.tag)
-        if st is None:
-            st = self._state[agg.tag] = _TagState()
-            st.models = {f: GuardedSAD() for f in self.features}
-        values = {f: float(getattr(agg, f)) for f in self.features}
-        st.windows += 1
+        pick, slot = rows
+        start = window_start[pick]
+        x = {f: np.asarray(features[f], np.float64)[pick] for f in self.features}
         found: list[Anomaly] = []
-        if st.windows > self.warmup_windows:
-            self.scored += 1
-            for f, x in values.items():
-                score = st.models[f].score_one(x)
-                if score > self.threshold:
-                    found.append(Anomaly(
-                        anomaly_id=uuid.uuid4().hex, tag=agg.tag,
-                        window_start=agg.window_start, window_end=agg.window_end,
-                        feature=f, value=x, score=score, threshold=self.threshold,
-                        detector=DETECTOR_NAME, detected_at=now_ms,
-                    ))
-        if found:
-            self.flagged += 1
-            st.run += 1
-            logger.debug("window %s@%d anomalous: %s", agg.tag, agg.window_start,
-                         [(a.feature, round(a.score, 2)) for a in found])
-            if st.run >= self.rebaseline_windows:
-                logger.info("%s anomalous for %d windows in a row: new operating point, "
-                            "re-baselining", agg.tag, st.run)
-                self._state[agg.tag] = _TagState(
-                    models={f: GuardedSAD() for f in self.features})
-                self.rebaselined += 1
-        else:
-            st.run = 0
-            for f, x in values.items():
-                st.models[f].learn_one(x)
+        if len(np.unique(slot)) == len(slot):
+            self._step(slot, start, window_ms, x, now_ms, found)
+            return found
+        order = np.lexsort((start, slot))  # a tag with several windows: one round each
+        slot, start = slot[order], start[order]
+        x = {f: v[order] for f, v in x.items()}
+        first = np.r_[0, np.flatnonzero(np.diff(slot)) + 1]
+        rank = np.arange(len(slot)) - np.repeat(first, np.diff(np.r_[first, len(slot)]))
+        for k in range(int(rank.max()) + 1):
+            r = np.flatnonzero(rank == k)
+            self._step(slot[r], start[r], window_ms, {f: v[r] for f, v in x.items()},
+                       now_ms, found)
         return found
+
+    def _rows(self, tags: Sequence[str]) -> tuple[I64, I64] | None:
+        """The rows of tags this detector watches and each one's slot (new tags get one)."""
+        wanted = self.tags
+        pick: list[int] = []
+        slot: list[int] = []
+        index = self._slot
+        for i, t in enumerate(tags):
+            j = index.get(t)
+            if j is None:
+                if wanted is not None and t not in wanted:
+                    continue
+                j = index[t] = len(self._names)
+                self._names.append(t)
+            pick.append(i)
+            slot.append(j)
+        if not pick:
+            return None
+        size = len(self._names)
+        if size > len(self._windows):
+            extra = size - len(self._windows)
+            self._windows = np.concatenate((self._windows, np.zeros(extra, np.int64)))
+            self._run = np.concatenate((self._run, np.zeros(extra, np.int64)))
+            for m in self._models.values():
+                m.grow(size)
+        return np.asarray(pick, np.int64), np.asarray(slot, np.int64)
+
+    def _step(self, slot: I64, start: I64, window_ms: int, x: dict[str, F64], now_ms: int,
+              found: list[Anomaly]) -> None:
+        """One window per tag (distinct slots): score, flag, re-baseline or learn."""
+        windows = self._windows[slot] + 1
+        self._windows[slot] = windows
+        scoring = windows > self.warmup_windows
+        hit = np.zeros(len(slot), bool)
+        if scoring.any():
+            self.scored += int(np.count_nonzero(scoring))
+            for f, v in x.items():
+                score = self._models[f].score(slot, v)
+                over = scoring & (score > self.threshold)
+                hit |= over
+                for i in np.flatnonzero(over).tolist():
+                    ws = int(start[i])
+                    found.append(Anomaly(
+                        anomaly_id=uuid.uuid4().hex, tag=self._names[int(slot[i])],
+                        window_start=ws, window_end=ws + window_ms, feature=f,
+                        value=float(v[i]), score=float(score[i]), threshold=self.threshold,
+                        detector=DETECTOR_NAME, detected_at=now_ms))
+        if hit.any():
+            self.flagged += int(np.count_nonzero(hit))
+            hs = slot[hit]
+            self._run[hs] += 1
+            moved = hs[self._run[hs] >= self.rebaseline_windows]
+            if len(moved):
+                logger.info("%d tag(s) anomalous for %d windows in a row: new operating "
+                            "point, re-baselining %s", len(moved), self.rebaseline_windows,
+                            [self._names[i] for i in moved[:5].tolist()])
+                self._windows[moved] = 0
+                self._run[moved] = 0
+                for m in self._models.values():
+                    m.reset(moved)
+                self.rebaselined += len(moved)
+        normal = ~hit
+        if normal.any():
+            ns = slot[normal]
+            self._run[ns] = 0
+            for f, v in x.items():
+                self._models[f].learn(ns, v[normal])
 
 
 def detector_from_catalog(catalog: Catalog) -> WindowDetector:
