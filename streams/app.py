@@ -3,7 +3,8 @@
 The agent hands each message (key, value, partition, offset) to a :class:`FrameProcessor`
 and sends what it returns to the aggregates (columnar frames), late, anomalies, commands
 and dead-letter topics.
-A one-second timer closes the windows of sources that went silent and rewrites the
+A one-second timer closes the windows of sources that went silent (not those of a
+partition the worker is still catching up on: a backlog is not silence) and rewrites the
 status file. On shutdown the open windows are flushed before the producer is.
 
 Run it with :func:`run_worker` (foreground, until SIGINT/SIGTERM). State is in memory,
@@ -121,18 +122,35 @@ def create_app(
         write_status(status_file, {"stage": "streams", "app_id": app_id, "running": running,
                                    "at": now_ms(), **proc.counters()})
 
+    handled: dict[int, int] = {}  # readings partition -> offset of the last message handled
+
     @app.agent(readings)
     async def process(stream: faust.StreamT) -> None:
         async for event in stream.events():
             msg = event.message
+            handled[msg.partition] = msg.offset
             out = proc.process(msg.key, msg.value, msg.topic, msg.partition, msg.offset,
                                now_ms())
             if out:
                 await send(out)
 
+    def behind() -> set[int]:
+        """Readings partitions with messages the worker has not handled yet: a source
+        there only looks silent (the worker is catching up), so its windows stay open."""
+        lagging: set[int] = set()
+        try:
+            for tp in app.consumer.assignment():
+                if tp.topic == topics.readings:
+                    end = app.consumer.highwater(tp)
+                    if end is not None and handled.get(tp.partition, -1) + 1 < end:
+                        lagging.add(tp.partition)
+        except Exception as exc:  # no consumer yet, or a rebalance: judge by time alone
+            logger.debug("cannot read the readings partitions' highwaters: %s", exc)
+        return lagging
+
     @app.timer(interval=TICK_S)
     async def tick() -> None:
-        out = proc.tick(now_ms())
+        out = proc.tick(now_ms(), behind())
         if out:
             await send(out)
         status(running=True)
