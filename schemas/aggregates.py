@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
+import msgspec
+
 from schemas.events import Aggregate
 from schemas.exceptions import ContractError
 
@@ -34,6 +36,7 @@ AGGREGATE_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Aggregate))
 _STATS = ("min", "max", "mean", "std", "first", "last", "good_share")
 _I64 = (-(2**63), 2**63 - 1)
 _NUMBER_TYPES = frozenset({int, float})
+_ENCODER = msgspec.json.Encoder()
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +69,15 @@ class AggregateFrame:
         return doc
 
     def encode(self) -> bytes:
-        return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False).encode()
+        """Compact JSON (msgspec: ~10x ``json.dumps`` on thousands of floats); ValueError
+        for a statistic that is not finite, which JSON cannot carry."""
+        for name in _STATS:
+            col = getattr(self, name)
+            if not all(map(math.isfinite, col)):
+                bad = next(x for x in col if not math.isfinite(x))
+                raise ValueError(f"aggregate frame of {self.source}: {name} {bad!r} is not "
+                                 "finite, and JSON has no NaN or infinity")
+        return _ENCODER.encode(self.to_dict())
 
     def chunks(self, max_rows: int) -> list[AggregateFrame]:
         """This frame cut into frames of at most ``max_rows`` rows (Kafka message size)."""

@@ -75,13 +75,25 @@ class AssetIndex:
         self._width = max((len(t) for t in self._machines.values()), default=1)
         # tag -> machine number * width + row: one int, looked up in C for a whole frame
         self._code = {t: m * self._width + i for t, (m, i) in self._where.items()}
+        self._seen: dict[tuple[str, ...], npt.NDArray[np.int64]] = {}
+
+    def _codes(self, tags: list[str]) -> npt.NDArray[np.int64]:
+        """Each tag's place (machine number * width + row; -1: not an analog tag of a
+        machine). A source's closed windows name the same tags time after time."""
+        key = tuple(tags)
+        found = self._seen.get(key)
+        if found is None:
+            if len(self._seen) >= 1024:  # a bound, not a policy: tag sets rarely change
+                self._seen.clear()
+            found = self._seen[key] = np.fromiter(map(self._code.get, tags, repeat(-1)),
+                                                  np.int64, len(tags))
+        return found
 
     def records(self, frame: AggregateFrame,
                 columns: Mapping[str, npt.NDArray[Any]] | None = None) -> list[AssetWindow]:
         """One record per (machine, window start) that has an analog tag in ``frame``;
         ``columns``, when given, are the frame's columns as arrays (saves converting)."""
-        code = np.fromiter(map(self._code.get, frame.tag, repeat(-1)), np.int64,
-                           len(frame.tag))
+        code = self._codes(frame.tag)
         rows = np.flatnonzero(code >= 0)
         if not len(rows):
             return []

@@ -100,6 +100,7 @@ class WindowDetector:
         self._windows = np.zeros(0, np.int64)  # per tag: windows since the last (re)start
         self._run = np.zeros(0, np.int64)  # per tag: anomalous windows in a row
         self._models = {f: SadColumns() for f in self.features}
+        self._seen_rows: dict[tuple[str, ...], tuple[I64, I64] | None] = {}
         self.scored = 0
         self.flagged = 0
 
@@ -137,7 +138,17 @@ class WindowDetector:
         return found
 
     def _rows(self, tags: Sequence[str]) -> tuple[I64, I64] | None:
-        """The rows of tags this detector watches and each one's slot (new tags get one)."""
+        """The rows of tags this detector watches and each one's slot (new tags get one).
+        A source's closed windows name the same tags time after time: remembered."""
+        key = tuple(tags)
+        if key in self._seen_rows:
+            return self._seen_rows[key]
+        if len(self._seen_rows) >= 1024:  # a bound, not a policy: tag sets rarely change
+            self._seen_rows.clear()
+        found = self._seen_rows[key] = self._find_rows(tags)
+        return found
+
+    def _find_rows(self, tags: Sequence[str]) -> tuple[I64, I64] | None:
         wanted = self.tags
         pick: list[int] = []
         slot: list[int] = []
