@@ -122,8 +122,16 @@ class WindowStore:
 
     @property
     def open_windows(self) -> int:
-        self._absorb_all()
-        return sum(len(p) for st in self._streams.values() for p in st.panes.values())
+        """Open panes, counting those that frames still waiting to be folded will open."""
+        total = 0
+        for st in self._streams.values():
+            for pane_ms in self._keep:
+                starts = set(st.panes.get(pane_ms, ()))
+                for b in st.pending:
+                    lo, hi = int(b[1].min()), int(b[1].max())
+                    starts.update(range(lo - lo % pane_ms, hi - hi % pane_ms + 1, pane_ms))
+                total += len(starts)
+        return total
 
     def watermark(self, key: StreamKey) -> int | None:
         st = self._streams.get(key)
