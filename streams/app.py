@@ -3,9 +3,10 @@
 The agent hands each message (key, value, partition, offset) to a :class:`FrameProcessor`
 and sends what it returns to the aggregates (columnar frames), late, anomalies, commands
 and dead-letter topics.
-A one-second timer closes the windows of sources that went silent (not those of a
-partition the worker is still catching up on: a backlog is not silence) and rewrites the
-status file. On shutdown the open windows are flushed before the producer is.
+A one-second timer closes the windows of sources that went silent (on a partition the
+worker has been caught up on for a whole idle timeout: a backlog, a stall or a rebalance
+is not silence) and rewrites the status file. On shutdown the open windows are flushed
+before the producer is.
 
 Run it with :func:`run_worker` (foreground, until SIGINT/SIGTERM). State is in memory,
 per worker; readings are keyed by source, so each source's windows live in one worker.
@@ -134,23 +135,42 @@ def create_app(
             if out:
                 await send(out)
 
-    def behind() -> set[int]:
-        """Readings partitions with messages the worker has not handled yet: a source
-        there only looks silent (the worker is catching up), so its windows stay open."""
-        lagging: set[int] = set()
+    settled: dict[int, int] = {}  # partition -> since when the worker is caught up on it
+
+    def lagging() -> set[int] | None:
+        """Readings partitions holding messages the worker has not handled yet; None
+        while that cannot be known (a rebalance, no consumer yet)."""
+        if app.rebalancing:
+            return None
+        lag: set[int] = set()
         try:
             for tp in app.consumer.assignment():
                 if tp.topic == topics.readings:
                     end = app.consumer.highwater(tp)
                     if end is not None and handled.get(tp.partition, -1) + 1 < end:
-                        lagging.add(tp.partition)
-        except Exception as exc:  # no consumer yet, or a rebalance: judge by time alone
+                        lag.add(tp.partition)
+        except Exception as exc:
             logger.debug("cannot read the readings partitions' highwaters: %s", exc)
-        return lagging
+            return None
+        return lag
+
+    def behind(now: int) -> set[int]:
+        """Partitions whose sources cannot be judged silent: the worker has not been
+        caught up on them for a whole idle timeout (it is replaying a backlog, was
+        stalled, or was rebalancing), so their silence may be the worker's own."""
+        lag = lagging()
+        for p in handled:
+            if lag is None or p in lag:
+                settled.pop(p, None)
+            else:
+                settled.setdefault(p, now)
+        idle = proc.windows.idle_ms
+        return {p for p in handled if now - settled.get(p, now) < idle}
 
     @app.timer(interval=TICK_S)
     async def tick() -> None:
-        out = proc.tick(now_ms(), behind())
+        now = now_ms()
+        out = proc.tick(now, behind(now))
         if out:
             await send(out)
         status(running=True)

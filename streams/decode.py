@@ -72,11 +72,13 @@ def decode_frame(payload: bytes | str | None) -> DecodedFrame:
         return fast
     try:
         frame = ReadingFrame.decode(payload)
+        a = frame.arrays()
     except ContractError as exc:
         if exc.reason != "bad-field":
             raise
         return _rescue(payload, exc)
-    a = frame.arrays()
+    except OverflowError:  # a timestamp beyond 64 bits: that reading, not its neighbours
+        return _rescue(payload, ContractError("bad-field", "a ts does not fit 64 bits"))
     return DecodedFrame(frame.source, frame.epoch, frame.seq, len(frame), a.tag, a.ts,
                         a.value, a.quality, a.seq)
 

@@ -5,7 +5,8 @@ Run as ``python -m millstream.bench._naive_faust --bootstrap B --topic T --readi
 writes its tag's entry in a tumbling 1 s table (count, min, max, sum; by the reading's own
 timestamp), the way the Faust documentation builds windowed aggregations: each write is
 also a changelog message, which is what makes the table survive a restart. Progress goes
-to FILE as in :mod:`millstream.bench._streams_worker`.
+to FILE as in :mod:`millstream.bench._streams_worker`; with ``--seconds S`` it stops
+after S seconds with the readings it handled by then.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--readings", type=int, required=True)
     ap.add_argument("--result", type=Path, required=True)
     ap.add_argument("--app-id", default=None, help="Faust app id (consumer group)")
+    ap.add_argument("--seconds", type=float, default=None,
+                    help="stop after this long from the first message, with what was handled")
     return ap.parse_args(argv)
 
 
@@ -107,7 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 stats[tag] = ([1, v, v, v] if s is None
                               else [s[0] + 1, min(s[1], v), max(s[2], v), s[3] + v])
             prog.messages += 1
-            if prog.readings >= prog.target:
+            spent = time.perf_counter() - first[0]
+            if prog.readings >= prog.target or (args.seconds is not None
+                                                and spent >= args.seconds):
                 await app.producer.flush()
                 prog.seconds = time.perf_counter() - first[0]
                 prog.run_cpu_seconds = round(_cpu_seconds() - cpu0[0], 3)

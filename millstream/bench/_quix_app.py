@@ -14,7 +14,8 @@ window to ``O``:
 
 Quix keeps the windows in its default state store (RocksDB with changelog topics) under
 its default at-least-once guarantee. Progress goes to FILE as JSON (as the other
-benchmark workers write it); ``seconds`` runs from the first row to the R-th.
+benchmark workers write it); ``seconds`` runs from the first row to the R-th, or to the
+last one handled within ``--seconds``.
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--output", required=True)
     ap.add_argument("--result", type=Path, required=True)
     ap.add_argument("--group", default=None, help="consumer group (names its topics)")
+    ap.add_argument("--seconds", type=float, default=None,
+                    help="stop after this long from the first row, with what was handled")
     args = ap.parse_args(argv)
 
     prog = Progress(args.result, args.readings, args.mode)
@@ -110,7 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             prog.doc["started"] = True
         prog.doc["readings"] += 1
         prog.doc["seconds"] = now - prog.first
-        if prog.doc["readings"] >= args.readings and not prog.doc["completed"]:
+        enough = prog.doc["readings"] >= args.readings or (
+            args.seconds is not None and prog.doc["seconds"] >= args.seconds)
+        if enough and not prog.doc["completed"]:
             prog.doc["completed"] = True
             prog.doc["run_cpu_seconds"] = round(_cpu_seconds() - prog.cpu0, 3)
             prog.write()

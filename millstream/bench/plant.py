@@ -55,15 +55,11 @@ def scaled_catalog(base: Catalog, tags: int, tags_per_source: int = 1000) -> Cat
                                         tags=tag_specs))
             made += len(keep)
         copy += 1
-    rules = [r for r in base.rules if _machine(r.tag) in {m.name for m in machines}
-             and _machine(r.action.setpoint) in {m.name for m in machines}]
+    have = {f"{m.name}/{t.name}" for m in machines for t in m.tags}
+    rules = [r for r in base.rules if r.tag in have and r.action.setpoint in have]
     return Catalog(enterprise=base.enterprise, site=base.site, sources=sources,
                    machines=machines, streams=base.streams, detector=base.detector,
                    rules=rules)
-
-
-def _machine(short: str) -> str:
-    return short.split("/")[0]
 
 
 @dataclass(frozen=True, slots=True)

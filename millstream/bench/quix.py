@@ -89,10 +89,12 @@ def _run(cmd: list[str], what: str, timeout: float) -> None:
 
 
 def run_quix(python: Path, bootstrap: str, topic: str, mode: str, readings: int,
-             output: str, group: str, timeout: float) -> tuple[Run, dict[str, Any]]:
-    """Quix Streams over ``topic`` until ``readings`` rows went through its window."""
+             output: str, group: str, seconds: float,
+             timeout: float) -> tuple[Run, dict[str, Any]]:
+    """Quix Streams over ``topic`` until ``readings`` rows went through its window, or
+    ``seconds`` passed since the first."""
     cmd = [str(python), str(_APP), "--bootstrap", bootstrap, "--topic", topic,
            "--mode", mode, "--readings", str(readings), "--output", output,
-           "--group", group]
+           "--group", group, "--seconds", str(seconds)]
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     return run_child(cmd, f"quix {mode}", start_timeout=120.0, timeout=timeout, env=env)

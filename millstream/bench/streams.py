@@ -17,7 +17,9 @@ readings/s:
 - (e) ``millstream_eos``: the worker again with ``guarantee="exactly_once"``.
 
 The peers that handle one reading at a time run on the first ``peer_readings`` readings
-(500,000, enough for a steady rate), the workers on all of them.
+(500,000), for at most ``peer_seconds`` (60) each: their rate is steady long before, and
+at a few thousand readings/s they would otherwise take minutes. The workers and the
+ceiling run on all the readings.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ __all__ = ["DEFAULT_READINGS", "DEFAULT_TAGS", "PEER_READINGS", "eos_supported",
 DEFAULT_READINGS = 2_000_000
 DEFAULT_TAGS = 10_000
 PEER_READINGS = 500_000
+PEER_SECONDS = 60.0
 TAGS_PER_SOURCE = 1000
 # the connectors' producer settings that change what a consumer does: lz4 batches
 _CONNECTOR_CONF = {"compression.type": "lz4", "linger.ms": 20}
@@ -63,6 +66,7 @@ class _Plan:
     readings: int
     tags: int
     peer_readings: int
+    peer_seconds: float
     topics: Topics
     per_reading: str  # topic of one message per reading, for the per-reading peers
     catalog: Catalog
@@ -77,14 +81,16 @@ def eos_supported() -> bool:
 
 
 def run(settings: Settings, readings: int | None = None, tags: int | None = None,
-        peer_readings: int | None = None) -> dict[str, Any]:
+        peer_readings: int | None = None, peer_seconds: float | None = None,
+        ) -> dict[str, Any]:
     n, t = readings or DEFAULT_READINGS, tags or DEFAULT_TAGS
     if n < 1 or t < 1:
         raise MillstreamError(f"--readings and --tags must be at least 1, got {n} and {t}")
     peers = min(n, peer_readings or PEER_READINGS)
     prefix = f"millstream-bench-streams-{os.getpid()}-{int(time.time())}"
     base = load_catalog(settings.catalog)
-    plan = _Plan(n, t, peers, Topics(prefix), f"{prefix}.per-reading",
+    plan = _Plan(n, t, peers, peer_seconds or PEER_SECONDS, Topics(prefix),
+                 f"{prefix}.per-reading",
                  scaled_catalog(base, t, TAGS_PER_SOURCE), settings)
     load = os.getloadavg()[0]
     with _sigterm_as_interrupt(), bench_kafka(settings) as k:
@@ -123,17 +129,19 @@ def _measure(k: BenchKafka, plan: _Plan) -> dict[str, Any]:
 
     runs.update(_quix(k, plan, notes))
     progress(f"(d) naive Faust: a windowed table updated per reading, {plan.peer_readings:,} "
-             "readings ...")
+             f"readings or {plan.peer_seconds:.0f} s ...")
     run, doc = run_child(
         [sys.executable, "-m", "millstream.bench._naive_faust", "--bootstrap", k.bootstrap,
          "--topic", topics.readings, "--partitions",
          str(topics.partitions(topics.readings)), "--readings", str(plan.peer_readings),
-         "--app-id", f"{topics.prefix}-naive"],
-        "naive faust", timeout=120 + plan.peer_readings / 2_000)
+         "--app-id", f"{topics.prefix}-naive", "--seconds", str(plan.peer_seconds)],
+        "naive faust", timeout=120 + 2 * plan.peer_seconds)
     runs["naive_faust"] = RunInfo(run, doc)
     _show("naive_faust", run)
-    return shape_result(plan.readings, plan.tags, plan.peer_readings, produced, runs, notes,
-                        k.description)
+    out = shape_result(plan.readings, plan.tags, plan.peer_readings, produced, runs, notes,
+                       k.description)
+    out["peer_seconds"] = plan.peer_seconds
+    return out
 
 
 def _produce(k: BenchKafka, plan: _Plan) -> dict[str, float]:
@@ -203,12 +211,12 @@ def _quix(k: BenchKafka, plan: _Plan, notes: list[str]) -> dict[str, RunInfo]:
     out: dict[str, RunInfo] = {}
     for mode, topic in (("per-reading", plan.per_reading), ("expand", plan.topics.readings)):
         progress(f"(c) Quix Streams, {mode}: tumbling 1 s min/max/mean/count per tag on "
-                 f"{plan.peer_readings:,} readings ...")
+                 f"{plan.peer_readings:,} readings or {plan.peer_seconds:.0f} s ...")
         output = f"{plan.topics.prefix}.quix-{mode}"
         k.created.append(output)
         run, doc = run_quix(python, k.bootstrap, topic, mode, plan.peer_readings, output,
-                            f"{plan.topics.prefix}-quix-{mode}",
-                            timeout=120 + plan.peer_readings / 2_000)
+                            f"{plan.topics.prefix}-quix-{mode}", plan.peer_seconds,
+                            timeout=120 + 2 * plan.peer_seconds)
         name = f"quix_{mode.replace('-', '_')}"
         out[name] = RunInfo(run, doc)
         _show(name, run)
