@@ -90,6 +90,7 @@ def create_app(
         topic_partitions=topics.partitions(topics.readings),
         topic_replication_factor=1,
         consumer_auto_offset_reset="earliest",
+        consumer_max_fetch_size=10_485_760,
         datadir=Path(tempfile.gettempdir()) / f"faust-{app_id}",
     )
     proc = FrameProcessor(catalog)

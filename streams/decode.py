@@ -53,7 +53,7 @@ class _Frame(msgspec.Struct):
     source: str
     epoch: int
     seq: int
-    tag: list[str]
+    tag: msgspec.Raw  # decoded only when it differs from the source's last tag array
     ts: list[int]
     value: list[float | None]
     quality: list[Literal[0, 1, 2]]
@@ -63,6 +63,12 @@ class _Frame(msgspec.Struct):
 
 
 _STRICT = msgspec.json.Decoder(_Frame)
+_TAGS = msgspec.json.Decoder(list[str])
+# per source: the last tag array as sent, and as decoded. Connectors send the same tags
+# frame after frame; comparing the raw bytes is cheaper than decoding 1000 strings, and
+# handing on the same list lets the stages after recognise it by identity.
+_LAST_TAGS: dict[str, tuple[msgspec.Raw, list[str]]] = {}
+_MAX_SOURCES = 4096
 
 
 def decode_frame(payload: bytes | str | None) -> DecodedFrame:
@@ -92,11 +98,12 @@ def _fast(payload: bytes | str | None) -> DecodedFrame | None:
         return None
     try:
         f = _STRICT.decode(payload)
+        tag = _tags(f.source, f.tag)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
-    n = len(f.tag)
+    n = len(tag)
     if (f.schema != SCHEMA or not f.source or f.seq < 1 or n == 0 or len(f.ts) != n
-            or len(f.value) != n or len(f.quality) != n or not all(f.tag)
+            or len(f.value) != n or len(f.quality) != n
             or any(c is not None and len(c) != n for c in (f.server_ts, f.status, f.text))):
         return None
     try:
@@ -107,8 +114,23 @@ def _fast(payload: bytes | str | None) -> DecodedFrame | None:
     value = np.asarray(f.value, np.float64)  # null -> NaN
     if np.isinf(value).any():
         return None
-    return DecodedFrame(f.source, f.epoch, f.seq, n, f.tag, ts, value,
+    return DecodedFrame(f.source, f.epoch, f.seq, n, tag, ts, value,
                         np.asarray(f.quality, np.int8), seq)
+
+
+def _tags(source: str, raw: msgspec.Raw) -> list[str]:
+    """The tag array of a frame of ``source`` (shared with the frames that sent the same
+    one: do not modify it); ValidationError unless it is non-empty strings."""
+    last = _LAST_TAGS.get(source)
+    if last is not None and last[0] == raw:
+        return last[1]
+    tag = _TAGS.decode(raw)
+    if not all(tag):
+        raise msgspec.ValidationError("a tag is an empty string")
+    if len(_LAST_TAGS) >= _MAX_SOURCES:  # a bound, not a policy
+        _LAST_TAGS.clear()
+    _LAST_TAGS[source] = (raw.copy(), tag)
+    return tag
 
 
 def _rescue(payload: bytes | str | None, original: ContractError) -> DecodedFrame:

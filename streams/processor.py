@@ -53,12 +53,15 @@ class Output:
 
     aggregate_frames: list[AggregateFrame] = field(default_factory=list)  # every size
     primary: list[AggregateFrame] = field(default_factory=list)  # the first size, unchunked
-    assets: list[AssetWindow] = field(default_factory=list)
     late: list[LateReadings] = field(default_factory=list)
     anomalies: list[Anomaly] = field(default_factory=list)
     commands: list[Command] = field(default_factory=list)
     deadletters: list[DeadLetter] = field(default_factory=list)
     _aggregates: list[Aggregate] | None = field(default=None, repr=False)
+    # closed windows whose asset records are built when someone asks for them
+    _asset_parts: list[tuple[AssetIndex, AggregateFrame, dict[str, npt.NDArray[Any]]]] = (
+        field(default_factory=list, repr=False))
+    _assets: list[AssetWindow] | None = field(default=None, repr=False)
 
     @property
     def aggregates(self) -> list[Aggregate]:
@@ -71,6 +74,19 @@ class Output:
     @aggregates.setter
     def aggregates(self, value: list[Aggregate]) -> None:
         self._aggregates = value
+
+    @property
+    def assets(self) -> list[AssetWindow]:
+        """One record per machine and window of every size (built on first use: nothing
+        in the worker reads them yet, and at 10,000 tags they are thousands a second)."""
+        if self._assets is None:
+            self._assets = [r for index, frame, cols in self._asset_parts
+                            for r in index.records(frame, cols)]
+        return self._assets
+
+    @assets.setter
+    def assets(self, value: list[AssetWindow]) -> None:
+        self._assets = value
 
     def __bool__(self) -> bool:
         return bool(self.aggregate_frames or self.late or self.anomalies or self.commands
@@ -167,7 +183,7 @@ class FrameProcessor:
                                        f"{reason.replace('-', ' ')} (positions {idx[:5]})")
         known = self.known_tags
         last = self._known_lists.get(frame.source)
-        if last is not None and frame.tag == last:
+        if last is not None and (frame.tag is last or frame.tag == last):
             frame.tag = last  # the same list object: the windows recognise it by identity
         elif known.issuperset(frame.tag):
             self._known_lists[frame.source] = frame.tag
@@ -218,7 +234,7 @@ class FrameProcessor:
                 continue
             frame, cols = made
             out.aggregate_frames.extend(frame.chunks(self.frame_rows))
-            out.assets.extend(self.asset_index.records(frame, cols))
+            out._asset_parts.append((self.asset_index, frame, cols))
             self.count["aggregates"] += len(frame)
             if c.window_ms != self.primary_ms:
                 continue

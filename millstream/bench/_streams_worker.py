@@ -41,6 +41,7 @@ class Progress:
     seconds: float = 0.0  # first message received -> outputs of the last reading delivered
     process_seconds: float = 0.0  # first message -> last reading handled (before the flush)
     run_cpu_seconds: float = 0.0  # CPU of the process (all threads) over ``seconds``
+    thread_cpu: dict[str, float] = field(default_factory=dict)  # whole life, per thread
     completed: bool = False
     started: bool = False
     peak_rss_mb: float = 0.0
@@ -61,6 +62,22 @@ def _peak_rss_mb() -> float:
 def _cpu_seconds() -> float:
     t = os.times()
     return t.user + t.system
+
+
+def _thread_cpu() -> dict[str, float]:
+    """CPU seconds per thread of this process, by thread name (Linux /proc)."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+            name = stat[stat.index("(") + 1:stat.rindex(")")]
+            fields = stat[stat.rindex(")") + 2:].split()
+            key = f"{name}-{task.name}"
+            out[key] = round((int(fields[11]) + int(fields[12])) / tick, 2)
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -119,6 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         await app.producer.flush()
         now = time.perf_counter()
         prog.run_cpu_seconds = round(_cpu_seconds() - cpu0[0], 3)
+        prog.thread_cpu = _thread_cpu()
         if profiler is not None and profile_to:
             profiler.disable()
             profiler.dump_stats(profile_to)

@@ -300,3 +300,23 @@ def test_aggregate_frame_encodes_compact_json_and_refuses_non_finite() -> None:
                          [1.0], [2.0], [1.0])
     with pytest.raises(ValueError, match="mean inf is not finite"):
         bad.encode()
+
+
+def test_processor_builds_asset_records_when_asked(catalog: Catalog) -> None:
+    from schemas.readings import FrameBuilder
+    from streams.processor import FrameProcessor
+
+    proc = FrameProcessor(catalog)
+    cnc = "acme/plant1/machining/line1/cnc-01"
+    fb = FrameBuilder("opcua-sim", epoch=1)
+    for i in range(30):  # 3 s of two analog tags: the first 1 s window closes
+        fb.add(f"{cnc}/spindle_temp", T0 + 100 * i, 60.0 + i)
+        fb.add(f"{cnc}/vibration_rms", T0 + 100 * i, 2.0)
+    frame = fb.flush()
+    assert frame is not None
+    out = proc.process(None, frame.encode(), "t", 0, 0, T0 + 60_000)
+    [rec] = [r for r in out.assets if r.window_ms == 1000]
+    assert (rec.machine, rec.window_start) == (cnc, T0)
+    temp = rec.tags.index(f"{cnc}/spindle_temp")
+    assert rec.feature("mean")[temp] == pytest.approx(64.5)  # 60..69
+    assert rec.feature("count")[temp] == 10
