@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -51,12 +50,21 @@ class Progress:
         self.last_write = 0.0
 
     def write(self) -> None:
-        self.doc["peak_rss_mb"] = round(
-            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        self.doc["peak_rss_mb"] = round(_peak_rss_mb(), 1)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.doc))
         os.replace(tmp, self.path)
         self.last_write = time.monotonic()
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM, MiB). Not ``ru_maxrss``: Linux carries
+    that over from the parent across fork and exec, so a child would report the larger
+    of its own peak and its parent's size at the fork."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def _cpu_seconds() -> float:

@@ -20,7 +20,6 @@ import cProfile
 import json
 import logging
 import os
-import resource
 import signal
 import sys
 import time
@@ -56,7 +55,13 @@ def _write(path: Path, p: Progress) -> None:
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    """This process's peak resident set (VmHWM, MiB). Not ``ru_maxrss``: Linux carries
+    that over from the parent across fork and exec, so a child would report the larger
+    of its own peak and its parent's size at the fork."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def _cpu_seconds() -> float:
