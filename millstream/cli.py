@@ -322,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ingest: OPC-UA tags; streams: plant tags (10000)")
     p.add_argument("--peer-readings", type=int, default=None,
                    help="streams: readings for the per-reading peers (500000)")
+    p.add_argument("--interval-ms", type=int, default=None,
+                   help="streams: how often each tag is sampled (100)")
     p.add_argument("--seconds", type=int, default=None,
                    help="ingest: seconds per run; streams: at most per peer run (60)")
     p.add_argument("--data", default=None,

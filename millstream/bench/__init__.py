@@ -31,7 +31,8 @@ def _streams(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     from millstream.bench import streams
 
     return streams.run(settings, getattr(args, "readings", None), getattr(args, "tags", None),
-                       getattr(args, "peer_readings", None), getattr(args, "seconds", None))
+                       getattr(args, "peer_readings", None), getattr(args, "seconds", None),
+                       getattr(args, "interval_ms", None))
 
 
 def _processing(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:

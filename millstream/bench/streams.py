@@ -1,9 +1,9 @@
 """``millstream bench streams``: the stream worker against its ceiling and its peers.
 
-A plant of ``--tags`` tags (10,000), each sampled every 100 ms (10 readings per tag per
-1 s window), goes to a real Kafka as the connectors send it: frames of 1000 readings keyed
-by source, lz4-compressed (``--readings``, 2,000,000). Then, on that same data, in
-readings/s:
+A plant of ``--tags`` tags (10,000), each sampled every ``--interval-ms`` (100 ms: 10
+readings per tag per 1 s window), goes to a real Kafka as the connectors send it: frames
+of 1000 readings keyed by source, lz4-compressed, by an idempotent producer
+(``--readings``, 2,000,000). Then, on that same data, in readings/s:
 
 - (a) ``baseline``: a bare confluent-kafka loop that decodes every frame with the worker's
   own decoder: the ceiling;
@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from connectors.publisher import DEFAULT_PRODUCER_CONFIG
 from millstream.bench.broker import BenchKafka, bench_kafka, produce, progress
 from millstream.bench.faust_runner import run_child
 from millstream.bench.plant import plant_frames, scaled_catalog
@@ -54,9 +55,12 @@ DEFAULT_READINGS = 2_000_000
 DEFAULT_TAGS = 10_000
 PEER_READINGS = 500_000
 PEER_SECONDS = 60.0
+INTERVAL_MS = 100  # 10 readings per tag per 1 s window
 TAGS_PER_SOURCE = 1000
-# the connectors' producer settings that change what a consumer does: lz4 batches
-_CONNECTOR_CONF = {"compression.type": "lz4", "linger.ms": 20}
+# the connectors' producer settings: lz4 batches, and idempotence, which keeps a source's
+# frames in order through retries (without it a loaded broker's retries reorder them,
+# and frames 1 s apart arrive late)
+_CONNECTOR_CONF = dict(DEFAULT_PRODUCER_CONFIG)
 EOS_NOTE = ("millstream_eos_per_s is null: streams.app.create_app has no 'guarantee' "
             "keyword yet; it needs the exactly_once guarantee (issue 6)")
 
@@ -67,6 +71,7 @@ class _Plan:
     tags: int
     peer_readings: int
     peer_seconds: float
+    interval_ms: int  # each tag is sampled this often
     topics: Topics
     per_reading: str  # topic of one message per reading, for the per-reading peers
     catalog: Catalog
@@ -82,14 +87,16 @@ def eos_supported() -> bool:
 
 def run(settings: Settings, readings: int | None = None, tags: int | None = None,
         peer_readings: int | None = None, peer_seconds: float | None = None,
-        ) -> dict[str, Any]:
+        interval_ms: int | None = None) -> dict[str, Any]:
     n, t = readings or DEFAULT_READINGS, tags or DEFAULT_TAGS
-    if n < 1 or t < 1:
-        raise MillstreamError(f"--readings and --tags must be at least 1, got {n} and {t}")
+    interval = interval_ms or INTERVAL_MS
+    if n < 1 or t < 1 or interval < 1:
+        raise MillstreamError(f"--readings, --tags and --interval-ms must be at least 1, "
+                              f"got {n}, {t} and {interval}")
     peers = min(n, peer_readings or PEER_READINGS)
     prefix = f"millstream-bench-streams-{os.getpid()}-{int(time.time())}"
     base = load_catalog(settings.catalog)
-    plan = _Plan(n, t, peers, peer_seconds or PEER_SECONDS, Topics(prefix),
+    plan = _Plan(n, t, peers, peer_seconds or PEER_SECONDS, interval, Topics(prefix),
                  f"{prefix}.per-reading",
                  scaled_catalog(base, t, TAGS_PER_SOURCE), settings)
     load = os.getloadavg()[0]
@@ -135,12 +142,13 @@ def _measure(k: BenchKafka, plan: _Plan) -> dict[str, Any]:
          "--topic", topics.readings, "--partitions",
          str(topics.partitions(topics.readings)), "--readings", str(plan.peer_readings),
          "--app-id", f"{topics.prefix}-naive", "--seconds", str(plan.peer_seconds)],
-        "naive faust", timeout=120 + 2 * plan.peer_seconds)
+        "naive faust", timeout=120 + 5 * plan.peer_seconds)  # its changelog flush is slow
     runs["naive_faust"] = RunInfo(run, doc)
     _show("naive_faust", run)
     out = shape_result(plan.readings, plan.tags, plan.peer_readings, produced, runs, notes,
                        k.description)
     out["peer_seconds"] = plan.peer_seconds
+    out["interval_ms"] = plan.interval_ms
     return out
 
 
@@ -148,13 +156,15 @@ def _produce(k: BenchKafka, plan: _Plan) -> dict[str, float]:
     progress(f"producing {plan.readings:,} readings of {plan.tags:,} tags as frames of "
              f"1000 (lz4, keyed by source) to {plan.topics.readings} ...")
     frames = produce(k, plan.topics.readings,
-                     ((f.key, f.value) for f in plant_frames(plan.catalog, plan.readings)),
+                     ((f.key, f.value) for f in plant_frames(plan.catalog, plan.readings,
+                                                             step_ms=plan.interval_ms)),
                      timeout=300 + plan.readings / 5_000, conf=_CONNECTOR_CONF)
     progress(f"produced {frames.messages:,} frames in {frames.seconds:.1f}s "
              f"({frames.bytes / plan.readings:.1f} B/reading before compression)")
     progress(f"producing the first {plan.peer_readings:,} readings one message each "
              f"(keyed by tag) to {plan.per_reading} ...")
-    single = produce(k, plan.per_reading, _per_reading(plan.catalog, plan.peer_readings),
+    single = produce(k, plan.per_reading,
+                     _per_reading(plan.catalog, plan.peer_readings, plan.interval_ms),
                      timeout=300 + plan.peer_readings / 2_000)
     progress(f"produced {single.messages:,} messages in {single.seconds:.1f}s")
     return {"frames": frames.messages, "frame_bytes_per_reading":
@@ -162,9 +172,10 @@ def _produce(k: BenchKafka, plan: _Plan) -> dict[str, float]:
             "per_reading_bytes": round(single.bytes / max(single.messages, 1), 1)}
 
 
-def _per_reading(catalog: Catalog, n: int) -> Iterator[tuple[bytes, bytes]]:
+def _per_reading(catalog: Catalog, n: int,
+                 interval_ms: int) -> Iterator[tuple[bytes, bytes]]:
     """The same readings (the workload's first ``n``), one JSON message each."""
-    for f in plant_frames(catalog, n):
+    for f in plant_frames(catalog, n, step_ms=interval_ms):
         doc = json.loads(f.value)
         source, epoch, seq = doc["source"], doc["epoch"], doc["seq"]
         for i, (tag, ts, value, q) in enumerate(zip(doc["tag"], doc["ts"], doc["value"],
