@@ -34,7 +34,7 @@ from schemas.topics import Topics
 from streams.exceptions import StreamsError, WorkerError
 from streams.processor import FrameProcessor, Output
 
-__all__ = ["create_app", "run_worker"]
+__all__ = ["create_app", "quiet_worker", "run_worker"]
 
 logger = logging.getLogger(__name__)
 
@@ -195,6 +195,15 @@ def create_app(
     return app
 
 
+def quiet_worker(app: faust.App, loglevel: str = "warn") -> faust.Worker:
+    """A Faust worker without the terminal spinner. The spinner's log handler sets the
+    root logger to DEBUG, so every debug call in aiokafka and Faust (one per message
+    sent, among others) builds a log record: ~8% of the worker's time at 10,000 tags."""
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker.spinner = None
+    return worker
+
+
 def run_worker(
     catalog: Catalog,
     *,
@@ -209,7 +218,7 @@ def run_worker(
     """Run the streams worker in the foreground until SIGINT/SIGTERM."""
     app = create_app(catalog, bootstrap=bootstrap, topics=topics, app_id=app_id,
                      kafka_config=kafka_config, status_file=status_file, signer=signer)
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker = quiet_worker(app, loglevel)
     logger.info("streams worker %s on %s, reading %s", app_id, bootstrap, topics.readings)
     try:
         worker.execute_from_commandline()

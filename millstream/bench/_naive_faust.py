@@ -136,7 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 prog.seconds = time.perf_counter() - first[0]
             _write(args.result, prog)
 
-    faust.Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
+    worker = faust.Worker(app, loglevel="WARNING", quiet=True)
+    worker.spinner = None  # as the streams worker: its handler puts the root log at DEBUG
+    worker.execute_from_commandline()
     return 0  # pragma: no cover  (execute_from_commandline exits)
 
 

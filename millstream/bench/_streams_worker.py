@@ -101,12 +101,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
-    import faust
 
     from millstream.bench.plant import scaled_catalog
     from schemas.catalog import load_catalog
     from schemas.topics import Topics
-    from streams.app import create_app
+    from streams.app import create_app, quiet_worker
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     catalog = scaled_catalog(load_catalog(args.catalog), args.tags, args.tags_per_source)
@@ -172,8 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 report()
         await finish()
 
-    worker = faust.Worker(app, loglevel="WARNING", quiet=True)
-    worker.execute_from_commandline()
+    quiet_worker(app, "WARNING").execute_from_commandline()
     return 0  # pragma: no cover  (execute_from_commandline exits)
 
 
