@@ -5,10 +5,11 @@ Run as ``python -m millstream.bench._streams_worker --bootstrap B --prefix P --t
 (:func:`millstream.bench.plant.scaled_catalog`), starts :func:`streams.app.create_app`
 unchanged (every configured window, the detector, the rules, every output topic), and
 only wraps its processor to note the time of the first message and of the R-th reading.
-When the R-th reading is handled it waits for the producer to deliver what the worker
-sent, writes the result (``seconds`` from the first message to that flush, the CPU
-seconds the process used meanwhile, the processor's counters, peak RSS) and stops itself
-with SIGTERM. With ``MILLSTREAM_BENCH_PROFILE=FILE`` the event loop's thread is profiled
+When the R-th reading is handled it waits until the worker's keeper has checkpointed
+every partition (every result delivered, or committed under exactly-once), writes the
+result (``seconds`` from the first message to that checkpoint, the CPU seconds the
+process used meanwhile, the processor's counters, peak RSS) and stops itself with
+SIGTERM. With ``MILLSTREAM_BENCH_PROFILE=FILE`` the event loop's thread is profiled
 (cProfile) over the same span and the statistics written to FILE.
 """
 
@@ -137,7 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     proc.process = process  # the agent calls it through the instance
 
     async def finish() -> None:
-        await app.producer.flush()
+        # every result delivered and the state checkpointed (exactly-once: committed)
+        await app.keeper.checkpoint()  # type: ignore[attr-defined]
         now = time.perf_counter()
         prog.run_cpu_seconds = round(_cpu_seconds() - cpu0[0], 3)
         prog.thread_cpu = _thread_cpu()

@@ -24,7 +24,6 @@ ceiling run on all the readings.
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import sys
@@ -49,7 +48,7 @@ from schemas.exceptions import MillstreamError
 from schemas.topics import Topics
 from streams.decode import decode_frame
 
-__all__ = ["DEFAULT_READINGS", "DEFAULT_TAGS", "PEER_READINGS", "eos_supported", "run"]
+__all__ = ["DEFAULT_READINGS", "DEFAULT_TAGS", "PEER_READINGS", "run"]
 
 DEFAULT_READINGS = 2_000_000
 DEFAULT_TAGS = 10_000
@@ -61,8 +60,6 @@ TAGS_PER_SOURCE = 1000
 # frames in order through retries (without it a loaded broker's retries reorder them,
 # and frames 1 s apart arrive late)
 _CONNECTOR_CONF = dict(DEFAULT_PRODUCER_CONFIG)
-EOS_NOTE = ("millstream_eos_per_s is null: streams.app.create_app has no 'guarantee' "
-            "keyword yet; it needs the exactly_once guarantee (issue 6)")
 
 
 @dataclass(frozen=True)
@@ -76,13 +73,6 @@ class _Plan:
     per_reading: str  # topic of one message per reading, for the per-reading peers
     catalog: Catalog
     settings: Settings
-
-
-def eos_supported() -> bool:
-    """Whether the worker offers exactly-once (``create_app(..., guarantee=...)``)."""
-    from streams.app import create_app
-
-    return "guarantee" in inspect.signature(create_app).parameters
 
 
 def run(settings: Settings, readings: int | None = None, tags: int | None = None,
@@ -128,11 +118,7 @@ def _measure(k: BenchKafka, plan: _Plan) -> dict[str, Any]:
     _show("baseline", runs["baseline"].run)
 
     runs["millstream"] = _worker(k, plan, None)
-    if eos_supported():
-        runs["millstream_eos"] = _worker(k, plan, "exactly_once")
-    else:
-        progress(f"(e) {EOS_NOTE}")
-        notes.append(EOS_NOTE)
+    runs["millstream_eos"] = _worker(k, plan, "exactly_once")
 
     runs.update(_quix(k, plan, notes))
     progress(f"(d) naive Faust: a windowed table updated per reading, {plan.peer_readings:,} "

@@ -1,9 +1,9 @@
 """``millstream bench streams --json`` at a small size on the session's real Kafka.
 
 Every run of the benchmark happens (the ceiling, the streams worker, Quix Streams fed
-both ways in its own virtualenv, the naive Faust table; exactly-once once the worker
-offers it), and the last stdout line carries the issue's figures. The Quix virtualenv is
-created on first use and kept in the cache directory: about a minute the first time.
+both ways in its own virtualenv, the naive Faust table, the worker exactly-once), and the
+last stdout line carries the issue's figures. The Quix virtualenv is created on first use
+and kept in the cache directory: about a minute the first time.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from millstream.bench.streams import EOS_NOTE, eos_supported
 
 pytestmark = pytest.mark.integration
 
@@ -47,11 +45,7 @@ def test_bench_streams_runs_every_contender_and_prints_the_figures(
     assert r["ratio_vs_quix"] == pytest.approx(r["millstream_per_s"] / r["quix_per_s"],
                                                abs=0.01)
     assert 0 < r["worker_peak_rss_mb"] < 4096
-    if eos_supported():
-        assert isinstance(r["millstream_eos_per_s"], int) and r["millstream_eos_per_s"] > 0
-    else:
-        assert r["millstream_eos_per_s"] is None and EOS_NOTE in r["notes"]
-        assert EOS_NOTE in out.stderr
+    assert isinstance(r["millstream_eos_per_s"], int) and r["millstream_eos_per_s"] > 0
     # the worker did the real job on the real data: every reading, none late or dead,
     # and the two 1 s windows of every tag that its watermark closed
     counters = r["runs"]["millstream"]["processor"]

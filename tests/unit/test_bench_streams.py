@@ -3,7 +3,6 @@ streams``' plant, frames and result."""
 
 from __future__ import annotations
 
-import inspect
 import json
 from collections import Counter
 
@@ -12,7 +11,6 @@ import pytest
 from millstream.bench.plant import EPOCH_MS, plant_frames, scaled_catalog
 from millstream.bench.processing import naive_rate
 from millstream.bench.raw import Run
-from millstream.bench.streams import EOS_NOTE, eos_supported
 from millstream.bench.streams_result import RunInfo, shape_result
 from schemas.catalog import Catalog
 from streams.bench import frames_for_bench
@@ -108,10 +106,3 @@ def test_result_of_a_failed_worker_is_null_not_a_partial_rate() -> None:
     assert out["naive_faust_per_s"] == 1600  # a peer's rate over what it did, marked
     assert out["runs"]["naive_faust"]["completed"] is False and out["notes"] == ["why"]
     assert out["meets_targets"]["millstream_per_s"] is None
-
-
-def test_exactly_once_is_measured_only_when_the_worker_offers_it() -> None:
-    from streams.app import create_app
-
-    assert eos_supported() == ("guarantee" in inspect.signature(create_app).parameters)
-    assert "exactly_once" in EOS_NOTE and "issue 6" in EOS_NOTE
