@@ -244,3 +244,39 @@ def test_processor_builds_asset_records_when_asked(catalog: Catalog) -> None:
     temp = rec.tags.index(f"{cnc}/spindle_temp")
     assert rec.feature("mean")[temp] == pytest.approx(64.5)  # 60..69
     assert rec.feature("count")[temp] == 10
+
+
+def test_a_layout_1_snapshot_without_waiting_frames_is_still_read(catalog: Catalog) -> None:
+    """Checkpoints written before frames waited in batches (layout 1, no ``pending``) are
+    restored: the worker goes on from them as the one that wrote them does."""
+    from schemas.readings import FrameBuilder
+    from streams.processor import FrameProcessor
+
+    cnc = "acme/plant1/machining/line1/cnc-01"
+    frames = []
+    fb = FrameBuilder("opcua-sim", epoch=1)
+    for i in range(40):  # 4 s, one frame per 100 ms
+        fb.add(f"{cnc}/spindle_temp", T0 + 100 * i, 60.0 + (i % 7))
+        frame = fb.flush()
+        assert frame is not None
+        frames.append(frame.encode())
+    old = FrameProcessor(catalog)
+    old.windows.max_pending = 0  # every frame folded at once, as layout 1's worker did
+    for i, f in enumerate(frames[:15]):
+        old.process(None, f, "r", 0, i, T0 + 60_000)
+    snap = json.loads(json.dumps(old.snapshot(0)))
+    old.windows.max_pending = new_default = FrameProcessor(catalog).windows.max_pending
+    assert snap["version"] == 2 and new_default > 0
+    snap["version"] = 1
+    for doc in snap["windows"]["streams"]:
+        assert doc.pop("pending") is None
+    new = FrameProcessor(catalog)
+    new.restore(snap, 0)
+    rows = {}
+    for name, proc in (("old", old), ("new", new)):
+        got = [proc.process(None, f, "r", 0, 15 + i, T0 + 60_000) for i, f in
+               enumerate(frames[15:])] + [proc.flush(T0 + 60_000)]
+        rows[name] = sorted((a.window_ms, a.window_start, a.count, a.mean)
+                            for out in got for fr in out.aggregate_frames
+                            for a in fr.aggregates())
+    assert rows["new"] == rows["old"] and len(rows["new"]) >= 3
