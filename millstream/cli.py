@@ -360,10 +360,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--json", action="store_true", help="one JSON line (default: indented)")
     p.add_argument("--readings", type=int, default=None, help="workload size")
-    p.add_argument("--tags", type=int, default=None, help="ingest: OPC-UA tags (10000)")
-    p.add_argument("--seconds", type=int, default=None, help="ingest: seconds per run (60)")
+    p.add_argument("--tags", type=int, default=None,
+                   help="ingest: OPC-UA tags; streams: plant tags (10000)")
+    p.add_argument("--seconds", type=int, default=None,
+                   help="ingest: seconds per run; streams: at most per peer run (60)")
     p.add_argument("--changes", type=int, default=None,
                    help="latency: value changes that breach a limit (200)")
+    p.add_argument("--peer-readings", type=int, default=None,
+                   help="streams: readings for the per-reading peers (500000)")
+    p.add_argument("--interval-ms", type=int, default=None,
+                   help="streams: how often each tag is sampled (100)")
     p.add_argument("--data", default=None,
                    help="dataset directory (nab: default ../shared/datasets/NAB)")
 

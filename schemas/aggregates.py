@@ -17,11 +17,12 @@ decodes: :func:`aggregate_columns` reads both for the ClickHouse sink.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
+
+import msgspec
 
 from schemas.events import Aggregate
 from schemas.exceptions import ContractError
@@ -35,6 +36,7 @@ AGGREGATE_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Aggregate))
 _STATS = ("min", "max", "mean", "std", "first", "last", "good_share")
 _I64 = (-(2**63), 2**63 - 1)
 _NUMBER_TYPES = frozenset({int, float})
+_ENCODER = msgspec.json.Encoder()
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +69,16 @@ class AggregateFrame:
         return doc
 
     def encode(self) -> bytes:
-        return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False).encode()
+        """Compact JSON (msgspec: ~10x ``json.dumps`` on thousands of floats); ValueError
+        for a statistic that is not finite, which JSON cannot carry."""
+        out = _ENCODER.encode(self.to_dict())
+        if b"null" in out:  # msgspec writes NaN and infinity as null: find which
+            for name in _STATS:
+                bad = [x for x in getattr(self, name) if not math.isfinite(x)]
+                if bad:
+                    raise ValueError(f"aggregate frame of {self.source}: {name} {bad[0]!r} "
+                                     "is not finite, and JSON has no NaN or infinity")
+        return out
 
     def chunks(self, max_rows: int) -> list[AggregateFrame]:
         """This frame cut into frames of at most ``max_rows`` rows (Kafka message size)."""

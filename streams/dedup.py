@@ -6,9 +6,10 @@ order. Ranges more than ``tolerance`` below the highest seq seen are folded into
 floor: a reading that old is taken as already processed. Per source the newest
 ``max_epochs`` epochs are kept; a reading of an older epoch is ignored as stale.
 
-Lifecycle: ``SeqDedup(tolerance)``; ``fresh(source, epoch, seq)`` per frame returns which
-readings are new and records them; counters ``duplicates`` and ``stale``;
-``snapshot``/``restore``/``drop`` per source, for state persistence.
+Lifecycle: ``SeqDedup(tolerance)``; ``fresh(source, epoch, seq)`` (or ``fresh_run`` for a
+frame's contiguous numbers) per frame returns which readings are new and records them;
+counters ``duplicates`` and ``stale``; ``snapshot``/``restore``/``drop`` per source, for
+state persistence.
 """
 
 from __future__ import annotations
@@ -100,6 +101,16 @@ class SeqDedup:
         return new, (f"duplicate-seq: {n_dup} readings of {source} epoch {epoch} with "
                      f"sequence numbers already processed (at or below {seen.floor}, or "
                      "seen in an earlier frame)")
+
+    def fresh_run(self, source: str, epoch: int, first: int,
+                  n: int) -> tuple[npt.NDArray[np.bool_], str]:
+        """:meth:`fresh` for the sequence numbers ``first .. first + n - 1`` (a frame's):
+        the next run after everything seen costs no array work at all."""
+        seen = self._seen.get(source, {}).get(epoch)
+        if seen is not None and not seen.ranges and first == seen.floor + 1 and n > 0:
+            seen.floor = first + n - 1
+            return np.ones(n, bool), ""
+        return self.fresh(source, epoch, np.arange(first, first + n, dtype=np.int64))
 
     def snapshot(self, sources: Iterable[str] | None = None) -> dict[str, Any]:
         """What was seen, per source (of ``sources``, or all), as plain data."""

@@ -146,6 +146,14 @@ class StateKeeper:
                 await self._save(p, strict=False)
 
     # -- checkpoints --------------------------------------------------------------------
+    async def checkpoint(self) -> None:
+        """Checkpoint (memory only: commit) every owned partition now, after every result
+        sent so far is delivered (or, exactly-once, in its committed transaction); raises
+        what fails. For the end of a measured run: ``bench streams`` stops its clock here."""
+        async with self._lock:
+            for p in self.partitions:
+                await self._save(p, strict=True)
+
     async def _save(self, partition: int, *, strict: bool) -> None:
         """Checkpoint (or, memory only, commit) ``partition`` if anything changed. A
         failure under at-least-once is logged and retried next time unless ``strict``."""

@@ -74,6 +74,13 @@ class PaneStats:
 
     def merge_at(self, idx: I64, other: PaneStats) -> None:
         """Fold ``other`` (later arrivals, one row per distinct ``idx``) into those rows."""
+        n = len(idx)
+        if n == len(self) and n and idx[0] == 0 and idx[-1] == n - 1:
+            # every row, in order (``idx`` is sorted and distinct): no gather, no scatter
+            whole = merge(self, other)
+            for name in _NAMES:
+                setattr(self, name, getattr(whole, name))
+            return
         self.put(idx, merge(self.take(idx), other))
 
     def to_dict(self) -> dict[str, list[Any]]:

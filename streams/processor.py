@@ -50,7 +50,8 @@ logger = logging.getLogger(__name__)
 
 STAGE = "streams"
 # the order reasons are listed in when one frame has readings dead-lettered for several
-STATE_VERSION = 1  # of snapshot()'s layout
+STATE_VERSION = 2  # of snapshot()'s layout; 2: windows carry their unfolded frames
+_READABLE = (1, STATE_VERSION)  # a layout-1 snapshot is one without unfolded frames
 _REASONS = ("unknown-tag", "future-timestamp", "non-finite-value", "non-numeric-value",
             "bad-timestamp", "bad-quality", "bad-tag")
 
@@ -60,14 +61,43 @@ class Output:
     """What processing one message (or a timer tick) produced, for the output topics."""
 
     aggregate_frames: list[AggregateFrame] = field(default_factory=list)  # every size
-    aggregates: list[Aggregate] = field(default_factory=list)  # first size: what rules read
-    assets: list[AssetWindow] = field(default_factory=list)
+    primary: list[AggregateFrame] = field(default_factory=list)  # the first size, unchunked
     late: list[LateReadings] = field(default_factory=list)
     anomalies: list[Anomaly] = field(default_factory=list)
     commands: list[Command] = field(default_factory=list)
     deadletters: list[DeadLetter] = field(default_factory=list)
     twin: list[TwinInput] = field(default_factory=list)  # to the twin-inputs topic
     kpis: list[KpiRecord] = field(default_factory=list)
+    _aggregates: list[Aggregate] | None = field(default=None, repr=False)
+    # closed windows whose asset records are built when someone asks for them
+    _asset_parts: list[tuple[AssetIndex, AggregateFrame, dict[str, npt.NDArray[Any]]]] = (
+        field(default_factory=list, repr=False))
+    _assets: list[AssetWindow] | None = field(default=None, repr=False)
+
+    @property
+    def aggregates(self) -> list[Aggregate]:
+        """The first size's windows one object each (built on first use: the worker
+        itself sends the columnar frames, and only the tags with rules need objects)."""
+        if self._aggregates is None:
+            self._aggregates = [a for f in self.primary for a in f.aggregates()]
+        return self._aggregates
+
+    @aggregates.setter
+    def aggregates(self, value: list[Aggregate]) -> None:
+        self._aggregates = value
+
+    @property
+    def assets(self) -> list[AssetWindow]:
+        """One record per machine and window of every size (built on first use: nothing
+        in the worker reads them yet, and at 10,000 tags they are thousands a second)."""
+        if self._assets is None:
+            self._assets = [r for index, frame, cols in self._asset_parts
+                            for r in index.records(frame, cols)]
+        return self._assets
+
+    @assets.setter
+    def assets(self, value: list[AssetWindow]) -> None:
+        self._assets = value
 
     def __bool__(self) -> bool:
         return bool(self.aggregate_frames or self.late or self.anomalies or self.commands
@@ -90,6 +120,9 @@ class FrameProcessor:
         self.asset_index = AssetIndex(catalog)
         self.detector: WindowDetector = detector_from_catalog(catalog)
         self.rules = RuleEngine(catalog, [r for r in catalog.rules if not r.per_reading])
+        self.ruled_tags = frozenset(catalog.resolve(r.tag) for r in catalog.rules
+                                    if not r.per_reading)
+        self._known_lists: dict[str, list[str]] = {}  # per source: last all-known tag list
         self.fastpath = FastPath(catalog, [r for r in catalog.rules if r.per_reading])
         self.plant = PlantState(catalog)  # the twin's share of the readings, and the KPIs
         self.count: Counter[str] = Counter()  # everything counters() reports
@@ -155,8 +188,8 @@ class FrameProcessor:
         """Which decoded readings were not processed before; drops rejected readings
         already processed from ``frame.rejected`` (a redelivery is not dead-lettered
         twice). Duplicates are counted and logged with the reason."""
-        every = np.arange(frame.first_seq, frame.first_seq + frame.size, dtype=np.int64)
-        fresh, why = self.dedup.fresh(frame.source, frame.epoch, every)
+        fresh, why = self.dedup.fresh_run(frame.source, frame.epoch, frame.first_seq,
+                                          frame.size)
         if not why:
             return np.ones(len(frame.tag), bool)
         self.count["duplicates"] += frame.size - int(np.count_nonzero(fresh))
@@ -177,7 +210,12 @@ class FrameProcessor:
             found[reason] = (len(idx), f"{len(idx)} of {frame.size} readings have a "
                                        f"{reason.replace('-', ' ')} (positions {idx[:5]})")
         known = self.known_tags
-        if not known.issuperset(frame.tag):
+        last = self._known_lists.get(frame.source)
+        if last is not None and (frame.tag is last or frame.tag == last):
+            frame.tag = last  # the same list object: the windows recognise it by identity
+        elif known.issuperset(frame.tag):
+            self._known_lists[frame.source] = frame.tag
+        else:
             mask = np.fromiter((t in known for t in frame.tag), bool, len(frame.tag))
             unknown = Counter(t for t, ok, k in zip(frame.tag, mask.tolist(), keep.tolist(),
                                                     strict=True) if k and not ok)
@@ -219,45 +257,80 @@ class FrameProcessor:
 
     def _closed(self, closed: list[Closed], now_ms: int, out: Output) -> None:
         for c in closed:
-            frame = self._frame(c)
-            if frame is None:
+            made = self._frame(c)
+            if made is None:
                 continue
+            frame, cols = made
             out.aggregate_frames.extend(frame.chunks(self.frame_rows))
-            out.assets.extend(self.asset_index.records(frame))
+            out._asset_parts.append((self.asset_index, frame, cols))
             self.count["aggregates"] += len(frame)
             if c.window_ms != self.primary_ms:
                 continue
-            for agg in frame.aggregates():
-                found = self.detector.observe(agg, now_ms)
-                cmds = self.rules.evaluate(agg, found, now_ms)
-                out.aggregates.append(agg)
-                out.anomalies.extend(found)
-                out.commands.extend(cmds)
-                self.count["anomalies"] += len(found)
-                self.count["commands"] += len(cmds)
+            out.primary.append(frame)
+            found = self._detect(frame, now_ms)
+            out.anomalies.extend(found)
+            self.count["anomalies"] += len(found)
+            self._rules(frame, found, now_ms, out)
 
-    def _frame(self, c: Closed) -> AggregateFrame | None:
+    def _detect(self, frame: AggregateFrame, now_ms: int) -> list[Anomaly]:
+        """The detector on each window of the first size, one at a time."""
+        return [a for agg in frame.aggregates() for a in self.detector.observe(agg, now_ms)]
+
+    def _rules(self, frame: AggregateFrame, found: list[Anomaly], now_ms: int,
+               out: Output) -> None:
+        """The rules on the windows of tags that have rules (one object per such window
+        only), each with the anomalies the detector found in it, in window order."""
+        ruled = self.ruled_tags
+        rows = [i for i, t in enumerate(frame.tag) if t in ruled]
+        if not rows:
+            return
+        by_window: dict[tuple[str, int], list[Anomaly]] = {}
+        for a in found:
+            by_window.setdefault((a.tag, a.window_start), []).append(a)
+        w = frame.window_ms
+        for i in rows:
+            ws = frame.window_start[i]
+            agg = Aggregate(frame.tag[i], ws, ws + w, frame.count[i], frame.min[i],
+                            frame.max[i], frame.mean[i], frame.std[i], frame.first[i],
+                            frame.last[i], w, frame.good_share[i])
+            cmds = self.rules.evaluate(agg, by_window.get((agg.tag, ws), []), now_ms)
+            out.commands.extend(cmds)
+            self.count["commands"] += len(cmds)
+
+    def _frame(self, c: Closed) -> tuple[AggregateFrame, dict[str, npt.NDArray[Any]]] | None:
+        """The closed windows with a value as a frame, and its columns as arrays."""
         s = c.stats
         with np.errstate(invalid="ignore", over="ignore"):
             std = np.sqrt(np.maximum(s.m2, 0.0) / np.maximum(s.n, 1))
             ok = (s.n > 0) & np.isfinite(s.mean) & np.isfinite(std)
-        bad = int(np.count_nonzero((s.n > 0) & ~ok))
+        n_ok = int(np.count_nonzero(ok))
+        bad = int(np.count_nonzero(s.n > 0)) - n_ok
         if bad:
             # finite readings near the float64 limit overflow the sums: such a window
             # cannot be encoded (JSON has no inf) and would poison the detector
             logger.warning("%d windows of %s dropped: their mean/std overflow float64 "
                            "(values of magnitude ~1e154 and above); check the tags' "
                            "scaling at the source", bad, c.source)
-        idx = np.flatnonzero(ok)
-        if not len(idx):
+        if not n_ok:
             return None
-        return AggregateFrame(
-            c.source, c.window_ms, [c.tag[i] for i in idx.tolist()],
-            c.window_start[idx].tolist(), s.n[idx].tolist(), s.min[idx].tolist(),
-            s.max[idx].tolist(), s.mean[idx].tolist(), std[idx].tolist(),
-            s.first[idx].tolist(), s.last[idx].tolist(),
-            (s.good[idx] / s.total[idx]).tolist(),
-        )
+        if n_ok == len(ok):
+            tags, cols = c.tag, {
+                "window_start": c.window_start, "count": s.n, "min": s.min, "max": s.max,
+                "mean": s.mean, "std": std, "first": s.first, "last": s.last,
+                "good_share": s.good / s.total}
+        else:
+            idx = np.flatnonzero(ok)
+            tags = [c.tag[i] for i in idx.tolist()]
+            cols = {"window_start": c.window_start[idx], "count": s.n[idx],
+                    "min": s.min[idx], "max": s.max[idx], "mean": s.mean[idx],
+                    "std": std[idx], "first": s.first[idx], "last": s.last[idx],
+                    "good_share": s.good[idx] / s.total[idx]}
+        frame = AggregateFrame(
+            c.source, c.window_ms, tags, cols["window_start"].tolist(),
+            cols["count"].tolist(), cols["min"].tolist(), cols["max"].tolist(),
+            cols["mean"].tolist(), cols["std"].tolist(), cols["first"].tolist(),
+            cols["last"].tolist(), cols["good_share"].tolist())
+        return frame, cols
 
     def _dead(self, out: Output, reason: str, detail: str, topic: str, partition: int,
               offset: int, key: bytes | None, value: bytes | None) -> None:
@@ -335,7 +408,7 @@ class FrameProcessor:
         ``now_ms`` restarts the idle timeout of the restored sources.
         Refuses a snapshot of another layout or window configuration with
         :class:`StateVersionError`: its windows would not line up with these."""
-        if snap.get("version") != STATE_VERSION:
+        if snap.get("version") not in _READABLE:
             raise StateVersionError("the window state", f"layout {snap.get('version')}",
                                     f"layout {STATE_VERSION}")
         if snap["config"] != self._config():

@@ -8,10 +8,18 @@ when its end is at or before the watermark. A reading whose window of some size 
 is *late* for that size: it still counts in the larger windows that are open, and the
 caller routes it (``AddResult.late``). Windows close in start order per size.
 
+Frames are folded into the panes in batches: a frame whose readings all fall in open
+panes waits in its stream's pending list until a window boundary passes the watermark (or
+``max_pending`` readings wait), then the batch is sorted and grouped once per pane size.
+Nothing can close or turn late between two boundaries, so the result is the same as
+folding every frame at once; per reading it costs a fraction, since NumPy's fixed cost
+per call is paid per batch, not per frame.
+
 All state is plain data: :meth:`WindowStore.snapshot` gives dicts of lists (or of NumPy
 arrays) and :meth:`WindowStore.restore` rebuilds the store from one, for state persistence;
 both work on all streams or on one Kafka partition's, which is the unit that moves between
-workers.
+workers. A snapshot carries the frames still waiting to be folded as they are
+(:mod:`streams.pending`), so a restored stream folds the same batches as the original.
 
 Lifecycle: ``WindowStore(specs, lateness_ms, idle_ms)``; ``add(...)`` per frame;
 ``close_idle(now_ms)`` on a timer; ``flush_all()`` on shutdown.
@@ -30,6 +38,7 @@ import numpy.typing as npt
 from schemas.catalog import WindowSpec
 from schemas.readings import Quality
 from streams.panes import F64, I64, PaneStats, group_frame, merge, sort_frame
+from streams.pending import Batch, batch_from_doc, batch_to_doc, concat
 from streams.watermarks import Watermark
 
 __all__ = ["AddResult", "Closed", "StreamKey", "WindowStore"]
@@ -69,8 +78,18 @@ class _Stream:
     tags: list[str] = field(default_factory=list)
     slot: dict[str, int] = field(default_factory=dict)
     panes: dict[int, dict[int, PaneStats]] = field(default_factory=dict)  # pane_ms -> start
+    # frames not yet folded into the panes: (slot, ts, seq, value, quality, valid)
+    pending: list[Batch] = field(default_factory=list)
+    pending_n: int = 0
+    # the last frame's tag list and its slots: connectors send the same tags frame
+    # after frame, and a list compared (or recognised by identity) is cheaper than a
+    # dictionary lookup per reading
+    last_tags: Sequence[str] | None = None
+    last_ids: I64 | None = None
 
     def slots(self, tags: Sequence[str]) -> I64:
+        if self.last_ids is not None and (tags is self.last_tags or tags == self.last_tags):
+            return self.last_ids
         index = self.slot
         try:
             ids = [index[t] for t in tags]
@@ -80,14 +99,15 @@ class _Stream:
                     index[t] = len(self.tags)
                     self.tags.append(t)
             ids = [index[t] for t in tags]
-        return np.asarray(ids, dtype=np.int64)
+        self.last_tags, self.last_ids = tags, np.asarray(ids, dtype=np.int64)
+        return self.last_ids
 
 
 class WindowStore:
     """Open windows of every configured size for every (source, partition)."""
 
     def __init__(self, specs: Sequence[WindowSpec], lateness_ms: int,
-                 idle_ms: int | None = None) -> None:
+                 idle_ms: int | None = None, max_pending: int = 65_536) -> None:
         if not specs or lateness_ms < 0:
             raise ValueError(f"need at least one window and lateness_ms >= 0, got "
                              f"{list(specs)} and {lateness_ms}")
@@ -98,11 +118,21 @@ class WindowStore:
         self._keep: dict[int, int] = {}
         for s in self.specs:
             self._keep[s.pane_ms] = max(self._keep.get(s.pane_ms, 0), s.size_ms)
+        self.max_pending = max_pending
         self._streams: dict[StreamKey, _Stream] = {}
 
     @property
     def open_windows(self) -> int:
-        return sum(len(p) for st in self._streams.values() for p in st.panes.values())
+        """Open panes, counting those that frames still waiting to be folded will open."""
+        total = 0
+        for st in self._streams.values():
+            for pane_ms in self._keep:
+                starts = set(st.panes.get(pane_ms, ()))
+                for b in st.pending:
+                    lo, hi = int(b[1].min()), int(b[1].max())
+                    starts.update(range(lo - lo % pane_ms, hi - hi % pane_ms + 1, pane_ms))
+                total += len(starts)
+        return total
 
     def watermark(self, key: StreamKey) -> int | None:
         st = self._streams.get(key)
@@ -122,24 +152,50 @@ class WindowStore:
         res.bad_quality = len(tags) - int(np.count_nonzero(valid))
         wm = st.wm.value
         ids = st.slots(tags)
+        lo, hi = int(ts.min()), int(ts.max())
+        if wm is None or all(lo - lo % p + p > wm for p in self._keep):
+            # no reading is late for any size (every pane's first window is open): wait
+            res.aggregated = len(ids)
+            st.pending.append((ids, ts, seq, value, quality, valid))
+            st.pending_n += len(ids)
+        else:
+            self._absorb(st)
+            self._add_now(st, wm, res, ids, ts, seq, value, quality, valid)
+        before = st.wm.value
+        if st.wm.observe(hi, now_ms) is not None and self._crossed(before, st.wm.value):
+            self._absorb(st)
+            self._close(key, st, before, res.closed)
+        elif st.pending_n >= self.max_pending:
+            self._absorb(st)
+        return res
+
+    def _crossed(self, before: int | None, after: int | None) -> bool:
+        """Whether the watermark passed a pane boundary: windows start and end, and
+        panes expire, only on those, so between two nothing closes."""
+        if before is None or after is None:
+            return True
+        return any(before // p != after // p for p in self._keep)
+
+    def _add_now(self, st: _Stream, wm: int, res: AddResult, ids: I64, ts: I64, seq: I64,
+                 value: F64, quality: npt.NDArray[np.int8], valid: npt.NDArray[np.bool_],
+                 ) -> None:
+        """Fold a frame with readings late for some size at once, each reading into the
+        sizes whose windows of it are still open; flag the late ones."""
         order = sort_frame(ids, ts, seq)
         ids, ts, seq = ids[order], ts[order], seq[order]
         value, quality, valid = value[order], quality[order], valid[order]
         entered = np.zeros(len(ids), bool)
         late = np.zeros(len(ids), bool)
         for pane_ms, keep in self._keep.items():
+            pane = ts - ts % pane_ms
+            late |= pane + pane_ms <= wm  # its earliest window of this pane has closed
+            ok = pane + keep > wm  # some window of this pane is still open
+            entered |= ok
             cols = (ids, ts, seq, value, quality, valid)
-            if wm is not None:
-                pane = ts - ts % pane_ms
-                late |= pane + pane_ms <= wm  # its earliest window of this pane has closed
-                ok = pane + keep > wm  # some window of this pane is still open
-                entered |= ok
-                if not ok.all():
-                    cols = tuple(c[ok] for c in cols)  # type: ignore[assignment]
-                    if not len(cols[0]):
-                        continue
-            else:
-                entered[:] = True
+            if not ok.all():
+                cols = tuple(c[ok] for c in cols)  # type: ignore[assignment]
+                if not len(cols[0]):
+                    continue
             gid, gstart, stats = group_frame(*cols, pane_ms)
             self._fold(st, pane_ms, gid, gstart, stats)
         res.aggregated = int(np.count_nonzero(entered))
@@ -149,11 +205,21 @@ class WindowStore:
             res.late = late[back]
             lt = ts[late]
             res.missed_ms = [[s.size_ms for s in self.specs
-                              if (t - t % s.pane_ms) + s.pane_ms <= (wm or 0)]
+                              if (t - t % s.pane_ms) + s.pane_ms <= wm]
                              for t in lt[np.argsort(order[late])].tolist()]
-        if st.wm.observe(int(ts.max()), now_ms) is not None:
-            self._close(key, st, wm, res.closed)
-        return res
+
+    def _absorb(self, st: _Stream) -> None:
+        """Fold the waiting frames into the panes: one sort, one grouping per size."""
+        if not st.pending:
+            return
+        ids, ts, seq, value, quality, valid = concat(st.pending)
+        st.pending, st.pending_n = [], 0
+        order = sort_frame(ids, ts, seq)
+        cols = (ids[order], ts[order], seq[order], value[order], quality[order],
+                valid[order])
+        for pane_ms in self._keep:
+            gid, gstart, stats = group_frame(*cols, pane_ms)
+            self._fold(st, pane_ms, gid, gstart, stats)
 
     def _fold(self, st: _Stream, pane_ms: int, gid: I64, gstart: I64,
               stats: PaneStats) -> None:
@@ -226,7 +292,9 @@ class WindowStore:
             if partition is not None and key[1] != partition:
                 continue
             before = st.wm.value
-            if any(st.panes.values()) and st.wm.idle(now_ms, self.idle_ms) is not None:
+            if ((st.pending or any(st.panes.values()))
+                    and st.wm.idle(now_ms, self.idle_ms) is not None):
+                self._absorb(st)
                 self._close(key, st, before, out)
         return out
 
@@ -238,6 +306,7 @@ class WindowStore:
         for key, st in self._streams.items():
             if partition is not None and key[1] != partition:
                 continue
+            self._absorb(st)
             top = max((p for lv in st.panes.values() for p in lv), default=None)
             if top is not None:
                 before = st.wm.value
@@ -264,7 +333,8 @@ class WindowStore:
              "tags": list(st.tags),
              "panes": {str(ms): {str(p): pane.to_arrays() if arrays else pane.to_dict()
                                  for p, pane in lv.items()}
-                       for ms, lv in st.panes.items()}}
+                       for ms, lv in st.panes.items()},
+             "pending": batch_to_doc(st.pending, arrays=arrays)}
             for k, st in self._streams.items() if partition is None or k[1] == partition]}
 
     def restore(self, snap: dict[str, Any], partition: int | None = None,
@@ -285,6 +355,9 @@ class WindowStore:
             st.slot = {t: i for i, t in enumerate(st.tags)}
             st.panes = {int(ms): {int(p): PaneStats.from_dict(pane) for p, pane in lv.items()}
                         for ms, lv in doc["panes"].items()}
+            if doc.get("pending"):  # absent in snapshots of layout 1
+                st.pending = [batch_from_doc(doc["pending"])]
+                st.pending_n = len(st.pending[0][0])
             self._streams[(doc["source"], int(doc["partition"]))] = st
 
     def touch(self, partition: int, now_ms: int) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -44,9 +45,11 @@ class BenchKafka:
     def admin(self) -> AdminClient:
         return AdminClient({"bootstrap.servers": self.bootstrap, **self.conf})
 
-    def create_topics(self, names: Sequence[str], timeout: float = 30.0) -> None:
-        """Fresh single-partition topics; fails if one exists (names are unique per run)."""
-        new = [NewTopic(n, num_partitions=1, replication_factor=1) for n in names]
+    def create_topics(self, names: Sequence[str], timeout: float = 30.0,
+                      partitions: int = 1) -> None:
+        """Fresh topics (one partition unless told); fails if one exists (names are unique
+        per run)."""
+        new = [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names]
         admin = self.admin()  # kept alive until every future resolves
         for name, fut in admin.create_topics(new, operation_timeout=timeout).items():
             try:
@@ -56,12 +59,13 @@ class BenchKafka:
             self.created.append(name)
 
     def delete_created(self, prefix: str | None = None) -> None:
-        """Delete this run's topics (and any others starting with ``prefix``); best effort."""
+        """Delete this run's topics (and any others whose name contains ``prefix``, such as
+        the internal topics of the frameworks it ran); best effort."""
         try:
             admin = self.admin()
             names = set(self.created)
             if prefix:
-                names |= {t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)}
+                names |= {t for t in admin.list_topics(timeout=10).topics if prefix in t}
             if names:
                 for fut in admin.delete_topics(sorted(names), operation_timeout=30).values():
                     fut.result(30)
@@ -96,9 +100,11 @@ class Produced:
 
 
 def produce(k: BenchKafka, topic: str, messages: Iterable[tuple[bytes, bytes]],
-            timeout: float = 300.0, compression: str = "none") -> Produced:
+            timeout: float = 300.0, compression: str = "none",
+            conf: dict[str, Any] | None = None) -> Produced:
     """Produce every message and wait until the broker has them all; ``compression`` as
-    librdkafka's ``compression.type`` (the connectors use lz4)."""
+    librdkafka's ``compression.type`` (the connectors use lz4); ``conf`` adds to (or
+    overrides) the producer's settings, e.g. the connectors' idempotence."""
     failed: list[str] = []
     count = size = 0
 
@@ -109,7 +115,7 @@ def produce(k: BenchKafka, topic: str, messages: Iterable[tuple[bytes, bytes]],
     p = Producer({"bootstrap.servers": k.bootstrap, **k.conf, "linger.ms": 20,
                   "batch.size": 1_000_000, "queue.buffering.max.messages": 500_000,
                   "message.max.bytes": 10_000_000, "acks": "all",
-                  "compression.type": compression})
+                  "compression.type": compression, **(conf or {})})
     t0 = time.monotonic()
     deadline = t0 + timeout
     for key, value in messages:
