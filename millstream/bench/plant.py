@@ -47,7 +47,9 @@ def scaled_catalog(base: Catalog, tags: int, tags_per_source: int = 1000) -> Cat
             if made >= tags:
                 break
             name = t.name if copy == 0 else f"{t.name}-x{copy:05d}"
-            keep = t.tags[:tags - made]
+            # a machine is on one source: cut it where the source is full
+            room = (made // tags_per_source + 1) * tags_per_source - made
+            keep = t.tags[:min(tags - made, room)]
             source = sources[made // tags_per_source].name
             tag_specs = [s.model_copy(update={**_ADDRESSING, "node": f"ns=2;s={name}.{s.name}",
                                               "handshake": None}) for s in keep]
