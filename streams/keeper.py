@@ -16,6 +16,12 @@ Lifecycle: ``StateKeeper(...)``; ``await assigned(ps)``/``await revoked(ps)`` fr
 rebalance callbacks; ``await process(...)`` per message; ``await tick()`` on a timer;
 ``await stop(flush)`` at shutdown. One lock serialises them, so a checkpoint never sees a
 message half processed.
+
+A message can arrive before its partition's assignment is handled (Faust may resume
+fetching before the signal's receivers ran) or between a revocation and the next
+assignment. It is held, in order, and processed once the partition is assigned here (or
+let go if it went to another worker, which reads it from the committed offset): skipping
+it would lose it, since nothing seeks back to it.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -38,6 +44,7 @@ __all__ = ["ConsumerControl", "StateKeeper"]
 
 logger = logging.getLogger(__name__)
 
+HOLD_LIMIT = 100_000  # messages held per partition until its assignment is handled
 
 class ConsumerControl(Protocol):
     """The input consumer's offsets, by partition of the input topic."""
@@ -80,12 +87,13 @@ class StateKeeper:
         self.state = state
         self.interval_s = interval_s
         self._parts: dict[int, _Part] = {}
+        self._held: dict[int, list[tuple[int, Callable[[], Awaitable[None]]]]] = {}
         self._lock = asyncio.Lock()
         self._started = False
         self._last_checkpoint = time.monotonic()
         self.stats: dict[str, Any] = {"checkpoints": 0, "checkpoint_bytes": 0,
                                       "checkpoint_ms": 0.0, "restored": 0, "replayed": 0,
-                                      "skipped": 0}
+                                      "held": 0, "skipped": 0}
 
     @property
     def partitions(self) -> list[int]:
@@ -108,18 +116,54 @@ class StateKeeper:
     async def process(self, key: bytes | None, value: bytes | None, topic: str,
                       partition: int, offset: int) -> None:
         async with self._lock:
-            part = self._parts.get(partition)
-            if part is None or not part.owned:
-                self.stats["skipped"] += 1  # read again from the committed offset
+            if not self._owns(partition):
+                self._hold(partition, offset, lambda: self._process(
+                    key, value, topic, partition, offset))
                 return
-            if part.next_offset is not None and offset < part.next_offset:
-                self.stats["replayed"] += 1  # already in the restored state
-                return
-            out = self.proc.process(key, value, topic, partition, offset, now_ms())
-            part.next_offset = offset + 1
-            part.dirty = True
-            if out:
-                await self.outputs.send(partition, out)
+            await self._process(key, value, topic, partition, offset)
+
+    async def _process(self, key: bytes | None, value: bytes | None, topic: str,
+                       partition: int, offset: int) -> None:
+        part = self._parts[partition]
+        if part.next_offset is not None and offset < part.next_offset:
+            self.stats["replayed"] += 1  # already in the restored state
+            return
+        out = self.proc.process(key, value, topic, partition, offset, now_ms())
+        part.next_offset = offset + 1
+        part.dirty = True
+        if out:
+            await self.outputs.send(partition, out)
+
+    def _owns(self, partition: int) -> bool:
+        part = self._parts.get(partition)
+        return part is not None and part.owned
+
+    def _hold(self, partition: int, offset: int, step: Callable[[], Awaitable[None]]) -> None:
+        """Keep a message of a partition not (yet) assigned here until it is."""
+        held = self._held.setdefault(partition, [])
+        if len(held) >= HOLD_LIMIT:
+            self.stats["skipped"] += 1
+            logger.error("partition %d: message at offset %d arrived with %d others before the "
+                         "partition's assignment was handled; it is not processed until the "
+                         "worker restarts from its committed offset", partition, offset,
+                         len(held))
+            return
+        held.append((offset, step))
+        self.stats["held"] += 1
+
+    async def _release_held(self) -> None:
+        """After an assignment: process what was held for the partitions owned now (the
+        ones before the restored offset count as replayed); what was held for others is
+        theirs (they read it from the committed offset)."""
+        held, self._held = self._held, {}
+        for p in sorted(held):
+            if not self._owns(p):
+                continue
+            start = self._parts[p].next_offset
+            if start is not None and held[p][0][0] > start:
+                continue  # the restore sought back before them: they come again in order
+            for _offset, step in held[p]:
+                await step()
 
     def _caught_up(self, partition: int) -> bool:
         """Has every message of the partition fetched so far been processed? Only then is
@@ -221,6 +265,7 @@ class StateKeeper:
                     self.proc.windows.touch(p, now_ms())  # the rebalance was no silence
                     continue
                 await self._restore(p, at)
+            await self._release_held()
 
     async def _restore(self, partition: int, committed: int | None) -> None:
         await self.outputs.open(partition)  # exactly-once: fences the previous owner first
