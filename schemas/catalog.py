@@ -19,6 +19,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from schemas.catalog_detection import AlarmSpec, DetectorSpec, RunStateSpec
 from schemas.catalog_errors import describe_validation_error
 from schemas.exceptions import CatalogError
 from schemas.mqtt import MqttSpec, parse_broker
@@ -27,12 +28,14 @@ from schemas.register_csv import read_register_csv
 from schemas.registers import ModbusRegister
 
 __all__ = [
+    "AlarmSpec",
     "Catalog",
     "DetectorSpec",
     "HandshakeSpec",
     "MachineSpec",
     "ModbusRegister",
     "RuleSpec",
+    "RunStateSpec",
     "SourceSpec",
     "StreamsSpec",
     "TagInfo",
@@ -223,17 +226,6 @@ class StreamsSpec(_Frozen):
         return self.window_specs()[0].size_ms + self.lateness_ms
 
 
-class DetectorSpec(_Frozen):
-    # river.anomaly.StandardAbsoluteDeviation per (tag, feature) on window statistics
-    kind: Literal["sad"] = "sad"
-    threshold: float = Field(default=6.0, gt=0)
-    warmup_windows: int = Field(default=10, ge=1)
-    features: list[Literal["mean", "std", "max", "min"]] = ["mean", "std"]
-    # after this many anomalous windows in a row the tag has a new operating point (a new
-    # setpoint, another product): forget its statistics and warm up again on the new level
-    rebaseline_windows: int = Field(default=30, ge=1)
-
-
 class ActionSpec(_Frozen):
     setpoint: str  # machine/tag of a writable setpoint
     value: float
@@ -241,7 +233,9 @@ class ActionSpec(_Frozen):
 
 class RuleSpec(_Frozen):
     """``limit``: a window statistic beyond a bound; ``sustained_anomaly``: N anomalous
-    windows in a row for the tag. Either issues ``action``, at most once per cooldown."""
+    windows in a row for the tag (``on: anomalies``), or an alarm episode raised on the
+    tag's machine with the tag among its tags (``on: alarms``). Either issues ``action``,
+    at most once per cooldown."""
 
     name: str = Field(pattern=r"^[a-z0-9-]+$")
     kind: Literal["limit", "sustained_anomaly"]
@@ -250,6 +244,7 @@ class RuleSpec(_Frozen):
     above: float | None = None
     below: float | None = None
     windows: int = Field(default=3, ge=1)
+    on: Literal["anomalies", "alarms"] = "anomalies"  # sustained_anomaly: what it reads
     cooldown_s: float = Field(default=30.0, ge=0)
     action: ActionSpec
 
@@ -276,7 +271,9 @@ class Catalog(_Frozen):
     sources: list[SourceSpec]
     machines: list[MachineSpec]
     streams: StreamsSpec = StreamsSpec()
-    detector: DetectorSpec = DetectorSpec()
+    detector: DetectorSpec = DetectorSpec()  # the one detector, when detectors is unset
+    detectors: list[DetectorSpec] | None = Field(default=None, min_length=1)
+    alarms: AlarmSpec = AlarmSpec()
     rules: list[RuleSpec] = []
 
     @model_validator(mode="after")
@@ -308,6 +305,7 @@ class Catalog(_Frozen):
                 if hs is not None and not {hs.strobe, hs.ack} <= names:
                     raise ValueError(f"setpoint {m.name}/{t.name}: handshake tags "
                                      f"{hs.strobe!r} and {hs.ack!r} must be tags of {m.name}")
+        _check_detectors(self)
         for r in self.rules:
             self.info(r.tag)
             sp = self.info(r.action.setpoint)
@@ -362,6 +360,27 @@ class Catalog(_Frozen):
 
     def machines_of(self, source: str) -> list[MachineSpec]:
         return [m for m in self.machines if m.source == source]
+
+    def detector_specs(self) -> list[DetectorSpec]:
+        """The detectors that run: ``detectors``, or else the single ``detector``."""
+        return list(self.detectors) if self.detectors else [self.detector]
+
+
+def _check_detectors(catalog: Catalog) -> None:
+    """Detector names are unique; the tags and machines they list exist."""
+    specs = catalog.detector_specs()
+    names = [s.label for s in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"detector names must be unique (have {names}); give each a 'name'")
+    machines = {m.name for m in catalog.machines}
+    for s in specs:
+        for t in s.tags or ():
+            if catalog.info(t).spec.kind != "analog":
+                raise ValueError(f"detector {s.label!r}: {t} is not an analog tag")
+        unknown = sorted(set(s.machines or ()) - machines)
+        if unknown:
+            raise ValueError(f"detector {s.label!r} names unknown machine(s) {unknown} "
+                             f"(machines: {', '.join(sorted(machines))})")
 
 
 def _check_registers(m: MachineSpec) -> None:

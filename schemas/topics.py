@@ -57,10 +57,25 @@ class Topics:
         """Readings that arrived after their window had closed, with the reason."""
         return f"{self.prefix}.late"
 
+    @property
+    def alarms(self) -> str:
+        """Alarm episodes: one record per state change (schemas.alarms)."""
+        return f"{self.prefix}.alarms"
+
+    @property
+    def alarm_actions(self) -> str:
+        """Operators' ack, shelve and unshelve, keyed by the machine's source."""
+        return f"{self.prefix}.alarm-actions"
+
+    @property
+    def anomaly_feedback(self) -> str:
+        """Operators' false-positive verdicts, keyed by the machine's source."""
+        return f"{self.prefix}.anomaly-feedback"
+
     def all(self) -> tuple[str, ...]:
         return (self.readings, self.aggregates, self.anomalies, self.commands,
                 self.command_results, self.deadletter, self.control, self.command_audit,
-                self.late)
+                self.late, self.alarms, self.alarm_actions, self.anomaly_feedback)
 
     def config(self, topic: str) -> dict[str, str]:
         """Topic settings millstream creates a topic with. The results and the control
@@ -72,5 +87,9 @@ class Topics:
 
     def partitions(self, topic: str) -> int:
         """Partitions millstream creates a topic with. Readings are keyed by source, so a
-        source's frames stay in order on one partition; three let three workers share them."""
-        return 3 if topic in (self.readings, self.aggregates) else 1
+        source's frames stay in order on one partition; three let three workers share them.
+        Alarm actions and feedback are keyed by source too and have as many partitions, so
+        the worker that reads a source's readings gets its machines' actions (Faust
+        assigns the same partition of topics with equal partition counts to one worker)."""
+        spread = (self.readings, self.aggregates, self.alarm_actions, self.anomaly_feedback)
+        return 3 if topic in spread else 1
