@@ -204,7 +204,8 @@ def _line(run_dir: Path, sources: list[Any], elapsed: float) -> str:
     ins = sink.get("inserted", {})
     return (f"t={elapsed:5.0f}s  readings {produced:,} -> clickhouse {_count(ins, 'readings'):,}"
             f" | aggregates {_count(worker, 'aggregates'):,} anomalies "
-            f"{_count(worker, 'anomalies')} commands {_count(worker, 'commands')}"
+            f"{_count(worker, 'anomalies')} alarms {_count(worker, 'alarm_episodes')}"
+            f" ({_count(worker, 'alarms_open')} open) commands {_count(worker, 'commands')}"
             f" (applied {_count(ex, 'applied')}, rejected {_count(ex, 'rejected')})"
             f" | dead letters {_count(sink, 'deadlettered') + _count(worker, 'deadletters')}")
 

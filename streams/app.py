@@ -1,8 +1,10 @@
 """The Faust edge of the streams stage: one agent on the readings topic, one timer.
 
 The agent hands each message (key, value, partition, offset) to a :class:`FrameProcessor`
-and sends what it returns to the aggregates (columnar frames), late, anomalies, commands
-and dead-letter topics.
+and sends what it returns to the aggregates (columnar frames), late, anomalies, alarms,
+commands and dead-letter topics. Two more agents read operators' alarm actions and
+false-positive feedback; those topics are keyed by source and partitioned as readings,
+so Faust gives each worker the actions of the machines whose readings it holds.
 A one-second timer closes the windows of sources that went silent and rewrites the
 status file. On shutdown the open windows are flushed before the producer is.
 
@@ -98,10 +100,12 @@ def create_app(
                          key_type=bytes, value_type=bytes)
 
     readings = topic(topics.readings)
+    actions = topic(topics.alarm_actions)
+    feedback = topic(topics.anomaly_feedback)
     outs = {
         "aggregates": topic(topics.aggregates), "anomalies": topic(topics.anomalies),
         "commands": topic(topics.commands), "deadletter": topic(topics.deadletter),
-        "late": topic(topics.late),
+        "late": topic(topics.late), "alarms": topic(topics.alarms),
     }
 
     async def send(out: Output) -> None:
@@ -111,6 +115,8 @@ def create_app(
             await outs["late"].send(key=late.key(), value=late.encode())
         for an in out.anomalies:
             await outs["anomalies"].send(key=an.key(), value=an.encode())
+        for al in out.alarms:
+            await outs["alarms"].send(key=al.key(), value=al.encode())
         for cmd in out.commands:
             signed = cmd.signed_by(signer) if signer is not None else cmd
             await outs["commands"].send(key=cmd.key(), value=signed.encode())
@@ -130,6 +136,22 @@ def create_app(
             if out:
                 await send(out)
 
+    @app.agent(actions)
+    async def act(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            msg = event.message
+            out = proc.action(msg.value, msg.topic, msg.partition, msg.offset, now_ms())
+            if out:
+                await send(out)
+
+    @app.agent(feedback)
+    async def learn(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            msg = event.message
+            out = proc.feedback(msg.value, msg.topic, msg.partition, msg.offset, now_ms())
+            if out:
+                await send(out)
+
     @app.timer(interval=TICK_S)
     async def tick() -> None:
         out = proc.tick(now_ms())
@@ -145,14 +167,14 @@ def create_app(
             await send(out)
         except Exception:  # shutting down anyway: say what was not sent, and why
             logger.exception("shutdown: could not send the last %d aggregate frames, %d "
-                             "anomalies, %d commands", len(out.aggregate_frames),
-                             len(out.anomalies),
+                             "anomalies, %d alarm records, %d commands",
+                             len(out.aggregate_frames), len(out.anomalies), len(out.alarms),
                              len(out.commands))
         status(running=False)
 
     app.on_before_shutdown.connect(flush)  # type: ignore[arg-type]
     app.streams_status = status  # type: ignore[attr-defined]
-    del process, tick, flush
+    del process, act, learn, tick, flush
     return app
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from schemas.exceptions import MillstreamError
 
-__all__ = ["StreamsError", "WorkerError"]
+__all__ = ["AlarmActionError", "StreamsError", "WorkerError"]
 
 
 class StreamsError(MillstreamError):
@@ -21,3 +21,12 @@ class WorkerError(StreamsError):
         super().__init__(message)
         self.app_id = app_id
         self.bootstrap = bootstrap
+
+
+class AlarmActionError(StreamsError):
+    """An operator's action or feedback cannot apply to the alarm ``alarm_id`` (unknown,
+    on another machine, closed, not shelved): the message goes to the dead-letter topic."""
+
+    def __init__(self, message: str, *, alarm_id: str) -> None:
+        super().__init__(message)
+        self.alarm_id = alarm_id

@@ -6,18 +6,22 @@ commands and dead letters out.
 (sequence numbers), dead-letter what breaks the contract (unknown tags, values that are
 not finite numbers, timestamps far ahead of the worker's clock), aggregate the rest into
 windows of every configured size per (source, partition), route late readings, and hand
-each closed window of the first size to the detector and the rules. It never raises on
-bad input.
+each closed window of the first size to the detectors (:mod:`streams.detection`), their
+evidence to the alarm engine (:mod:`streams.alarms`), and both to the rules. Operators'
+alarm actions and false-positive feedback come in through ``action``/``feedback``. It
+never raises on bad input.
 
 Lifecycle: ``FrameProcessor(catalog)``; ``process(...)`` per message; ``tick(now_ms)`` on
-a timer (closes windows of silent sources); ``flush(now_ms)`` on shutdown;
-``counters()`` for the status file; ``snapshot()``/``restore()`` for the window state.
+a timer (closes windows of silent sources, expires shelving); ``flush(now_ms)`` on
+shutdown; ``counters()`` for the status file; ``snapshot()``/``restore()`` for the window
+state, ``detection_snapshot(sources)``/``detection_restore()`` for detectors and alarms.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,14 +29,17 @@ import numpy as np
 import numpy.typing as npt
 
 from schemas.aggregates import AggregateFrame
+from schemas.alarms import Alarm, AlarmAction, AnomalyFeedback
 from schemas.catalog import Catalog
 from schemas.events import Aggregate, Anomaly, Command, DeadLetter
 from schemas.exceptions import ContractError
 from schemas.late import LateReadings
+from streams.alarms import AlarmEngine
 from streams.assets import AssetIndex, AssetWindow
 from streams.decode import DecodedFrame, decode_frame
 from streams.dedup import SeqDedup
-from streams.detect import WindowDetector, detector_from_catalog
+from streams.detection import DetectionLayer
+from streams.exceptions import AlarmActionError
 from streams.rules import RuleEngine
 from streams.windows import Closed, WindowStore
 
@@ -55,12 +62,13 @@ class Output:
     assets: list[AssetWindow] = field(default_factory=list)
     late: list[LateReadings] = field(default_factory=list)
     anomalies: list[Anomaly] = field(default_factory=list)
+    alarms: list[Alarm] = field(default_factory=list)  # one per state change of an episode
     commands: list[Command] = field(default_factory=list)
     deadletters: list[DeadLetter] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.aggregate_frames or self.late or self.anomalies or self.commands
-                    or self.deadletters)
+        return bool(self.aggregate_frames or self.late or self.anomalies or self.alarms
+                    or self.commands or self.deadletters)
 
 
 class FrameProcessor:
@@ -77,7 +85,8 @@ class FrameProcessor:
         self.windows = WindowStore(self.window_specs, spec.lateness_ms, spec.idle_timeout_ms)
         self.dedup = SeqDedup(spec.dedup_tolerance)
         self.asset_index = AssetIndex(catalog)
-        self.detector: WindowDetector = detector_from_catalog(catalog)
+        self.detection = DetectionLayer(catalog)
+        self.alarms = AlarmEngine(catalog.alarms)
         self.rules = RuleEngine(catalog)
         self.count: Counter[str] = Counter()  # everything counters() reports
         self.dead_readings: Counter[str] = Counter()  # dead-lettered readings by reason
@@ -198,16 +207,67 @@ class FrameProcessor:
             out.aggregate_frames.extend(frame.chunks(self.frame_rows))
             out.assets.extend(self.asset_index.records(frame))
             self.count["aggregates"] += len(frame)
-            if c.window_ms != self.primary_ms:
-                continue
-            for agg in frame.aggregates():
-                found = self.detector.observe(agg, now_ms)
-                cmds = self.rules.evaluate(agg, found, now_ms)
-                out.aggregates.append(agg)
-                out.anomalies.extend(found)
-                out.commands.extend(cmds)
-                self.count["anomalies"] += len(found)
-                self.count["commands"] += len(cmds)
+            if c.window_ms == self.primary_ms:
+                self._detect(c, frame, now_ms, out)
+
+    def _detect(self, c: Closed, frame: AggregateFrame, now_ms: int, out: Output) -> None:
+        """Detectors, alarms and rules on one closed frame of the first window size."""
+        s = c.stats
+        bad = frozenset(c.tag[i] for i in np.flatnonzero((s.total > 0) & (s.n == 0)).tolist())
+        by_tag: dict[str, list[Anomaly]] = {}
+        alarms: list[Alarm] = []
+        for ev in self.detection.observe(frame, bad, now_ms):
+            for a in ev.anomalies:
+                by_tag.setdefault(a.tag, []).append(a)
+            out.anomalies.extend(ev.anomalies)
+            self.count["anomalies"] += len(ev.anomalies)
+            alarms += self.alarms.observe(ev, now_ms)
+        for agg in frame.aggregates():
+            cmds = self.rules.evaluate(agg, by_tag.get(agg.tag, ()), now_ms)
+            out.aggregates.append(agg)
+            out.commands.extend(cmds)
+            self.count["commands"] += len(cmds)
+        self._alarmed(alarms, now_ms, out)
+
+    def _alarmed(self, alarms: list[Alarm], now_ms: int, out: Output) -> None:
+        cmds = self.rules.on_alarms(alarms, now_ms)
+        out.alarms.extend(alarms)
+        out.commands.extend(cmds)
+        self.count["alarms"] += len(alarms)
+        self.count["commands"] += len(cmds)
+
+    def action(self, value: bytes | None, topic: str, partition: int, offset: int,
+               now_ms: int) -> Output:
+        """An operator's ack/shelve/unshelve (alarm-actions topic); a refused or malformed
+        one is dead-lettered with the reason."""
+        out = Output()
+        try:
+            self._alarmed(self.alarms.act(AlarmAction.decode(value), now_ms), now_ms, out)
+        except (ContractError, AlarmActionError) as exc:
+            reason = exc.reason if isinstance(exc, ContractError) else "alarm-action-refused"
+            detail = exc.detail if isinstance(exc, ContractError) else str(exc)
+            self._dead(out, reason, detail, topic, partition, offset, None, value)
+        return out
+
+    def feedback(self, value: bytes | None, topic: str, partition: int, offset: int,
+                 now_ms: int) -> Output:
+        """An operator's false positive (anomaly-feedback topic): the episode closes and the
+        thresholds of the detectors and tags that drove it go up."""
+        out = Output()
+        try:
+            alarms, raises = self.alarms.false_positive(AnomalyFeedback.decode(value), now_ms)
+        except (ContractError, AlarmActionError) as exc:
+            reason = exc.reason if isinstance(exc, ContractError) else "feedback-refused"
+            detail = exc.detail if isinstance(exc, ContractError) else str(exc)
+            self._dead(out, reason, detail, topic, partition, offset, None, value)
+            return out
+        for detector, subject, times in raises:
+            if not self.detection.raise_threshold(detector, subject, times):
+                logger.warning("feedback: no detector %s on %s here to raise", detector,
+                               subject)
+        self.count["feedback"] += 1
+        self._alarmed(alarms, now_ms, out)
+        return out
 
     def _frame(self, c: Closed) -> AggregateFrame | None:
         s = c.stats
@@ -246,6 +306,7 @@ class FrameProcessor:
         """Close the windows of sources that went silent (processing-time timer)."""
         out = Output()
         self._closed(self.windows.close_idle(now_ms), now_ms, out)
+        self._alarmed(self.alarms.tick(now_ms), now_ms, out)
         return out
 
     def flush(self, now_ms: int) -> Output:
@@ -264,8 +325,9 @@ class FrameProcessor:
 
     def counters(self) -> dict[str, Any]:
         keys = ("frames", "readings", "late", "bad_quality", "duplicates", "deadletters",
-                "aggregates", "anomalies", "commands")
+                "aggregates", "anomalies", "alarms", "feedback", "commands")
         return {**{k: self.count[k] for k in keys},
+                "alarm_episodes": self.alarms.raised, "alarms_open": self.alarms.open_count,
                 "dead_readings": dict(self.dead_readings),
                 "open_windows": self.windows.open_windows}
 
@@ -276,6 +338,17 @@ class FrameProcessor:
     def restore(self, snap: dict[str, Any]) -> None:
         self.windows.restore(snap["windows"])
         self.dedup.restore(snap["dedup"])
+
+    def detection_snapshot(self, sources: Collection[str] | None = None) -> dict[str, Any]:
+        """Detectors and alarm episodes of the given sources (default all), plain data."""
+        machines = None if sources is None else {
+            self.catalog.machine_path(m) for s in sources for m in self.catalog.machines_of(s)}
+        return {"detection": self.detection.snapshot(sources),
+                "alarms": self.alarms.snapshot(machines)}
+
+    def detection_restore(self, snap: dict[str, Any]) -> None:
+        self.detection.restore(snap["detection"])
+        self.alarms.restore(snap["alarms"])
 
 
 def _rank(reason: str) -> int:

@@ -2,12 +2,14 @@
 
 ``limit``: a window statistic of the rule's tag above (or below) a bound.
 ``sustained_anomaly``: N consecutive windows of the tag each with at least one anomaly;
-a window without one (or a gap: a window with no data) resets the run.
+a window without one (or a gap: a window with no data) resets the run. With ``on:
+alarms`` it fires instead when an alarm episode is raised on the tag's machine with the
+tag among its tags.
 A rule fires at most once per ``cooldown_s`` of processing time (``now_ms`` is passed in
 so tests control it).
 
 Lifecycle: ``RuleEngine(catalog)``; ``evaluate(aggregate, anomalies, now_ms)`` for every
-closed window, in window order per tag.
+closed window, in window order per tag; ``on_alarms(alarms, now_ms)`` for alarm records.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from schemas.alarms import Alarm
 from schemas.catalog import Catalog, RuleSpec
 from schemas.events import Aggregate, Anomaly, Command
 
@@ -68,24 +71,43 @@ class RuleEngine:
     def evaluate(self, agg: Aggregate, anomalies: Sequence[Anomaly], now_ms: int) -> list[Command]:
         out: list[Command] = []
         for rule in self._by_tag.get(agg.tag, ()):
+            if rule.spec.on == "alarms" and rule.spec.kind == "sustained_anomaly":
+                continue
             reason = (self._limit(rule, agg) if rule.spec.kind == "limit"
                       else self._sustained(rule, agg, anomalies))
-            if reason is None:
-                continue
-            cooldown_ms = int(rule.spec.cooldown_s * 1000)
-            if rule.last_fired_ms is not None and now_ms - rule.last_fired_ms < cooldown_ms:
-                self.suppressed += 1
-                continue
-            rule.last_fired_ms = now_ms
-            self.fired += 1
-            cmd = Command(
-                command_id=uuid.uuid4().hex, rule=rule.spec.name, machine=rule.machine,
-                setpoint=rule.setpoint, value=float(rule.spec.action.value), reason=reason,
-                issued_at=now_ms, expires_at=now_ms + COMMAND_TTL_MS,
-            )
-            logger.info("rule %s fired: %s", rule.spec.name, reason)
-            out.append(cmd)
+            out += self._fire(rule, reason, now_ms)
         return out
+
+    def on_alarms(self, alarms: Sequence[Alarm], now_ms: int) -> list[Command]:
+        """``sustained_anomaly`` rules ``on: alarms``: an episode raised on the rule tag's
+        machine that names the tag."""
+        out: list[Command] = []
+        for alarm in alarms:
+            if alarm.action != "raised":
+                continue
+            for tag in alarm.tags:
+                for rule in self._by_tag.get(tag, ()):
+                    if rule.spec.on == "alarms" and rule.spec.kind == "sustained_anomaly":
+                        out += self._fire(rule, f"alarm {alarm.alarm_id} ({alarm.severity}): "
+                                                f"{alarm.message}", now_ms)
+        return out
+
+    def _fire(self, rule: _Rule, reason: str | None, now_ms: int) -> list[Command]:
+        """The rule's command for ``reason`` (none without one, or within the cooldown)."""
+        if reason is None:
+            return []
+        cooldown_ms = int(rule.spec.cooldown_s * 1000)
+        if rule.last_fired_ms is not None and now_ms - rule.last_fired_ms < cooldown_ms:
+            self.suppressed += 1
+            return []
+        rule.last_fired_ms = now_ms
+        self.fired += 1
+        logger.info("rule %s fired: %s", rule.spec.name, reason)
+        return [Command(
+            command_id=uuid.uuid4().hex, rule=rule.spec.name, machine=rule.machine,
+            setpoint=rule.setpoint, value=float(rule.spec.action.value), reason=reason,
+            issued_at=now_ms, expires_at=now_ms + COMMAND_TTL_MS,
+        )]
 
     @staticmethod
     def _limit(rule: _Rule, agg: Aggregate) -> str | None:

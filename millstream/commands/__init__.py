@@ -11,7 +11,7 @@ import argparse
 from collections.abc import Callable
 from types import ModuleType
 
-from millstream.commands import browse, command, probe, trust
+from millstream.commands import alarm, browse, command, probe, trust
 from millstream.settings import Settings
 
 __all__ = ["MODULES", "Add", "Handler"]
@@ -19,4 +19,4 @@ __all__ = ["MODULES", "Add", "Handler"]
 Handler = Callable[[argparse.Namespace, Settings], int]
 Add = Callable[[str, Handler, str], argparse.ArgumentParser]
 
-MODULES: list[ModuleType] = [browse, probe, trust, command]
+MODULES: list[ModuleType] = [browse, probe, trust, command, alarm]
