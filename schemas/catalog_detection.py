@@ -84,9 +84,11 @@ class AlarmSpec(_Frozen):
     """From anomalies to alarm episodes per machine (ISA-18.2 states)."""
 
     # delay-on: an episode opens when this many of the last ``within_windows`` windows of
-    # the machine were anomalous
+    # the machine scored above on_score (threshold units: 1 is a detector's own threshold;
+    # an alarm asks for clearer evidence than an anomaly record)
     on_windows: int = Field(default=3, ge=1)
     within_windows: int = Field(default=5, ge=1)
+    on_score: float = Field(default=1.5, ge=1.0)
     # delay-off: it clears after this many windows in a row scoring below clear_score
     off_windows: int = Field(default=10, ge=1)
     # hysteresis: a window counts toward clearing only when its highest score (in threshold

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import statistics
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,10 +26,10 @@ from connectors.simulator.plant import Plant
 from schemas.alarms import Alarm
 from schemas.catalog import Catalog
 from schemas.events import Anomaly
-from schemas.readings import FrameBuilder
+from schemas.readings import FrameBuilder, ReadingFrame
 from streams.processor import FrameProcessor
 
-__all__ = ["Replay", "replay", "score_faults"]
+__all__ = ["T0_MS", "Replay", "plant_frames", "replay", "score_faults"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,24 +57,21 @@ class Replay:
         return dict(out)
 
 
-def replay(catalog: Catalog, plan: FaultPlan, duration_s: float, *, seed: int = 7,
-           dt: float = 0.1, frame_s: float = 0.5, apply_commands: bool = True,
-           processor: FrameProcessor | None = None) -> Replay:
-    """Run the plant for ``duration_s`` simulated seconds through a FrameProcessor."""
-    plant = Plant(catalog, seed=seed, faults=plan)
-    proc = processor or FrameProcessor(catalog)
-    out = Replay(catalog, plan, duration_s, processor=proc)
+def plant_frames(plant: Plant, duration_s: float, *, t0_ms: int = T0_MS, dt: float = 0.1,
+                 frame_s: float = 0.5) -> Iterator[tuple[int, list[ReadingFrame]]]:
+    """Step ``plant`` for ``duration_s`` simulated seconds; every ``frame_s`` the frames
+    each source would have published meanwhile, with the simulated time (Unix ms)."""
+    catalog = plant.catalog
     infos = catalog.tags()
     builders = {s.name: FrameBuilder(s.name, epoch=1, max_readings=100_000)
                 for s in catalog.sources}
     period = {s.name: max(1, round(s.interval_ms / 1000 / dt)) for s in catalog.sources}
     exception = {s.name: s.protocol in _BY_EXCEPTION for s in catalog.sources}
     sent: dict[str, float] = {}
-    steps = round(duration_s / dt)
     per_frame = max(1, round(frame_s / dt))
-    for step in range(1, steps + 1):
+    for step in range(1, round(duration_s / dt) + 1):
         values = plant.step(dt)
-        ts = T0_MS + round(plant.t * 1000)
+        ts = t0_ms + round(plant.t * 1000)
         for path, v in values.items():
             info = infos[path]
             src = info.source.name
@@ -84,13 +82,24 @@ def replay(catalog: Catalog, plan: FaultPlan, duration_s: float, *, seed: int = 
             sent[path] = v
             builders[src].add(path, ts, v)
         if step % per_frame == 0:
-            for b in builders.values():
-                frame = b.flush()
-                if frame is not None:
-                    _take(out, plant, proc.process(frame.key(), frame.encode(), "replay", 0,
-                                                   step, ts + 50), apply_commands)
-            _take(out, plant, proc.tick(ts + 50), apply_commands)
-    _take(out, plant, proc.flush(T0_MS + round(plant.t * 1000) + 50), apply_commands)
+            yield ts, [f for b in builders.values() if (f := b.flush()) is not None]
+
+
+def replay(catalog: Catalog, plan: FaultPlan, duration_s: float, *, seed: int = 7,
+           dt: float = 0.1, frame_s: float = 0.5, apply_commands: bool = True,
+           processor: FrameProcessor | None = None) -> Replay:
+    """Run the plant for ``duration_s`` simulated seconds through a FrameProcessor."""
+    plant = Plant(catalog, seed=seed, faults=plan)
+    proc = processor or FrameProcessor(catalog)
+    out = Replay(catalog, plan, duration_s, processor=proc)
+    ts = T0_MS
+    for n, (ts, frames) in enumerate(plant_frames(plant, duration_s, dt=dt,
+                                                   frame_s=frame_s)):
+        for frame in frames:
+            _take(out, plant, proc.process(frame.key(), frame.encode(), "replay", 0, n,
+                                           ts + 50), apply_commands)
+        _take(out, plant, proc.tick(ts + 50), apply_commands)
+    _take(out, plant, proc.flush(ts + 50), apply_commands)
     return out
 
 
@@ -114,7 +123,7 @@ def score_faults(run: Replay, grace_s: float = 30.0) -> dict[str, Any]:
     machines = {m.name: run.catalog.machine_path(m) for m in run.catalog.machines}
     firsts = [recs[0] for recs in run.episodes().values()]
     matched: set[str] = set()
-    faults = []
+    faults: list[dict[str, Any]] = []
     for f in run.plan.faults:
         if f.start_s >= run.duration_s:
             continue

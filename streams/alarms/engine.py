@@ -4,7 +4,8 @@
 highest score of any detector in that window, the anomalies, whether the machine runs):
 
 - **delay-on**: an episode opens when ``on_windows`` of the machine's last
-  ``within_windows`` windows scored above 1 (anomalous);
+  ``within_windows`` windows scored above ``on_score`` (1 is a detector's own threshold:
+  an alarm asks for clearer evidence than an anomaly record);
 - **hysteresis and delay-off**: it clears after ``off_windows`` windows in a row that
   scored below ``clear_score`` (or not at all); a window between the two keeps it going;
 - **states**: active (unacknowledged), acknowledged, cleared (returned to normal,
@@ -85,7 +86,7 @@ class AlarmEngine:
                 why = "the machine stopped" if suppressed else "the machine runs again"
                 out.append(self._emit(ev.asset, p, p.episode, "suppressed" if suppressed
                                       else "unsuppressed", ACTOR, why, now_ms))
-        hot = bool(np.isfinite(ev.score) and ev.score > 1.0)
+        hot = bool(np.isfinite(ev.score) and ev.score > spec.on_score)
         cold = not (np.isfinite(ev.score) and ev.score >= spec.clear_score)
         p.recent.append(hot)
         p.pending.append((ev.window_start, list(ev.anomalies)))

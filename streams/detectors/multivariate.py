@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from streams.detectors.base import F64, MAX_SCORE, Detector
+from streams.detectors.columns import small_sample
 
 __all__ = ["PCADetector"]
 
@@ -64,7 +65,8 @@ class _AssetDetector(Detector):
             self.hist.append(stat)
             del self.hist[:-self.history]
         if len(self.hist) >= 10:
-            self.thr = max(float(np.quantile(self.hist, self.quantile)) * self.margin, floor)
+            q = float(np.quantile(self.hist, self.quantile))
+            self.thr = max(q * self.margin * float(small_sample(len(self.hist))), floor)
 
     def state(self) -> dict[str, Any]:
         return {"detector": type(self).__name__, "config": self.config(),
@@ -148,7 +150,8 @@ class PCADetector(_AssetDetector):
                     del self.hist_spe[:-self.history]
                 if len(self.hist_spe) >= 10:
                     q = float(np.quantile(self.hist_spe, self.quantile))
-                    self.thr_spe = max(q * self.margin, 0.1)
+                    wide = float(small_sample(len(self.hist_spe)))
+                    self.thr_spe = max(q * self.margin * wide, 0.1)
             a = max(self.alpha, 1.0 / (self.n + 1))
             d = v - self.mean
             self.mean = self.mean + a * d

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import numpy.typing as npt
 
 from streams.detectors.base import B8, F64
 from streams.detectors.columns import ColumnDetector
@@ -49,7 +50,7 @@ def _ewma(old: F64, x: F64, alpha: float | F64, mask: B8) -> F64:
     return np.where(mask, new, old)
 
 
-def _rate(alpha: float, n: F64) -> F64:
+def _rate(alpha: float, n: npt.NDArray[np.int64]) -> F64:
     """``alpha``, or faster while fewer than ``1 / alpha`` values were learned."""
     return np.maximum(alpha, 1.0 / (n + 1.0))
 
