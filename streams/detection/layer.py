@@ -5,8 +5,9 @@ detector. Per closed window of the first size it scores every runner, turns thei
 :class:`Anomaly` events (each with its tag or machine, window, score, threshold, detector
 and ranked drivers) and gives each machine's window as :class:`AssetEvidence` (its highest
 score over every detector, its anomalies, whether it runs) for the alarm engine. Then it
-learns: only good-quality windows (``min_good_share``) of running machines that no detector
-flagged. A machine that is not running (its run-state tag, ``alarms.run_state``) is
+learns: only good-quality windows (``min_good_share``) of running machines; a tag's
+detectors not from the tag's flagged windows, a machine's not from any flagged window of
+the machine. A machine that is not running (its run-state tag, ``alarms.run_state``) is
 neither scored nor learned: its data is not normal operation.
 
 Lifecycle: ``DetectionLayer(catalog)``; ``observe(frame, bad_tags, now_ms)`` per closed
@@ -109,26 +110,32 @@ class DetectionLayer:
         hits: list[tuple[Runner, Hit]] = []
         for r in src.runners:
             if isinstance(r, AssetRunner):
-                per_machine, found = r.score(win, scored)
+                per_machine, found = r.score(win, running)
                 for m, s in per_machine.items():
                     score[m] = np.fmax(score[m], s)
             else:
                 per_tag, found = r.score(win, scored)
                 np.fmax.at(score, lay.machine_of[r.tags], per_tag)
             hits.extend((r, h) for h in found)
-        flagged = np.zeros(len(lay.machines), dtype=bool)
+        flagged = np.zeros(len(lay.machines), dtype=bool)  # any anomaly of the machine
+        tag_flagged = np.zeros(len(lay), dtype=bool)  # a per-tag detector flagged the tag
         anomalies: dict[int, list[Anomaly]] = {}
         for r, h in hits:
-            m = h.subject if isinstance(r, AssetRunner) else int(lay.machine_of[h.subject])
+            asset = isinstance(r, AssetRunner)
+            m = h.subject if asset else int(lay.machine_of[h.subject])
             flagged[m] = True
+            if not asset:
+                tag_flagged[h.subject] = True
             anomalies.setdefault(m, []).append(self._anomaly(lay, r, h, win, now_ms))
-        fit = scored & ~flagged[lay.machine_of]
+        # a tag's detectors skip its flagged windows; a machine's skip any flagged window of
+        # the machine (one anomalous tag makes the whole row unlike normal operation)
         for r in src.runners:
-            good = fit & (win.good_share >= r.spec.min_good_share)
+            good = scored & (win.good_share >= r.spec.min_good_share)
             if isinstance(r, AssetRunner):
-                r.learn({m for m in r.machines if self._machine_good(lay, good, m)})
+                r.learn({m for m in r.machines
+                         if not flagged[m] and self._machine_good(lay, good, m)})
             else:
-                r.learn(good)
+                r.learn(good & ~tag_flagged)
         self.windows += 1
         self.anomalies += sum(len(a) for a in anomalies.values())
         seen = np.zeros(len(lay.machines), dtype=bool)

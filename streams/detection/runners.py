@@ -198,13 +198,14 @@ class AssetRunner:
         return {f"{self.layout.names[lo + i]}:{f}": float(block[i, j])
                 for i in range(hi - lo) for j, f in enumerate(self.spec.features)}
 
-    def score(self, win: WindowMatrix, scored: B8) -> tuple[dict[int, float], list[Hit]]:
-        """Per machine (that is scored: running) its score, and the anomalous ones' hits."""
+    def score(self, win: WindowMatrix, running: B8) -> tuple[dict[int, float], list[Hit]]:
+        """Per running machine its score (NaN: none, e.g. a tag without a value), and the
+        anomalous machines' hits."""
         out: dict[int, float] = {}
         hits = []
         self._rows, self._flagged = {}, set()
         for m in self.machines:
-            if not scored[self.layout.starts[m]]:
+            if not running[m]:
                 continue
             x = self._row(win, m)
             self._rows[m] = x

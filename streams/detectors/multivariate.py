@@ -81,14 +81,19 @@ class _AssetDetector(Detector):
 
 
 class PCADetector(_AssetDetector):
-    """Hotelling T² and SPE of the features against an online PCA; score = the larger ratio."""
+    """Hotelling T² and SPE of the features against an online PCA; score = the larger ratio.
+
+    ``t2=False`` scores the SPE alone: only broken correlations, leaving "further than
+    usual along the usual directions" (levels that move together) to per-tag detectors.
+    """
 
     name = "pca_t2_spe"
 
     def __init__(self, variance: float = 0.9, alpha: float = 0.01, warmup: int = 50,
                  quantile: float = 0.99, margin: float = 1.5, history: int = 500,
-                 refresh: int = 10) -> None:
+                 refresh: int = 10, t2: bool = True) -> None:
         super().__init__(warmup, quantile, margin, history)
+        self.t2 = t2
         self.variance = variance
         self.alpha = alpha
         self.refresh = refresh
@@ -115,7 +120,8 @@ class PCADetector(_AssetDetector):
         t2, spe, _ = self._parts(v)
         spe_ratio = (float("nan") if not np.isfinite(self.thr_spe)
                      else min(spe / self.thr_spe, MAX_SCORE))
-        ratios = [r for r in (self._ratio(t2), spe_ratio) if np.isfinite(r)]
+        t2_ratio = self._ratio(t2) if self.t2 else float("nan")
+        ratios = [r for r in (t2_ratio, spe_ratio) if np.isfinite(r)]
         return max(ratios) if ratios and self.n >= self.warmup else float("nan")
 
     def explain(self, x: dict[str, float]) -> list[tuple[str, float]]:

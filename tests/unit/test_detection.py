@@ -174,3 +174,23 @@ def test_state_round_trip_gives_the_same_scores(catalog: Catalog) -> None:
             [x.detector for x in e.anomalies] for e in eb]
     assert any(e.anomalies for e in ea)
     assert a.snapshot(sources=["modbus-sim"])["sources"] == {}
+
+
+def test_the_readme_detector_and_alarm_examples_load(catalog: Catalog) -> None:
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = text.index("## Anomalies and alarms")
+    blocks = re.findall(r"```yaml\n(.*?)```", text[start:text.index("\n## ", start + 1)],
+                        re.DOTALL)
+    assert len(blocks) == 2
+    doc = catalog.model_dump(by_alias=True, exclude_none=True)
+    for block in blocks:
+        doc.update(yaml.safe_load(block))
+    loaded = Catalog.model_validate(doc)
+    assert [s.label for s in loaded.detector_specs()] == ["bank", "pca", "noisy"]
+    assert loaded.alarms.on_score == 1.5
+    DetectionLayer(loaded).observe(frame(0, LEVELS))  # the params configure real detectors
