@@ -44,8 +44,8 @@ WORKER = (
     "run_worker(load_catalog(), bootstrap=sys.argv[1], topics=Topics(sys.argv[2]), "
     "app_id=sys.argv[3], status_file=Path(sys.argv[4]))"
 )
-FAULT_START_S, FAULT_S, RUN_S = 60.0, 20.0, 120.0
-SPEEDUP = 10.0  # simulated seconds per real second
+FAULT_START_S, FAULT_S, RUN_S = 60.0, 20.0, 160.0
+SPEEDUP = 20.0  # simulated seconds per real second
 
 
 class AlarmTopic:
