@@ -150,6 +150,10 @@ class ColumnDetector(Detector):
         self.steps += 1
         if self.steps % self.refresh == 0 or self.steps <= self.warmup:
             self._refresh_threshold()
+        else:  # columns still without a threshold get theirs as soon as they can
+            pending = np.isnan(self.thr)
+            if pending.any():
+                self._refresh_threshold(pending)
 
     def _fit_guarded(self, x: F64, fit: B8) -> None:
         """Fit, then undo it on columns whose state stopped being finite (1e300 inputs)."""
@@ -171,8 +175,10 @@ class ColumnDetector(Detector):
             self.hist[rows, self.hist_pos[rows]] = np.minimum(raw[rows], MAX_SCORE)
             self.hist_pos[rows] = (self.hist_pos[rows] + 1) % self.history
 
-    def _refresh_threshold(self) -> None:
-        count = np.count_nonzero(~np.isnan(self.hist), axis=1)
+    def _refresh_threshold(self, only: B8 | None = None) -> None:
+        count = np.zeros(len(self.columns), dtype=np.int64)
+        rows = np.flatnonzero(only) if only is not None else slice(None)
+        count[rows] = np.count_nonzero(~np.isnan(self.hist[rows]), axis=1)
         enough = count >= min(self.warmup, 10)
         if not enough.any():
             return

@@ -57,6 +57,12 @@ def test_delay_on_needs_n_anomalous_windows_within_m() -> None:
     assert "spindle_temp mean has shifted from its usual level" in raised.message
 
 
+def test_an_alarm_needs_clearer_evidence_than_an_anomaly() -> None:
+    engine = AlarmEngine(SPEC)  # on_score 1.5
+    assert feed(engine, [1.4] * 20) == []  # anomalous windows, all of them, but weakly
+    assert [r.action for r in feed(engine, [1.6] * 3, start=20)] == ["raised"]
+
+
 def test_hysteresis_and_delay_off() -> None:
     engine = AlarmEngine(SPEC)
     [raised] = feed(engine, [3.0, 3.0, 3.0])
@@ -146,7 +152,7 @@ def test_unknown_machine_state_is_not_suppressed() -> None:
 
 def test_severity_escalates_with_the_peak_score() -> None:
     engine = AlarmEngine(SPEC)
-    [raised] = feed(engine, [1.5] * 3)
+    [raised] = feed(engine, [1.6] * 3)
     assert raised.severity == "low"
     [up] = feed(engine, [30.0], start=3)
     assert (up.action, up.severity, up.score) == ("escalated", "critical", 30.0)
