@@ -19,7 +19,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from schemas.catalog_detection import AlarmSpec, DetectorSpec, RunStateSpec
+from schemas.catalog_detection import AlarmSpec, DetectorSpec, RunStateSpec, check_detectors
 from schemas.catalog_errors import describe_validation_error
 from schemas.exceptions import CatalogError
 from schemas.mqtt import MqttSpec, parse_broker
@@ -271,7 +271,7 @@ class Catalog(_Frozen):
     sources: list[SourceSpec]
     machines: list[MachineSpec]
     streams: StreamsSpec = StreamsSpec()
-    detector: DetectorSpec = DetectorSpec()  # the one detector, when detectors is unset
+    detector: DetectorSpec | None = None  # one detector (older catalogs)
     detectors: list[DetectorSpec] | None = Field(default=None, min_length=1)
     alarms: AlarmSpec = AlarmSpec()
     rules: list[RuleSpec] = []
@@ -305,7 +305,7 @@ class Catalog(_Frozen):
                 if hs is not None and not {hs.strobe, hs.ack} <= names:
                     raise ValueError(f"setpoint {m.name}/{t.name}: handshake tags "
                                      f"{hs.strobe!r} and {hs.ack!r} must be tags of {m.name}")
-        _check_detectors(self)
+        check_detectors(self)
         for r in self.rules:
             self.info(r.tag)
             sp = self.info(r.action.setpoint)
@@ -362,25 +362,13 @@ class Catalog(_Frozen):
         return [m for m in self.machines if m.source == source]
 
     def detector_specs(self) -> list[DetectorSpec]:
-        """The detectors that run: ``detectors``, or else the single ``detector``."""
-        return list(self.detectors) if self.detectors else [self.detector]
-
-
-def _check_detectors(catalog: Catalog) -> None:
-    """Detector names are unique; the tags and machines they list exist."""
-    specs = catalog.detector_specs()
-    names = [s.label for s in specs]
-    if len(set(names)) != len(names):
-        raise ValueError(f"detector names must be unique (have {names}); give each a 'name'")
-    machines = {m.name for m in catalog.machines}
-    for s in specs:
-        for t in s.tags or ():
-            if catalog.info(t).spec.kind != "analog":
-                raise ValueError(f"detector {s.label!r}: {t} is not an analog tag")
-        unknown = sorted(set(s.machines or ()) - machines)
-        if unknown:
-            raise ValueError(f"detector {s.label!r} names unknown machine(s) {unknown} "
-                             f"(machines: {', '.join(sorted(machines))})")
+        """The detectors that run: ``detectors``, or else the single ``detector``, or else
+        the default: the univariate bank per tag and the PCA's SPE per machine."""
+        if self.detectors:
+            return list(self.detectors)
+        if self.detector is not None:
+            return [self.detector]
+        return [DetectorSpec(kind="bank"), DetectorSpec(kind="pca", params={"t2": False})]
 
 
 def _check_registers(m: MachineSpec) -> None:

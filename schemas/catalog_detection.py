@@ -12,11 +12,15 @@ hysteresis, severity and the run-state tag that suppresses a stopped machine's a
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["ASSET_KINDS", "TAG_KINDS", "AlarmSpec", "DetectorSpec", "RunStateSpec"]
+if TYPE_CHECKING:
+    from schemas.catalog import Catalog
+
+__all__ = ["ASSET_KINDS", "TAG_KINDS", "AlarmSpec", "DetectorSpec", "RunStateSpec",
+           "check_detectors"]
 
 TAG_KINDS = frozenset({"sad", "bank", "knn"})
 ASSET_KINDS = frozenset({"pca", "hst"})
@@ -112,3 +116,21 @@ class AlarmSpec(_Frozen):
         if not self.medium_score <= self.high_score <= self.critical_score:
             raise ValueError("alarms: medium_score <= high_score <= critical_score")
         return self
+
+
+def check_detectors(catalog: Catalog) -> None:
+    """Detector names are unique; the tags and machines they list exist."""
+    specs = catalog.detector_specs()
+    names = [s.label for s in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"detector names must be unique (have {names}); give each a 'name'")
+    machines = {m.name for m in catalog.machines}
+    for s in specs:
+        for t in s.tags or ():
+            if catalog.info(t).spec.kind != "analog":
+                raise ValueError(f"detector {s.label!r}: {t} is not an analog tag")
+        unknown = sorted(set(s.machines or ()) - machines)
+        if unknown:
+            raise ValueError(f"detector {s.label!r} names unknown machine(s) {unknown} "
+                             f"(machines: {', '.join(sorted(machines))})")
+

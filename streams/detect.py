@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from river import anomaly
 
-from schemas.catalog import Catalog
+from schemas.catalog import Catalog, DetectorSpec
 from schemas.events import Aggregate, Anomaly
 
 __all__ = ["DETECTOR_NAME", "GuardedSAD", "WindowDetector", "detector_from_catalog"]
@@ -136,7 +136,7 @@ class WindowDetector:
 
 def detector_from_catalog(catalog: Catalog) -> WindowDetector:
     """The detector the catalog configures, over its analog tags."""
-    spec = catalog.detector
+    spec = catalog.detector or DetectorSpec()
     analog = [path for path, info in catalog.tags().items() if info.spec.kind == "analog"]
     return WindowDetector(spec.threshold, spec.warmup_windows, spec.features, analog,
                           rebaseline_windows=spec.rebaseline_windows)

@@ -30,7 +30,7 @@ from schemas.aggregates import AggregateFrame
 from schemas.catalog import Catalog
 from schemas.events import Anomaly
 from streams.detection.layout import SourceLayout, WindowMatrix
-from streams.detection.runners import AssetRunner, Hit, Runner, runner_for
+from streams.detection.runners import AssetRunner, Hit, Runner, make_detector, runner_for
 
 __all__ = ["STATE_VERSION", "AssetEvidence", "DetectionLayer"]
 
@@ -65,7 +65,10 @@ class DetectionLayer:
         self.catalog = catalog
         self.specs = catalog.detector_specs()
         self.run_state = catalog.alarms.run_state
-        self._sources: dict[str, _Source] = {}
+        self._sources: dict[str, _Source] = {}  # built on a source's first window
+        for spec in self.specs:  # a wrong configuration fails now, not on every frame
+            if spec.kind != "sad":
+                make_detector(spec)
         self.windows = 0  # source windows scored
         self.anomalies = 0
 

@@ -19,6 +19,7 @@ import warnings
 from typing import ClassVar
 
 import numpy as np
+import numpy.typing as npt
 
 from streams.detectors.base import B8, F64, MAX_SCORE, Detector, finite_or_nan
 
@@ -27,7 +28,7 @@ __all__ = ["ColumnDetector", "small_sample"]
 logger = logging.getLogger(__name__)
 
 
-def small_sample(n: F64 | int) -> F64:
+def small_sample(n: npt.NDArray[np.int64] | int) -> F64:
     """How much wider a threshold from ``n`` values of history is made: the high quantile
     of a few values is about their maximum, below the true one (x2 at 10 values, x1.1 at
     100, x1.02 at 500)."""

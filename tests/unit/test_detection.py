@@ -194,3 +194,31 @@ def test_the_readme_detector_and_alarm_examples_load(catalog: Catalog) -> None:
     assert [s.label for s in loaded.detector_specs()] == ["bank", "pca", "noisy"]
     assert loaded.alarms.on_score == 1.5
     DetectionLayer(loaded).observe(frame(0, LEVELS))  # the params configure real detectors
+
+
+def test_catalog_detector_choices(catalog: Catalog) -> None:
+    from pydantic import ValidationError
+
+    from schemas.exceptions import CatalogError
+
+    doc = catalog.model_dump(by_alias=True, exclude_none=True)
+    doc.pop("detectors")
+    bare = Catalog.model_validate(doc)  # no detector section: the bank and the PCA's SPE
+    assert [(s.kind, s.params) for s in bare.detector_specs()] == [
+        ("bank", {}), ("pca", {"t2": False})]
+    legacy = Catalog.model_validate({**doc, "detector": {"kind": "sad", "warmup_windows": 5}})
+    layer = DetectionLayer(legacy)  # the foundation's SAD still runs, per tag and feature
+    rng = np.random.default_rng(6)
+    for i in range(30):
+        layer.observe(frame(i, LEVELS, rng=rng))
+    hot = layer.observe(frame(30, {**LEVELS, "spindle_temp": 90.0}, rng=rng))
+    assert any(a.detector == "sad" and a.tag.endswith("spindle_temp")
+               for e in hot for a in e.anomalies)
+    with pytest.raises(ValidationError, match="runs per machine"):
+        Catalog.model_validate({**doc, "detectors": [{"kind": "pca", "tags": ["cnc-01/x"]}]})
+    with pytest.raises(ValidationError, match="unique"):
+        Catalog.model_validate({**doc, "detectors": [{"kind": "bank"}, {"kind": "bank"}]})
+    wrong = Catalog.model_validate({**doc, "detectors": [{"kind": "bank",
+                                                          "params": {"warmpu": 5}}]})
+    with pytest.raises(CatalogError, match=r"warmpu.*its parameters: detectors, warmup"):
+        FrameProcessor(wrong)  # when the worker starts, not on its first frame
