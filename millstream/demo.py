@@ -36,15 +36,16 @@ __all__ = ["DEFAULT_FAULTS", "DemoOptions", "run_demo"]
 
 logger = logging.getLogger(__name__)
 
-# An overheat early enough to show the whole loop (anomaly -> rule -> command -> machine),
-# an overheat on the Sparkplug B compressor (anomalies; no rule acts on it), then one of
-# each other fault.
+# An overheat once the detectors have warmed up (the connectors join a few seconds after
+# the simulator starts) that shows the whole loop (anomaly -> alarm, limit rule -> command
+# -> machine), an overheat on the Sparkplug B compressor (an alarm; no rule acts on it),
+# then one of each other fault: one alarm episode each.
 DEFAULT_FAULTS = [
-    "overheat@cnc-01:20+40",
-    "overheat@compressor-02:30+40",
-    "pressure_loss@press-01:45+30",
-    "stuck_sensor@compressor-01/discharge_temp:70+30",
-    "bearing_wear@cnc-01:100+60",
+    "overheat@cnc-01:30+40",
+    "overheat@compressor-02:40+40",
+    "pressure_loss@press-01:55+30",
+    "stuck_sensor@compressor-01/discharge_temp:75+30",
+    "bearing_wear@cnc-01:110+60",
 ]
 
 
