@@ -194,3 +194,34 @@ def test_records_match_the_json_schema_and_round_trip() -> None:
     for r in records:
         jsonschema.validate(json.loads(r.encode()), json.loads(text))
         assert Alarm.decode(r.encode()) == r
+
+
+def _schema(topic: str) -> dict[str, object]:
+    text = resources.files("schemas").joinpath(f"jsonschema/millstream.{topic}.json").read_text()
+    doc: dict[str, object] = json.loads(text)
+    return doc
+
+
+def test_operator_messages_and_rich_anomalies_match_their_json_schemas() -> None:
+    from schemas.exceptions import ContractError
+
+    shelve = action("al-1", "shelve", 600)
+    fb = AnomalyFeedback("f1", "al-1", M, "false-positive", "bob", "", NOW)
+    machine = Anomaly("a1", M, T0, T0 + 1000, "spindle_temp:mean", 91.0, 3.5, 1.0, "pca", NOW,
+                      "asset", M, [TAG, f"{M}/coolant_temp"],
+                      [("spindle_temp:mean", 0.8), ("coolant_temp:mean", 0.2)])
+    for event, topic in ((shelve, "alarm-actions"), (fb, "anomaly-feedback"),
+                         (machine, "anomalies"), (anomaly(1, 2.0), "anomalies")):
+        jsonschema.validate(json.loads(event.encode()), _schema(topic))
+        assert type(event).decode(event.encode()) == event
+    old = json.loads(anomaly(1, 2.0).encode())
+    for key in ("scope", "asset", "tags", "drivers"):
+        del old[key]
+    jsonschema.validate(old, _schema("anomalies"))  # written before these fields existed
+    assert Anomaly.from_dict(old).tags == [TAG] and Anomaly.from_dict(old).scope == "tag"
+    with pytest.raises(ContractError, match="shelve_s"):
+        AlarmAction("x", "al-1", M, "shelve", "alice", "", NOW)
+    with pytest.raises(ContractError, match="action"):
+        AlarmAction("x", "al-1", M, "delete", "alice", "", NOW)
+    with pytest.raises(ContractError, match="drivers"):
+        Anomaly.from_dict({**old, "drivers": [["x", "high"]]})
