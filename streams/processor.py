@@ -339,16 +339,24 @@ class FrameProcessor:
         self.windows.restore(snap["windows"])
         self.dedup.restore(snap["dedup"])
 
+    def _machines(self, sources: Collection[str]) -> set[str]:
+        return {self.catalog.machine_path(m) for s in sources for m in self.catalog.machines_of(s)}
+
     def detection_snapshot(self, sources: Collection[str] | None = None) -> dict[str, Any]:
         """Detectors and alarm episodes of the given sources (default all), plain data."""
-        machines = None if sources is None else {
-            self.catalog.machine_path(m) for s in sources for m in self.catalog.machines_of(s)}
         return {"detection": self.detection.snapshot(sources),
-                "alarms": self.alarms.snapshot(machines)}
+                "alarms": self.alarms.snapshot(None if sources is None
+                                               else self._machines(sources))}
 
-    def detection_restore(self, snap: dict[str, Any]) -> None:
-        self.detection.restore(snap["detection"])
-        self.alarms.restore(snap["alarms"])
+    def detection_restore(self, snap: dict[str, Any], *, replace: bool = True) -> None:
+        """Take a :meth:`detection_snapshot`: all state (``replace``) or its sources only."""
+        self.detection.restore(snap["detection"], replace=replace)
+        self.alarms.restore(snap["alarms"], replace=replace)
+
+    def detection_drop(self, sources: Collection[str]) -> None:
+        """Forget these sources' detectors and alarms (their partition moved)."""
+        self.detection.drop(sources)
+        self.alarms.drop(self._machines(sources))
 
 
 def _rank(reason: str) -> int:

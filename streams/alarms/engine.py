@@ -21,7 +21,7 @@ benchmark can drive it faster than real time.
 
 Lifecycle: ``AlarmEngine(spec)``; ``observe(evidence, now_ms)`` per machine window, in
 window order; ``act``/``false_positive`` on operator messages; ``tick(now_ms)`` on a timer;
-``snapshot(assets)``/``restore(snap)``.
+``snapshot(assets)``/``restore(snap, replace=)``/``drop(assets)``.
 """
 
 from __future__ import annotations
@@ -248,9 +248,15 @@ class AlarmEngine:
         done = [e.to_dict() for e in self._done.values() if assets is None or e.asset in assets]
         return {"version": 1, "points": points, "done": done}
 
-    def restore(self, snap: dict[str, Any]) -> None:
+    def restore(self, snap: dict[str, Any], *, replace: bool = True) -> None:
+        """Take the machines of a :meth:`snapshot`, instead of all state (``replace``) or
+        besides the machines held."""
         if snap.get("version") != 1:
-            raise ValueError(f"alarm state version {snap.get('version')!r} is not 1")
+            raise ValueError(f"alarm state of version {snap.get('version')!r} cannot be "
+                             "restored (version 1); start without it")
+        if replace:
+            self._points.clear()
+            self._done.clear()
         for asset, d in snap["points"].items():
             self._points[asset] = _Point(
                 deque(d["recent"]),
@@ -259,6 +265,14 @@ class AlarmEngine:
                 d["quiet"], d["shelved_until"], d["suppressed"])
         for e in snap["done"]:
             self._keep(Episode.from_dict(e))
+
+    def drop(self, assets: Collection[str]) -> None:
+        """Forget these machines' alarms (their partition moved to another worker)."""
+        gone = set(assets)
+        for a in gone:
+            self._points.pop(a, None)
+        for alarm_id in [i for i, e in self._done.items() if e.asset in gone]:
+            del self._done[alarm_id]
 
 
 _RANK = ["low", "medium", "high", "critical"]

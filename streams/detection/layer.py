@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import river
 
 from schemas.aggregates import AggregateFrame
 from schemas.catalog import Catalog
@@ -194,19 +195,29 @@ class DetectionLayer:
     # -- state ---------------------------------------------------------------------------
 
     def snapshot(self, sources: Collection[str] | None = None) -> dict[str, Any]:
-        """The state of the given sources (default all) as plain data."""
-        return {"version": STATE_VERSION, "sources": {
+        """The state of the given sources (default all) as plain data, with the layout
+        version and River's (its models are pickled inside)."""
+        return {"version": STATE_VERSION, "river": river.__version__, "sources": {
             name: {"layout": src.layout.snapshot(),
                    "run_value": {str(k): v for k, v in src.run_value.items()},
                    "runners": {r.spec.label: r.snapshot() for r in src.runners}}
             for name, src in self._sources.items() if sources is None or name in sources}}
 
-    def restore(self, snap: dict[str, Any]) -> None:
-        """Restore the sources in ``snap`` (others keep their state)."""
-        if snap.get("version") != STATE_VERSION:
-            raise ValueError(f"detector state version {snap.get('version')!r} is not "
-                             f"{STATE_VERSION}; start without it (the detectors warm up)")
+    def restore(self, snap: dict[str, Any], *, replace: bool = True) -> None:
+        """Take the sources of a :meth:`snapshot`, instead of all state (``replace``) or
+        besides the sources held. Refuses another layout or River release (its pickled
+        models might not load, or mean the same)."""
+        made_with = str(snap.get("river"))
+        if snap.get("version") != STATE_VERSION or (
+                made_with.split(".")[:2] != river.__version__.split(".")[:2]):
+            raise ValueError(f"detector state of layout {snap.get('version')!r} and River "
+                             f"{made_with} cannot be restored here (layout {STATE_VERSION}, "
+                             f"River {river.__version__}); start without it: the detectors "
+                             "warm up again")
+        if replace:
+            self._sources.clear()
         for name, s in snap["sources"].items():
+            self._sources.pop(name, None)
             src = self._source(name)
             src.layout.restore(s["layout"])
             src.run_value = {int(k): float(v) for k, v in s["run_value"].items()}
@@ -217,3 +228,8 @@ class DetectionLayer:
                                 r.spec.label, name)
                     continue
                 r.restore(state)
+
+    def drop(self, sources: Collection[str]) -> None:
+        """Forget these sources (their partition moved to another worker)."""
+        for name in sources:
+            self._sources.pop(name, None)

@@ -21,6 +21,7 @@ T0 = 1_763_760_000_000
 NOW = T0 + 3_600_000
 CNC = "acme/plant1/machining/line1/cnc-01"
 COMP = "acme/plant1/utilities/air/compressor-01"
+PRESS = "acme/plant1/forming/line2/press-01"
 LEVELS = {"spindle_speed": 8000.0, "spindle_temp": 59.0, "vibration_rms": 2.0,
           "motor_current": 33.0, "coolant_temp": 23.0, "cycle_time": 36.0}
 COMP_LEVELS = {"discharge_pressure": 8.0, "discharge_temp": 79.0, "inlet_temp": 20.0,
@@ -222,3 +223,29 @@ def test_catalog_detector_choices(catalog: Catalog) -> None:
                                                           "params": {"warmpu": 5}}]})
     with pytest.raises(CatalogError, match=r"warmpu.*its parameters: detectors, warmup"):
         FrameProcessor(wrong)  # when the worker starts, not on its first frame
+
+
+def test_per_source_state_moves_between_processors(catalog: Catalog) -> None:
+    """A partition's sources hand their detectors and alarms over (checkpoint, rebalance)."""
+    a = FrameProcessor(catalog)
+    rng = np.random.default_rng(8)
+    alarms = _run(a, 0, [0.0] * 60 + [3.0] * 6, rng)  # cnc-01 (opcua-sim) alarms
+    [raised] = [x for x in alarms if x.action == "raised"]
+    a.detection.observe(frame(0, {"hydraulic_pressure": 200.0}, PRESS, "modbus-sim"))
+    snap = json.loads(json.dumps(a.detection_snapshot(["opcua-sim"])))
+    assert set(snap["detection"]["sources"]) == {"opcua-sim"}
+    assert set(snap["alarms"]["points"]) == {CNC}
+    b = FrameProcessor(catalog)
+    b.detection.observe(frame(0, {"hydraulic_pressure": 200.0}, PRESS, "modbus-sim"))
+    b.detection_restore(snap, replace=False)  # keeps modbus-sim
+    assert set(b.detection._sources) == {"opcua-sim", "modbus-sim"}
+    assert b.alarms.find(raised.alarm_id) is not None and b.alarms.open_count == 1
+    later_a = _run(a, 66, [0.0] * 30, np.random.default_rng(9))
+    later_b = _run(b, 66, [0.0] * 30, np.random.default_rng(9))
+    assert [(x.alarm_id, x.action, x.version) for x in later_a] == [
+        (x.alarm_id, x.action, x.version) for x in later_b] == [(raised.alarm_id, "cleared", 2)]
+    b.detection_drop(["opcua-sim"])
+    assert set(b.detection._sources) == {"modbus-sim"} and b.alarms.find(raised.alarm_id) is None
+    with pytest.raises(ValueError, match="River"):
+        b.detection.restore({**snap["detection"], "river": "0.1.0"})
+
