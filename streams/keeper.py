@@ -12,6 +12,12 @@ after it are processed again, and their windows come out again with the same val
 Without a state topic (``interval_s == 0``, memory only) it only commits offsets after the
 results are acknowledged; state is lost on a crash, as before checkpoints existed.
 
+Operators' alarm actions and false-positive feedback (:meth:`StateKeeper.operator`) come
+from topics partitioned as the readings: their effect is part of the state of the partition
+holding the alarm's machine, and their next offsets (``inputs``) are saved, committed and
+restored with the readings partition of the same number, so a restart neither loses nor
+repeats one.
+
 Lifecycle: ``StateKeeper(...)``; ``await assigned(ps)``/``await revoked(ps)`` from the
 rebalance callbacks; ``await process(...)`` per message; ``await tick()`` on a timer;
 ``await stop(flush)`` at shutdown. One lock serialises them, so a checkpoint never sees a
@@ -46,7 +52,11 @@ class ConsumerControl(Protocol):
 
     async def commit(self, offsets: dict[int, int]) -> None: ...
 
-    async def seek(self, partition: int, offset: int) -> None: ...
+    async def seek(self, partition: int, offset: int, topic: str | None = None) -> None:
+        """Seek the readings topic's ``partition`` (or that of ``topic``, co-partitioned)."""
+
+    async def commit_inputs(self, offsets: dict[str, dict[int, int]]) -> None:
+        """Commit offsets of the operator topics: topic -> partition -> offset."""
 
     def highwater(self, partition: int) -> int | None:
         """The offset after the partition's newest message, as last fetched (None:
@@ -61,6 +71,7 @@ class _Part:
     stale: list[bytes] = field(default_factory=list)  # chunk keys to tombstone next time
     owned: bool = True  # False between a revocation and the next assignment
     dirty: bool = False  # results sent or state changed since the last checkpoint
+    inputs: dict[str, int] = field(default_factory=dict)  # operator topic -> next offset
 
 
 class StateKeeper:
@@ -121,6 +132,29 @@ class StateKeeper:
             if out:
                 await self.outputs.send(partition, out)
 
+    async def operator(self, kind: str, value: bytes | None, topic: str, partition: int,
+                       offset: int) -> None:
+        """An operator's alarm action (``kind`` "action") or false positive ("feedback")
+        from ``topic``'s ``partition``; its records go out with the partition holding the
+        alarm's machine, whose next checkpoint holds its effect."""
+        async with self._lock:
+            part = self._parts.get(partition)
+            if part is None or not part.owned:
+                self.stats["skipped"] += 1  # read again from the committed offset
+                return
+            if offset < part.inputs.get(topic, -1):
+                self.stats["replayed"] += 1  # already in the restored state
+                return
+            out, owner = self.proc.operator(kind, value, topic, partition, offset, now_ms())
+            part.inputs[topic] = offset + 1
+            part.dirty = True
+            holder = self._parts.get(owner)
+            if holder is None or not holder.owned:
+                owner, holder = partition, part
+            holder.dirty = True
+            if out:
+                await self.outputs.send(owner, out)
+
     def _caught_up(self, partition: int) -> bool:
         """Has every message of the partition fetched so far been processed? Only then is
         a source without frames silent, rather than waiting in the consumer."""
@@ -156,6 +190,7 @@ class StateKeeper:
             if self.state is None:
                 await self.outputs.flush()
                 await self.consumer.commit({partition: part.next_offset})
+                await self._commit_inputs(partition, part)
             else:
                 await self._checkpoint(partition, part)
         except Exception:
@@ -169,13 +204,16 @@ class StateKeeper:
     async def _checkpoint(self, partition: int, part: _Part) -> None:
         assert self.state is not None and part.next_offset is not None
         t0 = time.perf_counter()
-        blob = encode_state(self.proc.snapshot(partition, arrays=True))
+        doc = self.proc.snapshot(partition, arrays=True)
+        doc["inputs"] = dict(part.inputs)
+        blob = encode_state(doc)
         ck = Checkpoint(self.app_id, partition, part.seq + 1, part.next_offset, blob, now_ms())
         records = checkpoint_records(ck, part.stale)
         await self.outputs.checkpoint(partition, records, self.state.state_partition(partition),
-                                      ck.offset)
+                                      ck.offset, inputs=part.inputs)
         if not self.outputs.transactional:
             await self.consumer.commit({partition: ck.offset})
+            await self._commit_inputs(partition, part)
         part.seq = ck.seq
         part.stale = ck.chunk_keys()  # tombstoned by the next checkpoint
         self.stats["checkpoints"] += 1
@@ -183,6 +221,11 @@ class StateKeeper:
         self.stats["checkpoint_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         logger.debug("checkpoint %d of partition %d at offset %d: %d bytes in %.1f ms", ck.seq,
                      partition, ck.offset, len(blob), self.stats["checkpoint_ms"])
+
+    async def _commit_inputs(self, partition: int, part: _Part) -> None:
+        if part.inputs:
+            await self.consumer.commit_inputs({t: {partition: o}
+                                               for t, o in part.inputs.items()})
 
     # -- rebalancing --------------------------------------------------------------------
     async def revoked(self, partitions: Collection[int]) -> None:
@@ -223,9 +266,12 @@ class StateKeeper:
             reader = await self.state.load(partition)
             ck, stale = reader.result(), reader.stale
         offset = committed
+        inputs: dict[str, int] = {}
         if ck is not None:
             try:
-                self.proc.restore(decode_state(ck.blob), partition, now_ms())
+                doc = decode_state(ck.blob)
+                self.proc.restore(doc, partition, now_ms())
+                inputs = {str(t): int(o) for t, o in doc.get("inputs", {}).items()}
             except StateVersionError as exc:
                 raise StateVersionError(
                     f"checkpoint {ck.seq} of partition {partition} ({exc.what}; key "
@@ -244,8 +290,12 @@ class StateKeeper:
             # over: commit first, so that seek lands where this one does
             await self.consumer.commit({partition: offset})
             await self.consumer.seek(partition, offset)
+        if inputs:  # the operator topics: where the checkpoint's state ends, as above
+            await self.consumer.commit_inputs({t: {partition: o} for t, o in inputs.items()})
+            for t, o in inputs.items():
+                await self.consumer.seek(partition, o, t)
         self._parts[partition] = _Part(next_offset=offset, saved_offset=offset,
-                                       seq=ck.seq if ck else 0, stale=stale)
+                                       seq=ck.seq if ck else 0, stale=stale, inputs=inputs)
 
     async def stop(self, flush: bool) -> Output:
         """Shutdown: with ``flush`` close every open window first (the end of a run);

@@ -6,15 +6,18 @@ commands and dead letters out.
 (sequence numbers), dead-letter what breaks the contract (unknown tags, values that are
 not finite numbers, timestamps far ahead of the worker's clock), aggregate the rest into
 windows of every configured size per (source, partition), route late readings, and hand
-each closed window of the first size to the detector and the rules. Limit rules that a
-single reading decides are checked on every reading as it arrives (:mod:`streams.fastpath`).
-It never raises on bad input.
+each closed window of the first size to the detectors and the alarm engine
+(:mod:`streams.alarming`) and the rules. Limit rules that a single reading decides are
+checked on every reading as it arrives (:mod:`streams.fastpath`). Operators' alarm actions
+and false-positive feedback come in through :meth:`FrameProcessor.operator`. It never
+raises on bad input.
 
 Lifecycle: ``FrameProcessor(catalog)``; ``process(...)`` per message; ``tick(now_ms)`` on
-a timer (closes windows of silent sources); ``flush(now_ms)`` at the end of a run;
-``counters()`` for the status file. ``snapshot(partition)``/``restore(snap, partition)``/
-``drop(partition)`` hand one Kafka partition's state (windows, dedup, detector, rules) over
-as plain data: the unit a checkpoint saves and a rebalance moves.
+a timer (closes windows of silent sources, expires shelving); ``flush(now_ms)`` at the end
+of a run; ``counters()`` for the status file. ``snapshot(partition)``/``restore(snap,
+partition)``/``drop(partition)`` hand one Kafka partition's state (windows, dedup,
+detectors, alarm episodes, rules) over as plain data: the unit a checkpoint saves and a
+rebalance moves.
 """
 
 from __future__ import annotations
@@ -28,15 +31,16 @@ import numpy as np
 import numpy.typing as npt
 
 from schemas.aggregates import AggregateFrame
+from schemas.alarms import Alarm
 from schemas.catalog import Catalog
 from schemas.events import Aggregate, Anomaly, Command, DeadLetter
 from schemas.exceptions import ContractError
 from schemas.late import LateReadings
+from streams.alarming import AlarmStage
 from streams.assets import AssetIndex, AssetWindow
 from streams.decode import DecodedFrame, decode_frame
 from streams.dedup import SeqDedup
-from streams.detect import WindowDetector, detector_from_catalog
-from streams.exceptions import StateVersionError
+from streams.exceptions import AlarmActionError, StateVersionError
 from streams.fastpath import FastPath
 from streams.rules import RuleEngine
 from streams.windows import Closed, WindowStore
@@ -61,12 +65,13 @@ class Output:
     assets: list[AssetWindow] = field(default_factory=list)
     late: list[LateReadings] = field(default_factory=list)
     anomalies: list[Anomaly] = field(default_factory=list)
+    alarms: list[Alarm] = field(default_factory=list)  # one per state change of an episode
     commands: list[Command] = field(default_factory=list)
     deadletters: list[DeadLetter] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.aggregate_frames or self.late or self.anomalies or self.commands
-                    or self.deadletters)
+        return bool(self.aggregate_frames or self.late or self.anomalies or self.alarms
+                    or self.commands or self.deadletters)
 
 
 class FrameProcessor:
@@ -83,8 +88,8 @@ class FrameProcessor:
         self.windows = WindowStore(self.window_specs, spec.lateness_ms, spec.idle_timeout_ms)
         self.dedup = SeqDedup(spec.dedup_tolerance)
         self.asset_index = AssetIndex(catalog)
-        self.detector: WindowDetector = detector_from_catalog(catalog)
         self.rules = RuleEngine(catalog, [r for r in catalog.rules if not r.per_reading])
+        self.alarming = AlarmStage(catalog, self.rules)
         self.fastpath = FastPath(catalog, [r for r in catalog.rules if r.per_reading])
         self.count: Counter[str] = Counter()  # everything counters() reports
         self.dead_readings: Counter[str] = Counter()  # dead-lettered readings by reason
@@ -218,14 +223,46 @@ class FrameProcessor:
             self.count["aggregates"] += len(frame)
             if c.window_ms != self.primary_ms:
                 continue
+            found, alarms = self.alarming.observe(c, frame, now_ms)
+            out.anomalies.extend(found)
+            self.count["anomalies"] += len(found)
+            by_tag: dict[str, list[Anomaly]] = {}
+            for a in found:
+                by_tag.setdefault(a.tag, []).append(a)
             for agg in frame.aggregates():
-                found = self.detector.observe(agg, now_ms)
-                cmds = self.rules.evaluate(agg, found, now_ms)
+                cmds = self.rules.evaluate(agg, by_tag.get(agg.tag, ()), now_ms)
                 out.aggregates.append(agg)
-                out.anomalies.extend(found)
                 out.commands.extend(cmds)
-                self.count["anomalies"] += len(found)
                 self.count["commands"] += len(cmds)
+            self._alarmed(alarms, now_ms, out)
+
+    def _alarmed(self, alarms: list[Alarm], now_ms: int, out: Output) -> None:
+        cmds = self.alarming.on_alarms(alarms, now_ms)
+        out.alarms.extend(alarms)
+        out.commands.extend(cmds)
+        self.count["alarms"] += len(alarms)
+        self.count["alarms_raised"] += sum(a.action == "raised" for a in alarms)
+        self.count["commands"] += len(cmds)
+
+    def operator(self, kind: str, value: bytes | None, topic: str, partition: int,
+                 offset: int, now_ms: int) -> tuple[Output, int]:
+        """An operator's alarm action (``kind`` "action": ack/shelve/unshelve) or feedback
+        ("feedback": false positive), and the partition whose state it changed: the one
+        holding the alarm's machine. One that cannot apply (malformed, unknown alarm,
+        machine not held here) is dead-lettered with the reason (and ``partition``)."""
+        out = Output()
+        try:
+            alarms, owner = self.alarming.apply(kind, value, now_ms, self.sources)
+        except ContractError as exc:
+            self._dead(out, exc.reason, exc.detail, topic, partition, offset, None, value)
+            return out, partition
+        except AlarmActionError as exc:
+            self._dead(out, "alarm-action-refused" if kind == "action" else "feedback-refused",
+                       str(exc), topic, partition, offset, None, value)
+            return out, partition
+        self.count["feedback"] += kind == "feedback"
+        self._alarmed(alarms, now_ms, out)
+        return out, owner
 
     def _frame(self, c: Closed) -> AggregateFrame | None:
         s = c.stats
@@ -269,6 +306,8 @@ class FrameProcessor:
         tags = None if partition is None else self._owned(partition)[1]
         out.commands.extend(cmds := self.fastpath.tick(now_ms, tags))
         self.count["commands"] += len(cmds)
+        sources = None if partition is None else self._owned(partition)[0]
+        self._alarmed(self.alarming.tick(now_ms, sources), now_ms, out)
         return out
 
     def flush(self, now_ms: int, partition: int | None = None) -> Output:
@@ -287,9 +326,9 @@ class FrameProcessor:
 
     def counters(self) -> dict[str, Any]:
         keys = ("frames", "readings", "late", "bad_quality", "duplicates", "deadletters",
-                "aggregates", "anomalies", "commands",
-                "alarms_raised")  # count["alarms_raised"]: where alarms are raised
+                "aggregates", "anomalies", "commands", "alarms", "alarms_raised", "feedback")
         return {**{k: self.count[k] for k in keys},
+                "alarms_open": self.alarming.alarms.open_count,
                 "dead_readings": dict(self.dead_readings),
                 "fastpath": self.fastpath.counters(),
                 "open_windows": self.windows.open_windows}
@@ -308,14 +347,16 @@ class FrameProcessor:
 
     def snapshot(self, partition: int | None = None, *, arrays: bool = False) -> dict[str, Any]:
         """The state of one partition (or all) as plain data: its windows, the sequence
-        numbers seen of its sources, and the detector's and rules' memory of its tags.
+        numbers seen of its sources, its sources' detectors and their machines' alarms, and
+        the rules' memory of its tags.
         Strict JSON, unless ``arrays`` keeps the window columns as NumPy arrays (then
         encode it before the next ``process``: they are the live arrays)."""
         sources, tags = self._owned(partition)
         return {"version": STATE_VERSION, "config": self._config(),
                 "windows": self.windows.snapshot(partition, arrays=arrays),
                 "sources": sorted(sources), "dedup": self.dedup.snapshot(sources),
-                "detector": self.detector.snapshot(tags), "rules": self.rules.snapshot(tags),
+                "alarming": self.alarming.snapshot(sources, strict=not arrays),
+                "rules": self.rules.snapshot(tags),
                 "fastpath": self.fastpath.snapshot(tags)}
 
     def restore(self, snap: dict[str, Any], partition: int | None = None,
@@ -336,7 +377,11 @@ class FrameProcessor:
             self.drop(partition)
         self.windows.restore(snap["windows"], partition, now_ms)
         self.dedup.restore(snap["dedup"], replace=whole)
-        self.detector.restore(snap["detector"], replace=whole)
+        if "alarming" in snap:
+            self.alarming.restore(snap["alarming"], replace=whole)
+        else:  # a checkpoint from before alarms: the detectors warm up again
+            logger.warning("the saved state has no detector or alarm state: the detectors "
+                           "of its sources warm up again")
         self.rules.restore(snap["rules"], replace=whole)
         self.fastpath.restore(snap.get("fastpath", {}), replace=whole)
         if whole:
@@ -354,7 +399,7 @@ class FrameProcessor:
         self.sources.pop(partition, None)
         others_sources, others_tags = self._owned(None)
         self.dedup.drop(sources - others_sources)
-        self.detector.drop(tags - others_tags)
+        self.alarming.drop(sources - others_sources)
         self.rules.drop(tags - others_tags)
         self.fastpath.drop(tags - others_tags)
 
