@@ -12,10 +12,10 @@ closes the windows of silent sources, checkpoints every ``checkpoint_interval_s`
 rewrites the status file.
 
 State survives a crash and moves with its partition. Per input partition the keeper
-writes a checkpoint (the partition's windows, dedup, detector and rule state, and the next
-input offset) to the compacted ``<prefix>.streams-state`` topic, and commits the input
-offset only then: Faust's own offset commits are off (``acks=False`` on the readings
-topic), so nothing commits ahead of the saved state. On a revocation the partition is
+writes a checkpoint (the partition's windows, dedup, detector, alarm and rule state, and
+the next input offsets) to the compacted ``<prefix>.streams-state`` topic, and commits the
+input offsets only then: Faust's own offset commits are off (``acks=False`` on the
+readings and operator topics), so nothing commits ahead of the saved state. On a revocation the partition is
 checkpointed; on an assignment it is restored from its newest checkpoint and the consumer
 seeks there. ``guarantee="at_least_once"`` may send a window again after a crash (the same
 values; ClickHouse collapses them); ``"exactly_once"`` puts results, checkpoint and offset in
