@@ -45,18 +45,23 @@ class AlarmStage:
         self.detection = DetectionLayer(catalog)
         self.alarms = AlarmEngine(catalog.alarms)
         self.rules = rules
+        self.errors = 0  # closed frames whose detection failed
         self._sources_of: dict[str, set[str]] = {}  # machine path -> its sources
         for m in catalog.machines:
             self._sources_of.setdefault(catalog.machine_path(m), set()).add(m.source)
 
     def machines(self, sources: Collection[str]) -> set[str]:
-        """The machine paths of these sources."""
-        return {self.catalog.machine_path(m) for s in sources
-                for m in self.catalog.machines_of(s)}
+        """The machine paths of these sources: the catalog's, and those a source that is
+        not in the catalog carried."""
+        return {p for s in sources for p in (
+            *(self.catalog.machine_path(m) for m in self.catalog.machines_of(s)),
+            *self.detection.machines_seen(s))}
 
-    def sources_of(self, asset: str) -> set[str]:
-        """The sources that carry a machine's readings (none if it is not in the catalog)."""
-        return self._sources_of.get(asset, set())
+    def sources_of(self, asset: str, held: Collection[str] = ()) -> set[str]:
+        """The sources that carry a machine's readings: the catalog's, and those of
+        ``held`` that carried it."""
+        return self._sources_of.get(asset, set()) | {
+            s for s in held if asset in self.detection.machines_seen(s)}
 
     def observe(self, c: Closed, frame: AggregateFrame, now_ms: int
                 ) -> tuple[list[Anomaly], list[Alarm]]:
@@ -66,9 +71,15 @@ class AlarmStage:
         bad = frozenset(c.tag[i] for i in np.flatnonzero((s.total > 0) & (s.n == 0)).tolist())
         anomalies: list[Anomaly] = []
         alarms: list[Alarm] = []
-        for ev in self.detection.observe(frame, bad, now_ms):
-            anomalies.extend(ev.anomalies)
-            alarms += self.alarms.observe(ev, now_ms)
+        try:
+            for ev in self.detection.observe(frame, bad, now_ms):
+                anomalies.extend(ev.anomalies)
+                alarms += self.alarms.observe(ev, now_ms)
+        except Exception:  # a detector's bug must not stop the windows (nor kill a tick)
+            self.errors += 1
+            logger.exception("detection failed on %d windows of %s from %d; their anomalies "
+                             "and alarms are lost, the aggregates are not", len(frame),
+                             frame.source, min(frame.window_start, default=0))
         return anomalies, alarms
 
     def on_alarms(self, alarms: list[Alarm], now_ms: int) -> list[Command]:
@@ -80,7 +91,7 @@ class AlarmStage:
         records and the partition of ``held`` (partition -> sources) holding the alarm's
         machine. ContractError if malformed, AlarmActionError if it cannot apply here."""
         msg = AlarmAction.decode(value) if kind == "action" else AnomalyFeedback.decode(value)
-        wanted = self.sources_of(msg.asset)
+        wanted = self.sources_of(msg.asset, {s for ss in held.values() for s in ss})
         owner = next((p for p in sorted(held) if wanted & set(held[p])), None)
         if owner is None:
             raise AlarmActionError(
@@ -130,8 +141,9 @@ class AlarmStage:
 
     def drop(self, sources: Collection[str]) -> None:
         """Forget these sources' detectors and their machines' alarms."""
+        machines = self.machines(sources)  # before the detectors that know them go
         self.detection.drop(sources)
-        self.alarms.drop(self.machines(sources))
+        self.alarms.drop(machines)
 
 
 def _strict(x: Any) -> Any:

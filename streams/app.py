@@ -11,17 +11,18 @@ keeper applies them to that partition's state (:meth:`StateKeeper.operator`). Th
 closes the windows of silent sources, checkpoints every ``checkpoint_interval_s`` and
 rewrites the status file.
 
-State survives a crash and moves with its partition. Per input partition the keeper
-writes a checkpoint (the partition's windows, dedup, detector, alarm and rule state, and
-the next input offsets) to the compacted ``<prefix>.streams-state`` topic, and commits the
-input offsets only then: Faust's own offset commits are off (``acks=False`` on the
-readings and operator topics), so nothing commits ahead of the saved state. On a revocation the partition is
-checkpointed; on an assignment it is restored from its newest checkpoint and the consumer
-seeks there. ``guarantee="at_least_once"`` may send a window again after a crash (the same
-values; ClickHouse collapses them); ``"exactly_once"`` puts results, checkpoint and offset in
-one Kafka transaction per partition (:class:`streams.outputs.ExactlyOnceOutputs`; Faust's own
-exactly-once is not used: faust-streaming's has open bugs that send outside the
-transaction). ``checkpoint_interval_s=0`` keeps state in memory only.
+State survives a crash and moves with its partition. Per input partition the keeper writes
+a checkpoint (the partition's windows, dedup, detector, alarm and rule state, and the next
+input offsets) to the compacted ``<prefix>.streams-state`` topic, and commits the input
+offsets only then: Faust's own offset commits are off (``acks=False`` on the readings and
+operator topics), so nothing commits ahead of the saved state. On a revocation the
+partition is checkpointed; on an assignment it is restored from its newest checkpoint and
+the consumer seeks there. ``guarantee="at_least_once"`` may send a window again after a
+crash (the same values; ClickHouse collapses them); ``"exactly_once"`` puts results,
+checkpoint and offset in one Kafka transaction per partition
+(:class:`streams.outputs.ExactlyOnceOutputs`; Faust's own exactly-once is not used:
+faust-streaming's has open bugs that send outside the transaction).
+``checkpoint_interval_s=0`` keeps state in memory only.
 
 On a graceful stop the keeper checkpoints; with ``flush_on_stop`` (memory only: always) it
 first closes every open window, for the end of a run rather than a restart.

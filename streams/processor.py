@@ -329,6 +329,7 @@ class FrameProcessor:
                 "aggregates", "anomalies", "commands", "alarms", "alarms_raised", "feedback")
         return {**{k: self.count[k] for k in keys},
                 "alarms_open": self.alarming.alarms.open_count,
+                "detection_errors": self.alarming.errors,
                 "dead_readings": dict(self.dead_readings),
                 "fastpath": self.fastpath.counters(),
                 "open_windows": self.windows.open_windows}

@@ -58,6 +58,7 @@ class _Source:
     layout: SourceLayout
     runners: list[Runner]
     run_value: dict[int, float] = field(default_factory=dict)  # machine -> run-state value
+    seen: set[int] = field(default_factory=set)  # machines it carried evidence of
 
 
 class DetectionLayer:
@@ -147,6 +148,7 @@ class DetectionLayer:
         seen[lay.machine_of[win.present]] = True
         for m in win.run_value:
             seen[m] = True
+        src.seen.update(np.flatnonzero(seen).tolist())
         return [AssetEvidence(lay.machines[m], win.window_start, win.window_end,
                               float(score[m]), tuple(anomalies.get(m, ())), states[m])
                 for m in np.flatnonzero(seen).tolist()]
@@ -202,6 +204,7 @@ class DetectionLayer:
         return {"version": STATE_VERSION, "river": river.__version__, "sources": {
             name: {"layout": src.layout.snapshot(),
                    "run_value": {str(k): v for k, v in src.run_value.items()},
+                   "seen": sorted(src.seen),
                    "runners": {r.spec.label: r.snapshot() for r in src.runners}}
             for name, src in self._sources.items() if sources is None or name in sources}}
 
@@ -222,6 +225,7 @@ class DetectionLayer:
             src = self._source(name)
             src.layout.restore(s["layout"])
             src.run_value = {int(k): float(v) for k, v in s["run_value"].items()}
+            src.seen = {int(m) for m in s.get("seen", ())}
             for r in src.runners:
                 state = s["runners"].get(r.spec.label)
                 if state is None:
@@ -229,6 +233,11 @@ class DetectionLayer:
                                 r.spec.label, name)
                     continue
                 r.restore(state)
+
+    def machines_seen(self, source: str) -> list[str]:
+        """The machines ``source`` carried evidence of here (none if it is not held)."""
+        src = self._sources.get(source)
+        return [] if src is None else [src.layout.machines[m] for m in sorted(src.seen)]
 
     def drop(self, sources: Collection[str]) -> None:
         """Forget these sources (their partition moved to another worker)."""

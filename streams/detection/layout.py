@@ -7,7 +7,8 @@ their good-quality share, and the machines' run state. Sources that report by ex
 (OPC-UA subscriptions, MQTT/Sparkplug B) send nothing while a value does not change, so a
 tag without readings in a window *held its value*: it gets the last value it had (std 0),
 which is what lets a stuck sensor be seen at all. A polled source (Modbus) has no such
-rule: a missing tag is missing.
+rule: a missing tag is missing. A source that is not in the catalog (its frames' tags are)
+covers every machine of the catalog, with no holding: nothing says how it reports.
 
 Lifecycle: ``SourceLayout(catalog, source)``; ``windows(frame, bad_tags)`` per closed
 frame of the first window size; ``snapshot()``/``restore()`` for the held values.
@@ -53,9 +54,13 @@ class SourceLayout:
     """The analog tags of one source's machines, machine by machine, and their held values."""
 
     def __init__(self, catalog: Catalog, source: str) -> None:
-        spec = catalog.source(source)
+        known = any(s.name == source for s in catalog.sources)
         self.source = source
-        self.by_exception = spec.protocol in _BY_EXCEPTION
+        self.by_exception = known and catalog.source(source).protocol in _BY_EXCEPTION
+        if not known:
+            logger.warning("source %s is not in the catalog: its detectors cover every "
+                           "machine of the catalog; name it under sources: so that they "
+                           "cover its own machines", source)
         self.tags: list[str] = []
         self.names: list[str] = []  # short tag names, for messages
         self.machines: list[str] = []  # machine paths, in order
@@ -63,7 +68,7 @@ class SourceLayout:
         starts: list[int] = []
         self._code: dict[str, int] = {}  # analog tag -> index >= 0; run tag -> -2 - machine
         run = catalog.alarms.run_state
-        for m in catalog.machines_of(source):
+        for m in catalog.machines_of(source) if known else catalog.machines:
             analog = [t for t in m.tags if t.kind == "analog"]
             if not analog:
                 continue

@@ -20,9 +20,10 @@ LEVELS = {"spindle_speed": 8000.0, "spindle_temp": 59.0, "vibration_rms": 2.0,
 WARM, HOT, COOL = 60, 6, 40  # seconds: normal, spindle_temp +3 degC, normal again
 
 
-def _readings(i: int, bump: float, rng: np.random.Generator) -> bytes:
+def _readings(i: int, bump: float, rng: np.random.Generator, source: str = "opcua-sim"
+              ) -> bytes:
     """Second ``i`` of cnc-01 (10 readings per tag), spindle_temp raised by ``bump``."""
-    fb = FrameBuilder("opcua-sim", epoch=1, next_seq=1 + 60 * i)
+    fb = FrameBuilder(source, epoch=1, next_seq=1 + 60 * i)
     for name, level in LEVELS.items():
         for j in range(10):
             v = level + (bump if name == "spindle_temp" else 0.0)
@@ -121,3 +122,31 @@ def test_a_replay_raises_the_same_alarm_id(catalog: Catalog) -> None:
     a, b = run(), run()
     assert a and [x.alarm_id for x in a] == [x.alarm_id for x in b]
     assert a[0].started_at >= T0 + WARM * 1000 - 5000
+
+
+def test_a_source_not_in_the_catalog_keeps_its_machines_alarms_in_its_partition(
+        catalog: Catalog) -> None:
+    """Frames of catalog tags from a source the catalog does not name (a gateway, a test
+    feed) are detected on too; the machines it carried are its partition's: their alarms
+    move with its checkpoint, operators' actions find them, and a drop forgets them."""
+    proc = FrameProcessor(catalog)
+    rng = np.random.default_rng(11)
+    alarms: list[Alarm] = []
+    for i, bump in enumerate([0.0] * WARM + [3.0] * HOT):
+        out = proc.process(None, _readings(i, bump, rng, "gateway-7"), "r", 2, i, _at(i))
+        assert not out.deadletters
+        alarms += out.alarms
+    [raised] = [a for a in alarms if a.action == "raised"]
+    assert raised.asset == CNC
+    assert proc.alarming.machines(["gateway-7"]) == {CNC}
+    out, owner = proc.operator("action", _ack(raised), "t.alarm-actions", 2, 0, _at(70))
+    assert owner == 2 and [a.state for a in out.alarms] == ["acknowledged"]
+    snap = decode_state(encode_state(proc.snapshot(2, arrays=True)))
+    assert set(snap["alarming"]["alarms"]["points"]) == {CNC}
+    proc.drop(2)
+    assert proc.alarming.alarms.find(raised.alarm_id) is None
+    fresh = FrameProcessor(catalog)
+    fresh.restore(snap, 2, _at(70))
+    episode = fresh.alarming.alarms.find(raised.alarm_id)
+    assert episode is not None and episode.acknowledged
+    assert fresh.alarming.machines(["gateway-7"]) == {CNC}
