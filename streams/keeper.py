@@ -184,12 +184,14 @@ class StateKeeper:
         """Checkpoint (or, memory only, commit) ``partition`` if anything changed. A
         failure under at-least-once is logged and retried next time unless ``strict``."""
         part = self._parts[partition]
-        if part.next_offset is None or not (part.dirty or part.saved_offset != part.next_offset):
-            return
+        if (part.next_offset is None and not part.inputs) or not (
+                part.dirty or part.saved_offset != part.next_offset):
+            return  # (a partition with operator messages but no readings yet is saved)
         try:
             if self.state is None:
                 await self.outputs.flush()
-                await self.consumer.commit({partition: part.next_offset})
+                if part.next_offset is not None:
+                    await self.consumer.commit({partition: part.next_offset})
                 await self._commit_inputs(partition, part)
             else:
                 await self._checkpoint(partition, part)
@@ -202,12 +204,14 @@ class StateKeeper:
         part.saved_offset, part.dirty = part.next_offset, False
 
     async def _checkpoint(self, partition: int, part: _Part) -> None:
-        assert self.state is not None and part.next_offset is not None
+        assert self.state is not None
         t0 = time.perf_counter()
         doc = self.proc.snapshot(partition, arrays=True)
         doc["inputs"] = dict(part.inputs)
         blob = encode_state(doc)
-        ck = Checkpoint(self.app_id, partition, part.seq + 1, part.next_offset, blob, now_ms())
+        # no reading processed yet, and none committed: the readings from the start
+        offset = part.next_offset if part.next_offset is not None else 0
+        ck = Checkpoint(self.app_id, partition, part.seq + 1, offset, blob, now_ms())
         records = checkpoint_records(ck, part.stale)
         await self.outputs.checkpoint(partition, records, self.state.state_partition(partition),
                                       ck.offset, inputs=part.inputs)

@@ -1,5 +1,7 @@
 """Alarms end to end on the real session Kafka: a simulator fault raises one episode on the
 right machine, it clears after the fault, operators act on it, and ClickHouse keeps it.
+The worker is SIGKILLed after the acknowledgement was checkpointed: its successor knows the
+episode and its acknowledgement from the checkpoint, and does not apply the ack again.
 
 The plant simulator's physics (with an injected overheat on compressor-01) is stepped
 faster than real time and its readings, as the connectors would publish them, go onto the
@@ -32,6 +34,7 @@ from millstream.query import endpoint_file_for, run_query
 from schemas.alarms import Alarm
 from schemas.catalog import Catalog
 from schemas.events import now_ms
+from schemas.status import read_status
 from schemas.topics import Topics
 from tests.integration.test_sink_clickhouse import start_sink, stop_sink, wait_for
 
@@ -85,11 +88,18 @@ def test_a_fault_raises_one_episode_that_clears_and_operators_act_on_it(
     fault_start, fault_end = t0 + int(FAULT_START_S * 1000), t0 + int(
         (FAULT_START_S + FAULT_S) * 1000)
     app_id = f"test-{uuid.uuid4().hex[:8]}"
-    worker = subprocess.Popen(
-        [sys.executable, "-c", WORKER, kafka_bootstrap, topics.prefix, app_id,
-         str(tmp_path / "worker.json")],
-        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    def start_worker(name: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-c", WORKER, kafka_bootstrap, topics.prefix, app_id,
+             str(tmp_path / f"{name}.json")],
+            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    def status(name: str) -> dict[str, Any]:
+        return read_status(tmp_path / f"{name}.json") or {}
+
+    worker = start_worker("worker")
     sink = start_sink(kafka_bootstrap, topics, chdb_dsn, tmp_path / "sink.json")
     alarms = AlarmTopic(kafka_bootstrap, topics.alarms)
     started = time.monotonic()
@@ -130,6 +140,16 @@ def test_a_fault_raises_one_episode_that_clears_and_operators_act_on_it(
         acked = json.loads(ack.stdout)
         assert (acked["state"], acked["action"], acked["actor"], acked["note"]) == (
             "closed", "acknowledged", "alice", "seen")
+        # the ack is in the next checkpoint, with the action topic's offset; then a crash
+        saved = status("worker").get("checkpoints", 0)
+        wait_for(lambda: status("worker").get("checkpoints", 0) > saved, 30,
+                 "a checkpoint after the ack")
+        worker.kill()
+        worker.communicate(timeout=30)
+        worker = start_worker("successor")
+        wait_for(lambda: status("successor").get("partitions") == [0, 1, 2]
+                 and status("successor").get("restored", 0) >= 1, 90,
+                 "the successor holding the partitions, restored from their checkpoints")
         fp = _alarm_cli(kafka_bootstrap, topics, tmp_path, "false-positive", alarm_id)
         assert fp.returncode == 0, fp.stderr
         assert json.loads(fp.stdout)["action"] == "false-positive"
