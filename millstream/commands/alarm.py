@@ -70,13 +70,17 @@ def _records(settings: Settings, bootstrap: str, topic: str, since_ms: int, foll
              done: Callable[[Alarm], bool] | None = None) -> list[Alarm]:
     """Alarm records from ``since_ms`` on: all there now, or (``follow_s`` > 0) until one
     satisfies ``done`` (returned alone) or the time is up."""
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
 
     from schemas.alarms import Alarm
     from schemas.exceptions import ContractError
 
+    # read_committed (the default) stops at a transaction still open (the worker under
+    # exactly_once always has one), and commit markers take offsets no message has: so the
+    # end of what can be read is the partition's EOF, not its high watermark
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex,
-                         "enable.auto.commit": False, **settings.kafka_client_config()})
+                         "enable.auto.commit": False, "enable.partition.eof": True,
+                         **settings.kafka_client_config()})
     out: list[Alarm] = []
     try:
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
@@ -87,10 +91,15 @@ def _records(settings: Settings, bootstrap: str, topic: str, since_ms: int, foll
                for tp in starts}
         consumer.assign(starts)
         deadline = time.monotonic() + follow_s
-        while time.monotonic() < deadline or (follow_s == 0 and any(
-                pos[p] < ends[p] for p in ends)):
+        at_end = {p for p in ends if pos[p] >= ends[p]}
+        while time.monotonic() < deadline or (follow_s == 0 and len(at_end) < len(ends)):
             msg = consumer.poll(0.2)
-            if msg is None or msg.error() is not None:
+            if msg is None:
+                continue
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    at_end.add(msg.partition() or 0)
                 continue
             pos[msg.partition() or 0] = (msg.offset() or 0) + 1
             try:

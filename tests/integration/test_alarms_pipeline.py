@@ -1,7 +1,9 @@
 """Alarms end to end on the real session Kafka: a simulator fault raises one episode on the
 right machine, it clears after the fault, operators act on it, and ClickHouse keeps it.
 The worker is SIGKILLed after the acknowledgement was checkpointed: its successor knows the
-episode and its acknowledgement from the checkpoint, and does not apply the ack again.
+episode and its acknowledgement from the checkpoint, and does not apply the ack again
+(under both guarantees: exactly_once commits the action's offset in the checkpoint's
+transaction).
 
 The plant simulator's physics (with an injected overheat on compressor-01) is stepped
 faster than real time and its readings, as the connectors would publish them, go onto the
@@ -45,7 +47,7 @@ WORKER = (
     "import sys; from pathlib import Path; from schemas.catalog import load_catalog; "
     "from schemas.topics import Topics; from streams.app import run_worker; "
     "run_worker(load_catalog(), bootstrap=sys.argv[1], topics=Topics(sys.argv[2]), "
-    "app_id=sys.argv[3], status_file=Path(sys.argv[4]))"
+    "app_id=sys.argv[3], status_file=Path(sys.argv[4]), guarantee=sys.argv[5])"
 )
 FAULT_START_S, FAULT_S, RUN_S = 60.0, 20.0, 160.0
 SPEEDUP = 20.0  # simulated seconds per real second
@@ -78,8 +80,10 @@ def _alarm_cli(kafka_bootstrap: str, topics: Topics, tmp_path: Path, *args: str
                           capture_output=True, text=True, env=env, timeout=90, cwd=ROOT)
 
 
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 def test_a_fault_raises_one_episode_that_clears_and_operators_act_on_it(
-    kafka_bootstrap: str, topics: Topics, catalog: Catalog, chdb_dsn: str, tmp_path: Path
+    kafka_bootstrap: str, topics: Topics, catalog: Catalog, chdb_dsn: str, tmp_path: Path,
+    guarantee: str
 ) -> None:
     machine = next(m for m in catalog.machines if m.name == "compressor-01")
     asset = catalog.machine_path(machine)
@@ -92,7 +96,7 @@ def test_a_fault_raises_one_episode_that_clears_and_operators_act_on_it(
     def start_worker(name: str) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             [sys.executable, "-c", WORKER, kafka_bootstrap, topics.prefix, app_id,
-             str(tmp_path / f"{name}.json")],
+             str(tmp_path / f"{name}.json"), guarantee],
             cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
