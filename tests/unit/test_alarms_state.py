@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from schemas.alarms import Alarm, AlarmAction
-from schemas.catalog import Catalog
+from schemas.catalog import Catalog, RuleSpec
 from schemas.readings import FrameBuilder
 from streams.processor import FrameProcessor
 from streams.state import decode_state, encode_state
@@ -150,3 +150,32 @@ def test_a_source_not_in_the_catalog_keeps_its_machines_alarms_in_its_partition(
     episode = fresh.alarming.alarms.find(raised.alarm_id)
     assert episode is not None and episode.acknowledged
     assert fresh.alarming.machines(["gateway-7"]) == {CNC}
+
+
+def test_a_rule_on_alarms_fires_beside_the_fast_path_with_a_replayable_command_id(
+        catalog: Catalog) -> None:
+    """A ``sustained_anomaly`` rule ``on: alarms`` fires once when cnc-01's episode is raised
+    (its command id named by the episode: a replay issues the same), while the shipped
+    per-reading limit on the same tag stays on the fast path and fires on a breach."""
+    rule = RuleSpec.model_validate({
+        "name": "cnc-alarm-slowdown", "kind": "sustained_anomaly", "on": "alarms",
+        "tag": "cnc-01/spindle_temp", "cooldown_s": 30,
+        "action": {"setpoint": "cnc-01/spindle_speed_sp", "value": 6000}})
+    cat = catalog.model_copy(update={"rules": [*catalog.rules, rule]})
+
+    def run() -> tuple[FrameProcessor, list[tuple[str, str]]]:
+        proc = FrameProcessor(cat)
+        rng = np.random.default_rng(11)
+        cmds = []
+        for i, bump in enumerate([0.0] * WARM + [3.0] * HOT + [0.0] * COOL):
+            out = proc.process(None, _readings(i, bump, rng), "r", 0, i, _at(i))
+            cmds += [(c.rule, c.command_id) for c in out.commands]
+        return proc, cmds
+
+    proc, cmds = run()
+    assert [r for r, _ in cmds] == ["cnc-alarm-slowdown"]
+    assert run()[1] == cmds
+    assert proc.fastpath.watches("opcua-sim")
+    hot = proc.process(None, _readings(200, 35.0, np.random.default_rng(1)), "r", 0, 200,
+                       _at(200))  # spindle_temp ~94 degC > 85
+    assert "spindle-overheat" in [c.rule for c in hot.commands]
