@@ -126,9 +126,10 @@ class AlarmStage:
                  strict: bool = True) -> dict[str, Any]:
         """Detectors of ``sources`` (default all) and the alarms of their machines. The
         detectors hold NaN (no value yet): ``strict`` writes them as ``{"$f": "nan"}``,
-        so the document is strict JSON; otherwise they stay floats (the checkpoint codec
-        keeps them)."""
-        doc = {"detection": self.detection.snapshot(sources),
+        so the document is strict JSON; otherwise they stay floats, and the per-tag
+        detectors' arrays stay the live NumPy arrays (encode them at once: the checkpoint
+        codec stores them as raw bytes)."""
+        doc = {"detection": self.detection.snapshot(sources, arrays=not strict),
                "alarms": self.alarms.snapshot(None if sources is None
                                               else self.machines(sources))}
         return _strict(doc) if strict else doc

@@ -198,14 +198,16 @@ class DetectionLayer:
 
     # -- state ---------------------------------------------------------------------------
 
-    def snapshot(self, sources: Collection[str] | None = None) -> dict[str, Any]:
+    def snapshot(self, sources: Collection[str] | None = None, *,
+                 arrays: bool = False) -> dict[str, Any]:
         """The state of the given sources (default all) as plain data, with the layout
-        version and River's (its models are pickled inside)."""
+        version and River's (its models are pickled inside). ``arrays`` keeps the
+        per-tag detectors' arrays as the live NumPy arrays (for the checkpoint codec)."""
         return {"version": STATE_VERSION, "river": river.__version__, "sources": {
             name: {"layout": src.layout.snapshot(),
                    "run_value": {str(k): v for k, v in src.run_value.items()},
                    "seen": sorted(src.seen),
-                   "runners": {r.spec.label: r.snapshot() for r in src.runners}}
+                   "runners": {r.spec.label: r.snapshot(arrays) for r in src.runners}}
             for name, src in self._sources.items() if sources is None or name in sources}}
 
     def restore(self, snap: dict[str, Any], *, replace: bool = True) -> None:

@@ -160,8 +160,9 @@ class TagRunner:
         self.scale[int(hit[0]) * nf:int(hit[0]) * nf + nf] *= times
         return True
 
-    def snapshot(self) -> dict[str, Any]:
-        return {"det": self.det.state(), "scale": self.scale.tolist(), "run": self.run.tolist()}
+    def snapshot(self, arrays: bool = False) -> dict[str, Any]:
+        return {"det": self.det.state(arrays), "scale": self.scale.tolist(),
+                "run": self.run.tolist()}
 
     def restore(self, snap: dict[str, Any]) -> None:
         det = type(self.det).from_state(snap["det"])
@@ -244,7 +245,7 @@ class AssetRunner:
         self.scale[machine] *= times
         return True
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, arrays: bool = False) -> dict[str, Any]:
         return {"dets": {str(m): d.state() for m, d in self.dets.items()},
                 "scale": {str(m): s for m, s in self.scale.items()},
                 "run": {str(m): r for m, r in self.run.items()}}
@@ -298,7 +299,7 @@ class SadRunner:
         self.scale[tag] *= times
         return True
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, arrays: bool = False) -> dict[str, Any]:
         return {"scale": self.scale.tolist(), "det": self.det.snapshot()}
 
     def restore(self, snap: dict[str, Any]) -> None:

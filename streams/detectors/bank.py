@@ -159,10 +159,10 @@ class TagBank(Detector):
 
     # -- state -----------------------------------------------------------------------------
 
-    def state(self) -> dict[str, Any]:
+    def state(self, arrays: bool = False) -> dict[str, Any]:
         return {"detector": type(self).__name__, "config": self.config(),
                 "state": {"run": self.run.tolist(), "rebaselined": self.rebaselined},
-                "members": [m.state() for m in self.members]}
+                "members": [m.state(arrays) for m in self.members]}
 
     @classmethod
     def from_state(cls, d: dict[str, Any]) -> TagBank:
