@@ -68,7 +68,7 @@ class _AssetDetector(Detector):
             q = float(np.quantile(self.hist, self.quantile))
             self.thr = max(q * self.margin * float(small_sample(len(self.hist))), floor)
 
-    def state(self) -> dict[str, Any]:
+    def state(self, arrays: bool = False) -> dict[str, Any]:  # pickled: arrays either way
         return {"detector": type(self).__name__, "config": self.config(),
                 "pickle": base64.b64encode(pickle.dumps(self)).decode()}
 

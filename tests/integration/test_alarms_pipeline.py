@@ -94,11 +94,15 @@ def test_a_fault_raises_one_episode_that_clears_and_operators_act_on_it(
     app_id = f"test-{uuid.uuid4().hex[:8]}"
 
     def start_worker(name: str) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [sys.executable, "-c", WORKER, kafka_bootstrap, topics.prefix, app_id,
-             str(tmp_path / f"{name}.json"), guarantee],
-            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        with (tmp_path / f"{name}.log").open("ab") as log:
+            return subprocess.Popen(
+                [sys.executable, "-c", WORKER, kafka_bootstrap, topics.prefix, app_id,
+                 str(tmp_path / f"{name}.json"), guarantee],
+                cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                stdout=log, stderr=subprocess.STDOUT)
+
+    def worker_log(name: str) -> str:
+        return (tmp_path / f"{name}.log").read_text(errors="replace")[-3000:]
 
     def status(name: str) -> dict[str, Any]:
         return read_status(tmp_path / f"{name}.json") or {}
@@ -154,8 +158,10 @@ def test_a_fault_raises_one_episode_that_clears_and_operators_act_on_it(
         wait_for(lambda: status("successor").get("partitions") == [0, 1, 2]
                  and status("successor").get("restored", 0) >= 1, 90,
                  "the successor holding the partitions, restored from their checkpoints")
-        fp = _alarm_cli(kafka_bootstrap, topics, tmp_path, "false-positive", alarm_id)
-        assert fp.returncode == 0, fp.stderr
+        # a worker that just joined the group may take a while to fetch: wait longer
+        fp = _alarm_cli(kafka_bootstrap, topics, tmp_path, "false-positive", alarm_id,
+                        "--wait", "45")
+        assert fp.returncode == 0, (fp.stderr, status("successor"), worker_log("successor"))
         assert json.loads(fp.stdout)["action"] == "false-positive"
         gone = _alarm_cli(kafka_bootstrap, topics, tmp_path, "ack", "no-such-alarm")
         assert gone.returncode != 0 and "no-such-alarm" in gone.stderr
