@@ -75,10 +75,12 @@ class DetectionLayer:
         self.windows = 0  # source windows scored
         self.anomalies = 0
 
-    def _source(self, name: str) -> _Source:
+    def _source(self, name: str, tags: Collection[str] = ()) -> _Source:
+        """The source's detectors, built on its first window (``tags``: that window's,
+        which a source not in the catalog covers)."""
         src = self._sources.get(name)
         if src is None:
-            layout = SourceLayout(self.catalog, name)
+            layout = SourceLayout(self.catalog, name, tags)
             claimed: dict[bool, set[str]] = {True: set(), False: set()}
             for s in self.specs:
                 if s.tags is not None:
@@ -101,7 +103,7 @@ class DetectionLayer:
     def observe(self, frame: AggregateFrame, bad_tags: frozenset[str] = frozenset(),
                 now_ms: int = 0) -> list[AssetEvidence]:
         """Score and learn the frame's windows (in start order); the machines' evidence."""
-        src = self._source(frame.source)
+        src = self._source(frame.source, frame.tag)
         out: list[AssetEvidence] = []
         for win in src.layout.windows(frame, bad_tags):
             out.extend(self._window(src, win, now_ms))
@@ -224,7 +226,7 @@ class DetectionLayer:
             self._sources.clear()
         for name, s in snap["sources"].items():
             self._sources.pop(name, None)
-            src = self._source(name)
+            src = self._source(name, s["layout"]["tags"])
             src.layout.restore(s["layout"])
             src.run_value = {int(k): float(v) for k, v in s["run_value"].items()}
             src.seen = {int(m) for m in s.get("seen", ())}

@@ -8,7 +8,8 @@ their good-quality share, and the machines' run state. Sources that report by ex
 tag without readings in a window *held its value*: it gets the last value it had (std 0),
 which is what lets a stuck sensor be seen at all. A polled source (Modbus) has no such
 rule: a missing tag is missing. A source that is not in the catalog (its frames' tags are)
-covers every machine of the catalog, with no holding: nothing says how it reports.
+covers the tags of its first closed frame (``seen``), with no holding: nothing says how it
+reports.
 
 Lifecycle: ``SourceLayout(catalog, source)``; ``windows(frame, bad_tags)`` per closed
 frame of the first window size; ``snapshot()``/``restore()`` for the held values.
@@ -17,6 +18,7 @@ frame of the first window size; ``snapshot()``/``restore()`` for the held values
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,14 +55,15 @@ class WindowMatrix:
 class SourceLayout:
     """The analog tags of one source's machines, machine by machine, and their held values."""
 
-    def __init__(self, catalog: Catalog, source: str) -> None:
+    def __init__(self, catalog: Catalog, source: str, seen: Collection[str] = ()) -> None:
         known = any(s.name == source for s in catalog.sources)
         self.source = source
         self.by_exception = known and catalog.source(source).protocol in _BY_EXCEPTION
+        only = None if known else frozenset(seen)
         if not known:
-            logger.warning("source %s is not in the catalog: its detectors cover every "
-                           "machine of the catalog; name it under sources: so that they "
-                           "cover its own machines", source)
+            logger.warning("source %s is not in the catalog: its detectors cover the %d "
+                           "tags of its first window; name it under sources: so that they "
+                           "cover its machines' tags", source, len(only or ()))
         self.tags: list[str] = []
         self.names: list[str] = []  # short tag names, for messages
         self.machines: list[str] = []  # machine paths, in order
@@ -69,7 +72,8 @@ class SourceLayout:
         self._code: dict[str, int] = {}  # analog tag -> index >= 0; run tag -> -2 - machine
         run = catalog.alarms.run_state
         for m in catalog.machines_of(source) if known else catalog.machines:
-            analog = [t for t in m.tags if t.kind == "analog"]
+            analog = [t for t in m.tags if t.kind == "analog"
+                      and (only is None or catalog.tag_path(m, t) in only)]
             if not analog:
                 continue
             k = len(self.machines)
