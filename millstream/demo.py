@@ -37,15 +37,16 @@ __all__ = ["DEFAULT_FAULTS", "DemoOptions", "run_demo"]
 
 logger = logging.getLogger(__name__)
 
-# An overheat early enough to show the whole loop (anomaly -> rule -> command -> machine),
-# an overheat on the Sparkplug B compressor (anomalies; no rule acts on it), then one of
-# each other fault.
+# An overheat once the detectors have warmed up (the connectors join a few seconds after
+# the simulator starts) that shows the whole loop (anomaly -> alarm, limit rule -> command
+# -> machine), an overheat on the Sparkplug B compressor (an alarm; no rule acts on it),
+# then one of each other fault: one alarm episode each.
 DEFAULT_FAULTS = [
-    "overheat@cnc-01:20+40",
-    "overheat@compressor-02:30+40",
-    "pressure_loss@press-01:45+30",
-    "stuck_sensor@compressor-01/discharge_temp:70+30",
-    "bearing_wear@cnc-01:100+60",
+    "overheat@cnc-01:30+40",
+    "overheat@compressor-02:40+40",
+    "pressure_loss@press-01:55+30",
+    "stuck_sensor@compressor-01/discharge_temp:75+30",
+    "bearing_wear@cnc-01:110+60",
 ]
 
 
@@ -253,7 +254,8 @@ def _line(run_dir: Path, sources: list[Any], elapsed: float) -> str:
     ins = sink.get("inserted", {})
     return (f"t={elapsed:5.0f}s  readings {produced:,} -> clickhouse {_count(ins, 'readings'):,}"
             f" | aggregates {_count(worker, 'aggregates'):,} anomalies "
-            f"{_count(worker, 'anomalies')} commands {_count(worker, 'commands')}"
+            f"{_count(worker, 'anomalies')} alarms {_count(worker, 'alarms_raised')}"
+            f" ({_count(worker, 'alarms_open')} open) commands {_count(worker, 'commands')}"
             f" (applied {_count(ex, 'applied')}, rejected {_count(ex, 'rejected')})"
             f" | dead letters {_count(sink, 'deadlettered') + _count(worker, 'deadletters')}")
 

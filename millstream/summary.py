@@ -2,7 +2,9 @@
 
 ``lost`` is not assumed: for every (source, epoch) a connector ran, it produced readings
 numbered 1..produced; whatever number in that range has no row in ``readings`` is lost.
-``readings_by_source`` is the stored ones of each source.
+``readings_by_source`` is the stored ones of each source. ``alarms`` counts alarm episodes
+(one per incident and machine), ``alarms_by_machine`` splits them, ``alarm_changes`` counts
+their state changes (alarm_log), next to the raw ``anomalies`` they came from.
 """
 
 from __future__ import annotations
@@ -33,6 +35,13 @@ def _scalar(dsn: str, sql: str) -> int:
     return int(rows[0][0]) if rows and rows[0][0] is not None else 0
 
 
+def _by_machine(dsn: str, since: str) -> dict[str, int]:
+    rows = run_query(dsn, "SELECT splitByChar('/', asset)[-1] AS m, uniqExact(alarm_id) "
+                          f"FROM alarms WHERE started_at >= {since} GROUP BY m ORDER BY m",
+                     endpoint_file_for(dsn)).rows
+    return {str(m): int(n) for m, n in rows}
+
+
 def summarize(dsn: str, runs: list[SourceRun], since_ms: int) -> dict[str, Any]:
     produced = stored = rows = 0
     by_source: dict[str, int] = {}
@@ -58,6 +67,11 @@ def summarize(dsn: str, runs: list[SourceRun], since_ms: int) -> dict[str, Any]:
                                    f"WHERE window_start >= {since}"),
         "anomalies": _scalar(dsn, f"SELECT count() FROM anomalies FINAL "
                                   f"WHERE detected_at >= {since}"),
+        "alarms": _scalar(dsn, f"SELECT uniqExact(alarm_id) FROM alarms "
+                               f"WHERE started_at >= {since}"),
+        "alarms_by_machine": _by_machine(dsn, since),
+        "alarm_changes": _scalar(dsn, f"SELECT count() FROM alarm_log FINAL "
+                                      f"WHERE updated_at >= {since}"),
         "commands_executed": _scalar(dsn, f"SELECT count() FROM command_results FINAL "
                                           f"WHERE status = 'applied' AND executed_at >= {since}"),
         "lost": produced - stored,

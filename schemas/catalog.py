@@ -19,6 +19,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from schemas.catalog_detection import AlarmSpec, DetectorSpec, RunStateSpec, check_detectors
 from schemas.catalog_errors import describe_validation_error
 from schemas.catalog_kpis import EnergySpec, KpiSpec, OeeSpec, StateTagsSpec, check_kpi_tags
 from schemas.exceptions import CatalogError
@@ -28,6 +29,7 @@ from schemas.register_csv import read_register_csv
 from schemas.registers import ModbusRegister
 
 __all__ = [
+    "AlarmSpec",
     "Catalog",
     "DetectorSpec",
     "HandshakeSpec",
@@ -35,6 +37,7 @@ __all__ = [
     "MachineSpec",
     "ModbusRegister",
     "RuleSpec",
+    "RunStateSpec",
     "SourceSpec",
     "StreamsSpec",
     "TagInfo",
@@ -234,17 +237,6 @@ class StreamsSpec(_Frozen):
         return self.window_specs()[0].size_ms + self.lateness_ms
 
 
-class DetectorSpec(_Frozen):
-    # river.anomaly.StandardAbsoluteDeviation per (tag, feature) on window statistics
-    kind: Literal["sad"] = "sad"
-    threshold: float = Field(default=6.0, gt=0)
-    warmup_windows: int = Field(default=10, ge=1)
-    features: list[Literal["mean", "std", "max", "min"]] = ["mean", "std"]
-    # after this many anomalous windows in a row the tag has a new operating point (a new
-    # setpoint, another product): forget its statistics and warm up again on the new level
-    rebaseline_windows: int = Field(default=30, ge=1)
-
-
 class ActionSpec(_Frozen):
     setpoint: str  # machine/tag of a writable setpoint
     value: float
@@ -252,7 +244,9 @@ class ActionSpec(_Frozen):
 
 class RuleSpec(_Frozen):
     """``limit``: a value beyond a bound; ``sustained_anomaly``: N anomalous windows in a
-    row for the tag. Either issues ``action``, at most once per cooldown.
+    row for the tag (``on: anomalies``), or an alarm episode raised on the tag's machine
+    with the tag among its tags (``on: alarms``). Either issues ``action``, at most once
+    per cooldown.
 
     A limit that one reading decides (``value``, ``max`` above, ``min`` below) is checked
     on every reading as it arrives (:attr:`per_reading`, the fast path); it fires once
@@ -268,6 +262,7 @@ class RuleSpec(_Frozen):
     below: float | None = None
     hysteresis: float | None = Field(default=None, ge=0)  # per-reading limits only
     windows: int = Field(default=3, ge=1)
+    on: Literal["anomalies", "alarms"] = "anomalies"  # sustained_anomaly: what it reads
     cooldown_s: float = Field(default=30.0, ge=0)
     action: ActionSpec
 
@@ -307,7 +302,9 @@ class Catalog(_Frozen):
     sources: list[SourceSpec]
     machines: list[MachineSpec]
     streams: StreamsSpec = StreamsSpec()
-    detector: DetectorSpec = DetectorSpec()
+    detector: DetectorSpec | None = None  # one detector (older catalogs)
+    detectors: list[DetectorSpec] | None = Field(default=None, min_length=1)
+    alarms: AlarmSpec = AlarmSpec()
     rules: list[RuleSpec] = []
     kpis: KpiSpec = KpiSpec()
 
@@ -342,6 +339,7 @@ class Catalog(_Frozen):
                                      f"{hs.strobe!r} and {hs.ack!r} must be tags of {m.name}")
         for m in self.machines:
             check_kpi_tags(m)
+        check_detectors(self)
         for r in self.rules:
             self.info(r.tag)
             sp = self.info(r.action.setpoint)
@@ -396,6 +394,15 @@ class Catalog(_Frozen):
 
     def machines_of(self, source: str) -> list[MachineSpec]:
         return [m for m in self.machines if m.source == source]
+
+    def detector_specs(self) -> list[DetectorSpec]:
+        """The detectors that run: ``detectors``, or else the single ``detector``, or else
+        the default: the univariate bank per tag and the PCA's SPE per machine."""
+        if self.detectors:
+            return list(self.detectors)
+        if self.detector is not None:
+            return [self.detector]
+        return [DetectorSpec(kind="bank"), DetectorSpec(kind="pca", params={"t2": False})]
 
 
 def _check_registers(m: MachineSpec) -> None:

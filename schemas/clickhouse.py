@@ -26,6 +26,7 @@ TABLES: tuple[str, ...] = (
     "command_results",
     "deadletter",
     "alarms",
+    "alarm_log",
     "gaps",
     "readings_1m",
     "readings_1h",

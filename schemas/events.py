@@ -130,28 +130,72 @@ class Aggregate(_Event):
 
 @dataclass(frozen=True, slots=True)
 class Anomaly(_Event):
-    """A window feature of one tag that the detector scored above its threshold."""
+    """One tag's window (``scope`` "tag") or one machine's window (``scope`` "asset") that
+    a detector scored above its threshold, with what drove it, ranked.
+
+    ``scope``, ``asset``, ``tags`` and ``drivers`` are absent in messages written before
+    detectors per machine existed; they decode as a tag anomaly of an unknown machine.
+    """
 
     SCHEMA: ClassVar[str] = "millstream.anomalies.v1"
     _TYPES: ClassVar[dict[str, tuple[type, ...]]] = {
         "anomaly_id": (str,), "tag": (str,), "window_start": (int,), "window_end": (int,),
         "feature": (str,), "value": _NUMBER, "score": _NUMBER, "threshold": _NUMBER,
-        "detector": (str,), "detected_at": (int,),
+        "detector": (str,), "detected_at": (int,), "scope": (str,), "asset": (str,),
+        "tags": (list,), "drivers": (list,),
     }
+    _NULLABLE: ClassVar[frozenset[str]] = frozenset({"scope", "asset", "tags", "drivers"})
 
     anomaly_id: str
-    tag: str
+    tag: str  # the tag; for scope "asset" the machine's ISA-95 path
     window_start: int
     window_end: int
-    feature: str  # which window statistic was scored, e.g. "mean" or "std"
+    feature: str  # the window statistic that scored highest, e.g. "mean" or "std"
     value: float  # that statistic's value
     score: float
     threshold: float
-    detector: str  # e.g. "river.anomaly.StandardAbsoluteDeviation"
+    detector: str  # e.g. "bank:level_shift", "pca", "river.anomaly.StandardAbsoluteDeviation"
     detected_at: int  # Unix ms, processing time
+    scope: str | None = None  # "tag" or "asset"; None (old messages): "tag"
+    asset: str | None = None  # the machine's ISA-95 path; "" when unknown
+    tags: list[str] | None = None  # the tags that drove it, highest contribution first
+    # (what, contribution) ranked: "mean:level_shift" for a tag, "spindle_temp:mean" for
+    # a machine; a contribution is a score (threshold units) or a share of the statistic
+    drivers: list[tuple[str, float]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.scope is None:
+            object.__setattr__(self, "scope", "tag")
+        if self.scope not in ("tag", "asset"):
+            raise ContractError("bad-field", f"scope={self.scope!r} must be tag or asset")
+        if self.asset is None:
+            object.__setattr__(self, "asset", "")
+        tags = self.tags if self.tags or self.scope == "asset" else [self.tag]
+        object.__setattr__(self, "tags", _strings("tags", tags))
+        object.__setattr__(self, "drivers", _pairs("drivers", self.drivers))
 
     def key(self) -> bytes:
         return self.tag.encode()
+
+
+def _strings(name: str, value: Any) -> list[str]:
+    """A list of strings (ContractError naming the field otherwise)."""
+    items = list(value or [])
+    if not all(isinstance(v, str) for v in items):
+        raise ContractError("bad-field", f"{name} must be a list of strings")
+    return items
+
+
+def _pairs(name: str, value: Any) -> list[tuple[str, float]]:
+    """``[[name, number], ...]`` as a list of (str, float) tuples."""
+    out: list[tuple[str, float]] = []
+    for item in value or []:
+        if (not isinstance(item, list | tuple) or len(item) != 2 or not isinstance(item[0], str)
+                or isinstance(item[1], bool) or not isinstance(item[1], _NUMBER)
+                or not math.isfinite(item[1])):
+            raise ContractError("bad-field", f"{name} must be a list of [name, finite number]")
+        out.append((item[0], float(item[1])))
+    return out
 
 
 @dataclass(frozen=True, slots=True)

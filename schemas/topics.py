@@ -65,9 +65,18 @@ class Topics:
 
     @property
     def alarms(self) -> str:
-        """Alarm episodes: one record per state change (schemas.alarms). Created by the
-        alarms stage; the twin only reads it."""
+        """Alarm episodes: one record per state change (schemas.alarms)."""
         return f"{self.prefix}.alarms"
+
+    @property
+    def alarm_actions(self) -> str:
+        """Operators' ack, shelve and unshelve, keyed by the machine's source."""
+        return f"{self.prefix}.alarm-actions"
+
+    @property
+    def anomaly_feedback(self) -> str:
+        """Operators' false-positive verdicts, keyed by the machine's source."""
+        return f"{self.prefix}.anomaly-feedback"
 
     @property
     def twin(self) -> str:
@@ -88,7 +97,8 @@ class Topics:
     def all(self) -> tuple[str, ...]:
         return (self.readings, self.aggregates, self.anomalies, self.commands,
                 self.command_results, self.deadletter, self.control, self.command_audit,
-                self.late, self.twin, self.twin_inputs, self.kpis)
+                self.late, self.alarms, self.alarm_actions, self.anomaly_feedback, self.twin,
+                self.twin_inputs, self.kpis)
 
     def config(self, topic: str) -> dict[str, str]:
         """Topic settings millstream creates a topic with. The results and the control
@@ -111,7 +121,11 @@ class Topics:
         """Partitions millstream creates a topic with. Readings are keyed by source, so a
         source's frames stay in order on one partition; three let three workers share them.
         The state topic has as many, so each input partition's checkpoints have a state
-        partition of their own. The twin's inputs are keyed by machine and spread over as
-        many, so that the twins are shared too."""
-        return 3 if topic in (self.readings, self.aggregates, self.streams_state,
-                              self.twin_inputs) else 1
+        partition of their own. Alarm actions and feedback are keyed by source too and
+        have as many partitions, so the worker that reads a source's readings gets its
+        machines' actions (Faust assigns the same partition of topics with equal
+        partition counts to one worker). The twin's inputs are keyed by machine and spread
+        over as many, so that the twins are shared too."""
+        spread = (self.readings, self.aggregates, self.streams_state, self.alarm_actions,
+                  self.anomaly_feedback, self.twin_inputs)
+        return 3 if topic in spread else 1

@@ -46,7 +46,8 @@ def catalog(tags: int, folder: Path, *, drop_1s: bool) -> Catalog:
     doc: dict[str, Any] = {
         "enterprise": "bench", "site": "sizing",
         "sources": [{"name": "plc", "protocol": "opcua", "endpoint": "opc.tcp://plc:4840"}],
-        "machines": machines, "streams": streams, "detector": shipped["detector"]}
+        "machines": machines, "streams": streams, "detectors": shipped["detectors"],
+        "alarms": shipped["alarms"]}
     path = folder / "plant.yaml"
     path.write_text(yaml.safe_dump(doc))
     return load_catalog(path)

@@ -23,6 +23,7 @@ from clickhouse_connect.driver.insert import InsertContext
 from confluent_kafka import Message, Producer, TopicPartition
 
 from schemas.aggregates import aggregate_columns
+from schemas.alarms import Alarm
 from schemas.catalog import Catalog
 from schemas.control import AuditRecord
 from schemas.events import Aggregate, Anomaly, Command, CommandResult, DeadLetter, now_ms
@@ -47,7 +48,7 @@ logger = logging.getLogger(__name__)
 _EVENTS: dict[str, type[Any]] = {
     "aggregates": Aggregate, "anomalies": Anomaly, "commands": Command,
     "command_results": CommandResult, "deadletter": DeadLetter,
-    "command_audit_log": AuditRecord, "kpis": KpiRecord,
+    "command_audit_log": AuditRecord, "kpis": KpiRecord, "alarms": Alarm,
 }
 # a batch may span many daily partitions (a backfill); splitting it is not an error
 _INSERT_SETTINGS = {"throw_on_max_partitions_per_insert_block": 0}
@@ -91,7 +92,7 @@ class ClickHouseSink(BatchingSink):
                 topics.anomalies: "anomalies", topics.commands: "commands",
                 topics.command_results: "command_results", topics.deadletter: "deadletter",
                 topics.command_audit: "command_audit_log", topics.twin: "twin",
-                topics.kpis: "kpis",
+                topics.kpis: "kpis", topics.alarms: "alarms",
             }
             columns: dict[str, Sequence[str]] = {"readings": READINGS_COLUMNS,
                                                  "twin": TWIN_COLUMNS}

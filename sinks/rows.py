@@ -26,7 +26,8 @@ _U64 = (0, 2**64 - 1)
 _INT_RANGES: dict[str, tuple[int, int]] = {
     "count": (0, 2**32 - 1), "partition": (-(2**31), 2**31 - 1), "offset": _I64,
     "window_start": _I64, "window_end": _I64, "detected_at": _I64, "issued_at": _I64,
-    "expires_at": _I64, "executed_at": _I64, "at": _I64,
+    "expires_at": _I64, "executed_at": _I64, "at": _I64, "started_at": _I64,
+    "ended_at": _I64, "updated_at": _I64, "shelved_until": _I64, "version": _U64,
 }
 
 

@@ -1,12 +1,20 @@
-"""The stream processing stage: tumbling and hopping windows, River detection, rules → commands.
+"""The stream processing stage: windows, detectors, alarm episodes, rules → commands.
 
 Faust stays at the edge (:mod:`streams.app`); the logic lives in plain classes that
 tests call without a broker.
 """
 
+from streams.alarms import AlarmEngine
 from streams.assets import AssetWindow
 from streams.detect import DETECTOR_NAME, GuardedSAD, WindowDetector, detector_from_catalog
-from streams.exceptions import StateError, StateVersionError, StreamsError, WorkerError
+from streams.detection import AssetEvidence, DetectionLayer
+from streams.exceptions import (
+                                AlarmActionError,
+                                StateError,
+                                StateVersionError,
+                                StreamsError,
+                                WorkerError,
+)
 from streams.panes import PaneStats
 from streams.processor import FrameProcessor, Output
 from streams.rules import RuleEngine
@@ -14,7 +22,11 @@ from streams.windows import WindowStore
 
 __all__ = [
     "DETECTOR_NAME",
+    "AlarmActionError",
+    "AlarmEngine",
+    "AssetEvidence",
     "AssetWindow",
+    "DetectionLayer",
     "FrameProcessor",
     "GuardedSAD",
     "Output",

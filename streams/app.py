@@ -4,21 +4,26 @@ digital twin's agents (:mod:`streams.twin_app`).
 
 The agent passes each message (key, value, partition, offset) to the keeper, which runs
 the :class:`FrameProcessor` and sends the results (aggregates as columnar frames, late
-readings, anomalies, signed commands, dead letters, twin parts, KPI records) through its
-own producers (:mod:`streams.outputs`). The timer closes the windows of silent sources,
-checkpoints every ``checkpoint_interval_s`` and rewrites the status file.
+readings, anomalies, alarm records, signed commands, dead letters, twin parts, KPI records)
+through its own producers (:mod:`streams.outputs`). Two more agents read operators' alarm
+actions and false-positive feedback: those topics are keyed by source and partitioned as
+readings, so Faust gives each worker the actions of the machines whose readings it holds,
+and the keeper applies them to that partition's state (:meth:`StateKeeper.operator`). The
+timer closes the windows of silent sources, checkpoints every ``checkpoint_interval_s``
+and rewrites the status file.
 
-State survives a crash and moves with its partition. Per input partition the keeper
-writes a checkpoint (the partition's windows, dedup, detector and rule state, and the next
-input offset) to the compacted ``<prefix>.streams-state`` topic, and commits the input
-offset only then: Faust's own offset commits are off (``acks=False`` on the readings
-topic), so nothing commits ahead of the saved state. On a revocation the partition is
-checkpointed; on an assignment it is restored from its newest checkpoint and the consumer
-seeks there. ``guarantee="at_least_once"`` may send a window again after a crash (the same
-values; ClickHouse collapses them); ``"exactly_once"`` puts results, checkpoint and offset in
-one Kafka transaction per partition (:class:`streams.outputs.ExactlyOnceOutputs`; Faust's own
-exactly-once is not used: faust-streaming's has open bugs that send outside the
-transaction). ``checkpoint_interval_s=0`` keeps state in memory only.
+State survives a crash and moves with its partition. Per input partition the keeper writes
+a checkpoint (the partition's windows, dedup, detector, alarm and rule state, and the next
+input offsets) to the compacted ``<prefix>.streams-state`` topic, and commits the input
+offsets only then: Faust's own offset commits are off (``acks=False`` on the readings and
+operator topics), so nothing commits ahead of the saved state. On a revocation the
+partition is checkpointed; on an assignment it is restored from its newest checkpoint and
+the consumer seeks there. ``guarantee="at_least_once"`` may send a window again after a
+crash (the same values; ClickHouse collapses them); ``"exactly_once"`` puts results,
+checkpoint and offset in one Kafka transaction per partition
+(:class:`streams.outputs.ExactlyOnceOutputs`; Faust's own exactly-once is not used:
+faust-streaming's has open bugs that send outside the transaction).
+``checkpoint_interval_s=0`` keeps state in memory only.
 
 On a graceful stop the keeper checkpoints; with ``flush_on_stop`` (memory only: always) it
 first closes every open window, for the end of a run rather than a restart.
@@ -112,8 +117,15 @@ class _FaustOffsets:
                            "checkpoint stands, the offsets are committed on assignment",
                            offsets, self.topic)
 
-    async def seek(self, partition: int, offset: int) -> None:
-        await self.app.consumer.seek(TP(self.topic, partition), offset)
+    async def seek(self, partition: int, offset: int, topic: str | None = None) -> None:
+        await self.app.consumer.seek(TP(topic or self.topic, partition), offset)
+
+    async def commit_inputs(self, offsets: dict[str, dict[int, int]]) -> None:
+        ok = await self.app.consumer._commit(  # type: ignore[attr-defined]
+            {TP(t, p): o for t, by_p in offsets.items() for p, o in by_p.items()})
+        if not ok:
+            logger.warning("committing the operator topics' offsets %s failed (a rebalance "
+                           "is under way); the checkpoint stands", offsets)
 
     def highwater(self, partition: int) -> int | None:
         try:
@@ -192,6 +204,9 @@ def create_app(
     readings = app.topic(topics.readings, partitions=topics.partitions(topics.readings),
                          key_type=bytes, value_type=bytes, acks=False)
     add_twin_agents(app, catalog, topics, bootstrap=bootstrap, kafka_config=kafka_config)
+    operator_topics = {t: app.topic(t, partitions=topics.partitions(t), key_type=bytes,
+                                    value_type=bytes, acks=False)
+                       for t in (topics.alarm_actions, topics.anomaly_feedback)}
 
     def status(running: bool) -> None:
         doc = {"stage": "streams", "app_id": app_id, "running": running, "at": now_ms(),
@@ -209,6 +224,16 @@ def create_app(
             await keeper.process(msg.key, msg.value, msg.topic, msg.partition, msg.offset)
             probe.seen(msg.partition, msg.offset, msg.key, proc.count["readings"] - n0,
                        time.perf_counter() - t0)
+
+    def operator_agent(kind: str, topic: str) -> None:
+        @app.agent(operator_topics[topic], name=f"{app_id}.{kind}")
+        async def apply(stream: faust.StreamT) -> None:
+            async for event in stream.events():
+                msg = event.message
+                await keeper.operator(kind, msg.value, msg.topic, msg.partition, msg.offset)
+
+    operator_agent("action", topics.alarm_actions)
+    operator_agent("feedback", topics.anomaly_feedback)
 
     @app.timer(interval=min(TICK_S, checkpoint_interval_s or TICK_S))
     async def tick() -> None:

@@ -25,7 +25,7 @@ from typing import Any
 import river
 from river import anomaly, stats
 
-from schemas.catalog import Catalog
+from schemas.catalog import Catalog, DetectorSpec
 from schemas.events import Aggregate, Anomaly
 from streams.exceptions import StateVersionError
 
@@ -211,7 +211,7 @@ class WindowDetector:
 
 def detector_from_catalog(catalog: Catalog) -> WindowDetector:
     """The detector the catalog configures, over its analog tags."""
-    spec = catalog.detector
+    spec = catalog.detector or DetectorSpec()
     analog = [path for path, info in catalog.tags().items() if info.spec.kind == "analog"]
     return WindowDetector(spec.threshold, spec.warmup_windows, spec.features, analog,
                           rebaseline_windows=spec.rebaseline_windows)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from schemas.exceptions import MillstreamError
 
-__all__ = ["StateError", "StateVersionError", "StreamsError", "WorkerError"]
+__all__ = ["AlarmActionError", "StateError", "StateVersionError", "StreamsError", "WorkerError"]
 
 
 class StreamsError(MillstreamError):
@@ -38,3 +38,12 @@ class StateVersionError(StateError):
         self.what = what
         self.found = found
         self.expected = expected
+
+
+class AlarmActionError(StreamsError):
+    """An operator's action or feedback cannot apply to the alarm ``alarm_id`` (unknown,
+    on another machine, closed, not shelved): the message goes to the dead-letter topic."""
+
+    def __init__(self, message: str, *, alarm_id: str) -> None:
+        super().__init__(message)
+        self.alarm_id = alarm_id

@@ -12,6 +12,12 @@ after it are processed again, and their windows come out again with the same val
 Without a state topic (``interval_s == 0``, memory only) it only commits offsets after the
 results are acknowledged; state is lost on a crash, as before checkpoints existed.
 
+Operators' alarm actions and false-positive feedback (:meth:`StateKeeper.operator`) come
+from topics partitioned as the readings: their effect is part of the state of the partition
+holding the alarm's machine, and their next offsets (``inputs``) are saved, committed and
+restored with the readings partition of the same number, so a restart neither loses nor
+repeats one.
+
 Lifecycle: ``StateKeeper(...)``; ``await assigned(ps)``/``await revoked(ps)`` from the
 rebalance callbacks; ``await process(...)`` per message; ``await tick()`` on a timer;
 ``await stop(flush)`` at shutdown. One lock serialises them, so a checkpoint never sees a
@@ -53,7 +59,11 @@ class ConsumerControl(Protocol):
 
     async def commit(self, offsets: dict[int, int]) -> None: ...
 
-    async def seek(self, partition: int, offset: int) -> None: ...
+    async def seek(self, partition: int, offset: int, topic: str | None = None) -> None:
+        """Seek the readings topic's ``partition`` (or that of ``topic``, co-partitioned)."""
+
+    async def commit_inputs(self, offsets: dict[str, dict[int, int]]) -> None:
+        """Commit offsets of the operator topics: topic -> partition -> offset."""
 
     def highwater(self, partition: int) -> int | None:
         """The offset after the partition's newest message, as last fetched (None:
@@ -68,6 +78,7 @@ class _Part:
     stale: list[bytes] = field(default_factory=list)  # chunk keys to tombstone next time
     owned: bool = True  # False between a revocation and the next assignment
     dirty: bool = False  # results sent or state changed since the last checkpoint
+    inputs: dict[str, int] = field(default_factory=dict)  # operator topic -> next offset
 
 
 class StateKeeper:
@@ -87,7 +98,8 @@ class StateKeeper:
         self.state = state
         self.interval_s = interval_s
         self._parts: dict[int, _Part] = {}
-        self._held: dict[int, list[tuple[int, Callable[[], Awaitable[None]]]]] = {}
+        # per partition, in arrival order: (operator topic or None for readings, offset, step)
+        self._held: dict[int, list[tuple[str | None, int, Callable[[], Awaitable[None]]]]] = {}
         self._lock = asyncio.Lock()
         self._started = False
         self._last_checkpoint = time.monotonic()
@@ -117,7 +129,7 @@ class StateKeeper:
                       partition: int, offset: int) -> None:
         async with self._lock:
             if not self._owns(partition):
-                self._hold(partition, offset, lambda: self._process(
+                self._hold(partition, None, offset, lambda: self._process(
                     key, value, topic, partition, offset))
                 return
             await self._process(key, value, topic, partition, offset)
@@ -138,7 +150,8 @@ class StateKeeper:
         part = self._parts.get(partition)
         return part is not None and part.owned
 
-    def _hold(self, partition: int, offset: int, step: Callable[[], Awaitable[None]]) -> None:
+    def _hold(self, partition: int, topic: str | None, offset: int,
+              step: Callable[[], Awaitable[None]]) -> None:
         """Keep a message of a partition not (yet) assigned here until it is."""
         held = self._held.setdefault(partition, [])
         if len(held) >= HOLD_LIMIT:
@@ -148,7 +161,7 @@ class StateKeeper:
                          "worker restarts from its committed offset", partition, offset,
                          len(held))
             return
-        held.append((offset, step))
+        held.append((topic, offset, step))
         self.stats["held"] += 1
 
     async def _release_held(self) -> None:
@@ -159,11 +172,44 @@ class StateKeeper:
         for p in sorted(held):
             if not self._owns(p):
                 continue
-            start = self._parts[p].next_offset
-            if start is not None and held[p][0][0] > start:
-                continue  # the restore sought back before them: they come again in order
-            for _offset, step in held[p]:
-                await step()
+            part, first = self._parts[p], dict[str | None, int]()
+            for topic, offset, _step in held[p]:
+                first.setdefault(topic, offset)
+            # where the restore put each input: held messages beyond it with a gap between
+            # come again in order after its seek, so they are let go
+            starts = {t: part.next_offset if t is None else part.inputs.get(t) for t in first}
+            gap = {t for t, o in first.items() if (at := starts[t]) is not None and o > at}
+            for topic, _offset, step in held[p]:
+                if topic not in gap:
+                    await step()
+
+    async def operator(self, kind: str, value: bytes | None, topic: str, partition: int,
+                       offset: int) -> None:
+        """An operator's alarm action (``kind`` "action") or false positive ("feedback")
+        from ``topic``'s ``partition``; its records go out with the partition holding the
+        alarm's machine, whose next checkpoint holds its effect."""
+        async with self._lock:
+            if not self._owns(partition):
+                self._hold(partition, topic, offset, lambda: self._operator(
+                    kind, value, topic, partition, offset))
+                return
+            await self._operator(kind, value, topic, partition, offset)
+
+    async def _operator(self, kind: str, value: bytes | None, topic: str, partition: int,
+                        offset: int) -> None:
+        part = self._parts[partition]
+        if offset < part.inputs.get(topic, -1):
+            self.stats["replayed"] += 1  # already in the restored state
+            return
+        out, owner = self.proc.operator(kind, value, topic, partition, offset, now_ms())
+        part.inputs[topic] = offset + 1
+        part.dirty = True
+        holder = self._parts.get(owner)
+        if holder is None or not holder.owned:
+            owner, holder = partition, part
+        holder.dirty = True
+        if out:
+            await self.outputs.send(owner, out)
 
     def _caught_up(self, partition: int) -> bool:
         """Has every message of the partition fetched so far been processed? Only then is
@@ -202,12 +248,15 @@ class StateKeeper:
         """Checkpoint (or, memory only, commit) ``partition`` if anything changed. A
         failure under at-least-once is logged and retried next time unless ``strict``."""
         part = self._parts[partition]
-        if part.next_offset is None or not (part.dirty or part.saved_offset != part.next_offset):
-            return
+        if (part.next_offset is None and not part.inputs) or not (
+                part.dirty or part.saved_offset != part.next_offset):
+            return  # (a partition with operator messages but no readings yet is saved)
         try:
             if self.state is None:
                 await self.outputs.flush()
-                await self.consumer.commit({partition: part.next_offset})
+                if part.next_offset is not None:
+                    await self.consumer.commit({partition: part.next_offset})
+                await self._commit_inputs(partition, part)
             else:
                 await self._checkpoint(partition, part)
         except Exception:
@@ -219,15 +268,20 @@ class StateKeeper:
         part.saved_offset, part.dirty = part.next_offset, False
 
     async def _checkpoint(self, partition: int, part: _Part) -> None:
-        assert self.state is not None and part.next_offset is not None
+        assert self.state is not None
         t0 = time.perf_counter()
-        blob = encode_state(self.proc.snapshot(partition, arrays=True))
-        ck = Checkpoint(self.app_id, partition, part.seq + 1, part.next_offset, blob, now_ms())
+        doc = self.proc.snapshot(partition, arrays=True)
+        doc["inputs"] = dict(part.inputs)
+        blob = encode_state(doc)
+        # no reading processed yet, and none committed: the readings from the start
+        offset = part.next_offset if part.next_offset is not None else 0
+        ck = Checkpoint(self.app_id, partition, part.seq + 1, offset, blob, now_ms())
         records = checkpoint_records(ck, part.stale)
         await self.outputs.checkpoint(partition, records, self.state.state_partition(partition),
-                                      ck.offset)
+                                      ck.offset, inputs=part.inputs)
         if not self.outputs.transactional:
             await self.consumer.commit({partition: ck.offset})
+            await self._commit_inputs(partition, part)
         part.seq = ck.seq
         part.stale = ck.chunk_keys()  # tombstoned by the next checkpoint
         self.stats["checkpoints"] += 1
@@ -235,6 +289,11 @@ class StateKeeper:
         self.stats["checkpoint_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         logger.debug("checkpoint %d of partition %d at offset %d: %d bytes in %.1f ms", ck.seq,
                      partition, ck.offset, len(blob), self.stats["checkpoint_ms"])
+
+    async def _commit_inputs(self, partition: int, part: _Part) -> None:
+        if part.inputs:
+            await self.consumer.commit_inputs({t: {partition: o}
+                                               for t, o in part.inputs.items()})
 
     # -- rebalancing --------------------------------------------------------------------
     async def revoked(self, partitions: Collection[int]) -> None:
@@ -276,9 +335,12 @@ class StateKeeper:
             reader = await self.state.load(partition)
             ck, stale = reader.result(), reader.stale
         offset = committed
+        inputs: dict[str, int] = {}
         if ck is not None:
             try:
-                self.proc.restore(decode_state(ck.blob), partition, now_ms())
+                doc = decode_state(ck.blob)
+                self.proc.restore(doc, partition, now_ms())
+                inputs = {str(t): int(o) for t, o in doc.get("inputs", {}).items()}
             except StateVersionError as exc:
                 raise StateVersionError(
                     f"checkpoint {ck.seq} of partition {partition} ({exc.what}; key "
@@ -297,8 +359,12 @@ class StateKeeper:
             # over: commit first, so that seek lands where this one does
             await self.consumer.commit({partition: offset})
             await self.consumer.seek(partition, offset)
+        if inputs:  # the operator topics: where the checkpoint's state ends, as above
+            await self.consumer.commit_inputs({t: {partition: o} for t, o in inputs.items()})
+            for t, o in inputs.items():
+                await self.consumer.seek(partition, o, t)
         self._parts[partition] = _Part(next_offset=offset, saved_offset=offset,
-                                       seq=ck.seq if ck else 0, stale=stale)
+                                       seq=ck.seq if ck else 0, stale=stale, inputs=inputs)
 
     async def stop(self, flush: bool) -> Output:
         """Shutdown: with ``flush`` close every open window first (the end of a run);

@@ -4,9 +4,9 @@
 result sent so far is acknowledged, then writes the checkpoint and waits for it; only
 then may the caller commit the input offset. A crash replays from the last checkpoint, so
 results after it may be sent again (the same values: ClickHouse's ReplacingMergeTree
-collapses them; anomalies and commands carry ids derived from their window; a twin part
-is the machine's latest state and a KPI record its shift's tally so far, both replaced by
-the next).
+collapses them; anomalies, alarm episodes and commands carry ids derived from their
+window; a twin part is the machine's latest state and a KPI record its shift's tally so
+far, both replaced by the next).
 
 :class:`ExactlyOnceOutputs`: one transactional producer per input partition, with a
 ``transactional.id`` fixed per (app, topic, partition), so a new owner fences the old one
@@ -77,6 +77,7 @@ class Outputs:
         msgs = [(t.aggregates, f.key(), f.encode()) for f in out.aggregate_frames]
         msgs += [(t.late, x.key(), x.encode()) for x in out.late]
         msgs += [(t.anomalies, a.key(), a.encode()) for a in out.anomalies]
+        msgs += [(t.alarms, a.key(), a.encode()) for a in out.alarms]
         for cmd in out.commands:
             signed = cmd.signed_by(self.signer) if self.signer is not None else cmd
             msgs.append((t.commands, cmd.key(), signed.encode()))
@@ -113,7 +114,7 @@ class Outputs:
     async def close(self, partition: int) -> None: ...
 
     async def checkpoint(self, partition: int, records: Sequence[Record], state_partition: int,
-                         offset: int) -> None:
+                         offset: int, inputs: Mapping[str, int] | None = None) -> None:
         raise NotImplementedError
 
     async def flush(self) -> None: ...
@@ -143,9 +144,9 @@ class AtLeastOnceOutputs(Outputs):
             await self._main.flush()
 
     async def checkpoint(self, partition: int, records: Sequence[Record], state_partition: int,
-                         offset: int) -> None:
+                         offset: int, inputs: Mapping[str, int] | None = None) -> None:
         """Every result sent so far acknowledged, then the checkpoint: the caller commits
-        ``offset`` after this returns."""
+        ``offset`` (and ``inputs``) after this returns."""
         producer = self._producer(partition)
         await producer.flush()
         if self.failed != self._failed_at_checkpoint:
@@ -209,12 +210,14 @@ class ExactlyOnceOutputs(Outputs):
         await producer.stop()
 
     async def checkpoint(self, partition: int, records: Sequence[Record], state_partition: int,
-                         offset: int) -> None:
-        """Commit the transaction: the results so far, the checkpoint and ``offset``."""
+                         offset: int, inputs: Mapping[str, int] | None = None) -> None:
+        """Commit the transaction: the results so far, the checkpoint, ``offset`` and the
+        operator topics' ``inputs`` (topic -> next offset of ``partition``)."""
         producer = self._producer(partition)
         await self._write(producer, records, state_partition)
-        await producer.send_offsets_to_transaction(
-            {TopicPartition(self.topics.readings, partition): offset}, self.app_id)
+        offsets = {TopicPartition(self.topics.readings, partition): offset}
+        offsets.update({TopicPartition(t, partition): o for t, o in (inputs or {}).items()})
+        await producer.send_offsets_to_transaction(offsets, self.app_id)
         await producer.commit_transaction()
         await producer.begin_transaction()
 

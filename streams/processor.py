@@ -6,15 +6,18 @@ commands and dead letters out.
 (sequence numbers), dead-letter what breaks the contract (unknown tags, values that are
 not finite numbers, timestamps far ahead of the worker's clock), aggregate the rest into
 windows of every configured size per (source, partition), route late readings, and hand
-each closed window of the first size to the detector and the rules. Limit rules that a
-single reading decides are checked on every reading as it arrives (:mod:`streams.fastpath`).
-It never raises on bad input.
+each closed window of the first size to the detectors and the alarm engine
+(:mod:`streams.alarming`) and the rules. Limit rules that a single reading decides are
+checked on every reading as it arrives (:mod:`streams.fastpath`). Operators' alarm actions
+and false-positive feedback come in through :meth:`FrameProcessor.operator`. It never
+raises on bad input.
 
 Lifecycle: ``FrameProcessor(catalog)``; ``process(...)`` per message; ``tick(now_ms)`` on
-a timer (closes windows of silent sources); ``flush(now_ms)`` at the end of a run;
-``counters()`` for the status file. ``snapshot(partition)``/``restore(snap, partition)``/
-``drop(partition)`` hand one Kafka partition's state (windows, dedup, detector, rules,
-KPI tallies) over as plain data: the unit a checkpoint saves and a rebalance moves.
+a timer (closes windows of silent sources, expires shelving); ``flush(now_ms)`` at the end
+of a run; ``counters()`` for the status file. ``snapshot(partition)``/``restore(snap,
+partition)``/``drop(partition)`` hand one Kafka partition's state (windows, dedup,
+detectors, alarm episodes, rules, KPI tallies) over as plain data: the unit a checkpoint
+saves and a rebalance moves.
 """
 
 from __future__ import annotations
@@ -28,16 +31,17 @@ import numpy as np
 import numpy.typing as npt
 
 from schemas.aggregates import AggregateFrame
+from schemas.alarms import Alarm
 from schemas.catalog import Catalog
 from schemas.events import Aggregate, Anomaly, Command, DeadLetter
 from schemas.exceptions import ContractError
 from schemas.kpis import KpiRecord
 from schemas.late import LateReadings
+from streams.alarming import AlarmStage
 from streams.assets import AssetIndex, AssetWindow
 from streams.decode import DecodedFrame, decode_frame
 from streams.dedup import SeqDedup
-from streams.detect import WindowDetector, detector_from_catalog
-from streams.exceptions import StateVersionError
+from streams.exceptions import AlarmActionError, StateVersionError
 from streams.fastpath import FastPath
 from streams.plant import PlantState
 from streams.rules import RuleEngine
@@ -64,6 +68,7 @@ class Output:
     primary: list[AggregateFrame] = field(default_factory=list)  # the first size, unchunked
     late: list[LateReadings] = field(default_factory=list)
     anomalies: list[Anomaly] = field(default_factory=list)
+    alarms: list[Alarm] = field(default_factory=list)  # one per state change of an episode
     commands: list[Command] = field(default_factory=list)
     deadletters: list[DeadLetter] = field(default_factory=list)
     twin: list[TwinInput] = field(default_factory=list)  # to the twin-inputs topic
@@ -100,8 +105,8 @@ class Output:
         self._assets = value
 
     def __bool__(self) -> bool:
-        return bool(self.aggregate_frames or self.late or self.anomalies or self.commands
-                    or self.deadletters or self.twin or self.kpis)
+        return bool(self.aggregate_frames or self.late or self.anomalies or self.alarms
+                    or self.commands or self.deadletters or self.twin or self.kpis)
 
 
 class FrameProcessor:
@@ -118,11 +123,11 @@ class FrameProcessor:
         self.windows = WindowStore(self.window_specs, spec.lateness_ms, spec.idle_timeout_ms)
         self.dedup = SeqDedup(spec.dedup_tolerance)
         self.asset_index = AssetIndex(catalog)
-        self.detector: WindowDetector = detector_from_catalog(catalog)
         self.rules = RuleEngine(catalog, [r for r in catalog.rules if not r.per_reading])
         self.ruled_tags = frozenset(catalog.resolve(r.tag) for r in catalog.rules
                                     if not r.per_reading)
         self._known_lists: dict[str, list[str]] = {}  # per source: last all-known tag list
+        self.alarming = AlarmStage(catalog, self.rules)
         self.fastpath = FastPath(catalog, [r for r in catalog.rules if r.per_reading])
         self.plant = PlantState(catalog)  # the twin's share of the readings, and the KPIs
         self.count: Counter[str] = Counter()  # everything counters() reports
@@ -267,14 +272,40 @@ class FrameProcessor:
             if c.window_ms != self.primary_ms:
                 continue
             out.primary.append(frame)
-            found = self._detect(frame, now_ms)
+            found, alarms = self.alarming.observe(c, frame, now_ms)
             out.anomalies.extend(found)
             self.count["anomalies"] += len(found)
             self._rules(frame, found, now_ms, out)
+            self._alarmed(alarms, now_ms, out)
 
-    def _detect(self, frame: AggregateFrame, now_ms: int) -> list[Anomaly]:
-        """The detector on each window of the first size, one at a time."""
-        return [a for agg in frame.aggregates() for a in self.detector.observe(agg, now_ms)]
+    def _alarmed(self, alarms: list[Alarm], now_ms: int, out: Output) -> None:
+        cmds = self.alarming.on_alarms(alarms, now_ms)
+        out.alarms.extend(alarms)
+        out.commands.extend(cmds)
+        self.count["alarms"] += len(alarms)
+        self.count["alarms_raised"] += sum(a.action == "raised" for a in alarms)
+        self.count["commands"] += len(cmds)
+
+    def operator(self, kind: str, value: bytes | None, topic: str, partition: int,
+                 offset: int, now_ms: int) -> tuple[Output, int]:
+        """An operator's alarm action (``kind`` "action": ack/shelve/unshelve) or feedback
+        ("feedback": false positive), and the partition whose state it changed: the one
+        holding the alarm's machine. One that cannot apply (malformed, unknown alarm,
+        machine not held here) is dead-lettered with the reason (and ``partition``)."""
+        out = Output()
+        try:
+            alarms, owner = self.alarming.apply(kind, value, now_ms, self.sources)
+        except ContractError as exc:
+            self._dead(out, exc.reason, exc.detail, topic, partition, offset, None, value)
+            return out, partition
+        except AlarmActionError as exc:
+            self._dead(out, "alarm-action-refused" if kind == "action" else "feedback-refused",
+                       str(exc), topic, partition, offset, None, value)
+            return out, partition
+        self.count["feedback"] += kind == "feedback"
+        self._alarmed(alarms, now_ms, out)
+        return out, owner
+
 
     def _rules(self, frame: AggregateFrame, found: list[Anomaly], now_ms: int,
                out: Output) -> None:
@@ -351,6 +382,8 @@ class FrameProcessor:
         tags = None if partition is None else self._owned(partition)[1]
         out.commands.extend(cmds := self.fastpath.tick(now_ms, tags))
         self.count["commands"] += len(cmds)
+        sources = None if partition is None else self._owned(partition)[0]
+        self._alarmed(self.alarming.tick(now_ms, sources), now_ms, out)
         out.twin, out.kpis = self.plant.tick(now_ms, partition)
         return out
 
@@ -370,9 +403,10 @@ class FrameProcessor:
 
     def counters(self) -> dict[str, Any]:
         keys = ("frames", "readings", "late", "bad_quality", "duplicates", "deadletters",
-                "aggregates", "anomalies", "commands",
-                "alarms_raised")  # count["alarms_raised"]: where alarms are raised
+                "aggregates", "anomalies", "commands", "alarms", "alarms_raised", "feedback")
         return {**{k: self.count[k] for k in keys},
+                "alarms_open": self.alarming.alarms.open_count,
+                "detection_errors": self.alarming.errors,
                 "dead_readings": dict(self.dead_readings), **self.plant.counters(),
                 "fastpath": self.fastpath.counters(),
                 "open_windows": self.windows.open_windows}
@@ -391,14 +425,16 @@ class FrameProcessor:
 
     def snapshot(self, partition: int | None = None, *, arrays: bool = False) -> dict[str, Any]:
         """The state of one partition (or all) as plain data: its windows, the sequence
-        numbers seen of its sources, and the detector's and rules' memory of its tags.
+        numbers seen of its sources, its sources' detectors and their machines' alarms, and
+        the rules' memory of its tags.
         Strict JSON, unless ``arrays`` keeps the window columns as NumPy arrays (then
         encode it before the next ``process``: they are the live arrays)."""
         sources, tags = self._owned(partition)
         return {"version": STATE_VERSION, "config": self._config(),
                 "windows": self.windows.snapshot(partition, arrays=arrays),
                 "sources": sorted(sources), "dedup": self.dedup.snapshot(sources),
-                "detector": self.detector.snapshot(tags), "rules": self.rules.snapshot(tags),
+                "alarming": self.alarming.snapshot(sources, strict=not arrays),
+                "rules": self.rules.snapshot(tags),
                 "fastpath": self.fastpath.snapshot(tags),
                 "plant": self.plant.snapshot(partition, arrays=arrays)}
 
@@ -420,7 +456,11 @@ class FrameProcessor:
             self.drop(partition)
         self.windows.restore(snap["windows"], partition, now_ms)
         self.dedup.restore(snap["dedup"], replace=whole)
-        self.detector.restore(snap["detector"], replace=whole)
+        if "alarming" in snap:
+            self.alarming.restore(snap["alarming"], replace=whole)
+        else:  # a checkpoint from before alarms: the detectors warm up again
+            logger.warning("the saved state has no detector or alarm state: the detectors "
+                           "of its sources warm up again")
         self.rules.restore(snap["rules"], replace=whole)
         self.fastpath.restore(snap.get("fastpath", {}), replace=whole)
         self.plant.restore(snap.get("plant"), partition, now_ms)
@@ -439,7 +479,7 @@ class FrameProcessor:
         self.sources.pop(partition, None)
         others_sources, others_tags = self._owned(None)
         self.dedup.drop(sources - others_sources)
-        self.detector.drop(tags - others_tags)
+        self.alarming.drop(sources - others_sources)
         self.rules.drop(tags - others_tags)
         self.fastpath.drop(tags - others_tags)
         self.plant.drop(partition)

@@ -4,14 +4,16 @@
 single reading decides are the fast path's (:mod:`streams.fastpath`), checked on every
 reading; the processor gives this engine the others.
 ``sustained_anomaly``: N consecutive windows of the tag each with at least one anomaly;
-a window without one (or a gap: a window with no data) resets the run.
+a window without one (or a gap: a window with no data) resets the run. With ``on:
+alarms`` it fires instead when an alarm episode is raised on the tag's machine with the
+tag among its tags.
 A rule fires at most once per ``cooldown_s`` of processing time (``now_ms`` is passed in
 so tests control it).
 
 Lifecycle: ``RuleEngine(catalog[, specs])``; ``evaluate(aggregate, anomalies, now_ms)`` for
-every closed window, in window order per tag; ``snapshot(tags)``/``restore(doc)``/
-``drop(tags)`` move the rules' memory (last firing, runs) of a partition's tags between
-workers.
+every closed window, in window order per tag; ``on_alarms(alarms, now_ms)`` for alarm
+records; ``snapshot(tags)``/``restore(doc)``/``drop(tags)`` move the rules' memory (last
+firing, runs) of a partition's tags between workers.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from schemas.alarms import Alarm
 from schemas.catalog import Catalog, RuleSpec
 from schemas.events import Aggregate, Anomaly, Command
 
@@ -105,6 +108,8 @@ class RuleEngine:
     def evaluate(self, agg: Aggregate, anomalies: Sequence[Anomaly], now_ms: int) -> list[Command]:
         out: list[Command] = []
         for rule in self._by_tag.get(agg.tag, ()):
+            if rule.spec.on == "alarms" and rule.spec.kind == "sustained_anomaly":
+                continue
             reason = (self._limit(rule, agg) if rule.spec.kind == "limit"
                       else self._sustained(rule, agg, anomalies))
             if reason is None:
@@ -115,6 +120,27 @@ class RuleEngine:
             self.fired += 1
             out.append(command_for(rule, reason, now_ms,
                                    command_id(rule.spec.name, agg.tag, agg.window_start)))
+        return out
+
+    def on_alarms(self, alarms: Sequence[Alarm], now_ms: int) -> list[Command]:
+        """``sustained_anomaly`` rules ``on: alarms``: an episode raised on the rule tag's
+        machine that names the tag. The episode's start names the command, so a replay
+        issues the same command id."""
+        out: list[Command] = []
+        for alarm in alarms:
+            if alarm.action != "raised":
+                continue
+            for tag in alarm.tags:
+                for rule in self._by_tag.get(tag, ()):
+                    if rule.spec.on != "alarms" or rule.spec.kind != "sustained_anomaly":
+                        continue
+                    if rule.cooling(now_ms):
+                        self.suppressed += 1
+                        continue
+                    self.fired += 1
+                    reason = f"alarm {alarm.alarm_id} ({alarm.severity}): {alarm.message}"
+                    out.append(command_for(rule, reason, now_ms,
+                                           command_id(rule.spec.name, tag, alarm.started_at)))
         return out
 
     # -- persistence --------------------------------------------------------------------

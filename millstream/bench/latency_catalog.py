@@ -93,7 +93,7 @@ def write_catalog(path: Path, *, opcua_endpoint: str, modbus_endpoint: str, mach
         "machines": [*(_cnc(m, fast_ms) for m in fast_machines(machines)),
                      *(_press(u) for u in range(1, bulk_machines + 1))],
         "streams": plant["streams"],
-        "detector": plant["detector"],
+        "detectors": plant["detectors"], "alarms": plant["alarms"],
         "rules": [{"name": f"{m}-overheat", "kind": "limit", "tag": f"{m}/spindle_temp",
                    "statistic": "value", "above": BOUND, "cooldown_s": cooldown_s,
                    "action": {"setpoint": f"{m}/spindle_speed_sp", "value": SETPOINT}}

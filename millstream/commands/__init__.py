@@ -12,7 +12,7 @@ import argparse
 from collections.abc import Callable
 from types import ModuleType
 
-from millstream.commands import browse, command, dashboard, probe, status, trust
+from millstream.commands import alarm, browse, command, dashboard, probe, status, trust
 from millstream.settings import Settings
 
 __all__ = ["MODULES", "Add", "Handler"]
@@ -20,4 +20,4 @@ __all__ = ["MODULES", "Add", "Handler"]
 Handler = Callable[[argparse.Namespace, Settings], int]
 Add = Callable[[str, Handler, str], argparse.ArgumentParser]
 
-MODULES: list[ModuleType] = [browse, probe, trust, command, status, dashboard]
+MODULES: list[ModuleType] = [browse, probe, trust, command, status, dashboard, alarm]

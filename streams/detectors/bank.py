@@ -7,7 +7,8 @@ anomalous for ``rebaseline`` steps in a row (a new operating point: a new setpoi
 another product), which warms its models up again on the new level.
 
 Lifecycle: ``TagBank(...)``; ``add_columns(names)``; per step ``step(x, good)`` returns a
-:class:`BankStep`; ``detections(step)`` turns its flagged columns into detections.
+:class:`BankStep` (or ``score(x)`` then ``learn(x, flagged, fit)`` when the caller decides
+what counts as flagged); ``detections(step)`` turns its flagged columns into detections.
 """
 
 from __future__ import annotations
@@ -87,18 +88,22 @@ class TagBank(Detector):
         """Each member's scores of row ``x``, shape (n_members, n_columns); pure."""
         return np.vstack([m.score_many(x) for m in self.members])
 
-    def step(self, x: F64, good: B8 | None = None) -> BankStep:
-        """Score row ``x`` (NaN = no value), then learn its good, unflagged values."""
-        x = np.asarray(x, dtype=np.float64)
-        if good is not None:
-            x = np.where(good, x, np.nan)
-        members = self.score_members(x)
+    def score(self, x: F64) -> BankStep:
+        """Score row ``x`` (NaN = no value) with every member; pure."""
+        members = self.score_members(np.asarray(x, dtype=np.float64))
         valid = np.isfinite(members)
         score = np.where(valid.any(axis=0), np.max(np.where(valid, members, -np.inf), axis=0),
                          np.nan)
-        flagged = score > 1.0
+        return BankStep(score, members, score > 1.0)
+
+    def learn(self, x: F64, flagged: B8, fit: B8 | None = None) -> B8:
+        """Advance every member on row ``x``; fit the columns that are not ``flagged``
+        (and, if given, ``fit``); re-baseline the columns flagged ``rebaseline`` times in
+        a row. Returns the columns re-baselined now."""
+        x = np.asarray(x, dtype=np.float64)
+        learn = ~flagged if fit is None else ~flagged & fit
         for m in self.members:
-            m.learn_many(x, ~flagged)
+            m.learn_many(x, learn)
         present = np.isfinite(x)
         self.run = np.where(flagged, self.run + 1, np.where(present, 0, self.run))
         moved = self.run >= self.rebaseline
@@ -110,7 +115,16 @@ class TagBank(Detector):
                 m.reset(moved)
             self.run[moved] = 0
             self.rebaselined += int(moved.sum())
-        return BankStep(score, members, flagged)
+        return moved
+
+    def step(self, x: F64, good: B8 | None = None) -> BankStep:
+        """Score row ``x`` (NaN = no value), then learn its good, unflagged values."""
+        x = np.asarray(x, dtype=np.float64)
+        if good is not None:
+            x = np.where(good, x, np.nan)
+        result = self.score(x)
+        self.learn(x, result.flagged)
+        return result
 
     def detections(self, result: BankStep) -> list[Detection]:
         """The flagged columns, each with its members ranked by score (the drivers)."""
@@ -145,10 +159,10 @@ class TagBank(Detector):
 
     # -- state -----------------------------------------------------------------------------
 
-    def state(self) -> dict[str, Any]:
+    def state(self, arrays: bool = False) -> dict[str, Any]:
         return {"detector": type(self).__name__, "config": self.config(),
                 "state": {"run": self.run.tolist(), "rebaselined": self.rebaselined},
-                "members": [m.state() for m in self.members]}
+                "members": [m.state(arrays) for m in self.members]}
 
     @classmethod
     def from_state(cls, d: dict[str, Any]) -> TagBank:

@@ -83,12 +83,14 @@ class Detector:
         params = inspect.signature(type(self).__init__).parameters
         return {p: getattr(self, p) for p in params if p != "self"}
 
-    def state(self) -> dict[str, Any]:
-        """JSON-ready: the configuration and the learned state (arrays as lists)."""
+    def state(self, arrays: bool = False) -> dict[str, Any]:
+        """JSON-ready: the configuration and the learned state (arrays as lists; with
+        ``arrays`` the live NumPy arrays, for the checkpoint codec to copy at once)."""
         learned = {}
         for key in self._state_keys():
             value = getattr(self, key)
-            learned[key] = value.tolist() if isinstance(value, np.ndarray) else value
+            learned[key] = (value.tolist() if isinstance(value, np.ndarray) and not arrays
+                            else value)
         return {"detector": type(self).__name__, "config": self.config(), "state": learned}
 
     @classmethod

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from streams.detectors.base import F64, MAX_SCORE, Detector
+from streams.detectors.columns import small_sample
 
 __all__ = ["PCADetector"]
 
@@ -64,9 +65,10 @@ class _AssetDetector(Detector):
             self.hist.append(stat)
             del self.hist[:-self.history]
         if len(self.hist) >= 10:
-            self.thr = max(float(np.quantile(self.hist, self.quantile)) * self.margin, floor)
+            q = float(np.quantile(self.hist, self.quantile))
+            self.thr = max(q * self.margin * float(small_sample(len(self.hist))), floor)
 
-    def state(self) -> dict[str, Any]:
+    def state(self, arrays: bool = False) -> dict[str, Any]:  # pickled: arrays either way
         return {"detector": type(self).__name__, "config": self.config(),
                 "pickle": base64.b64encode(pickle.dumps(self)).decode()}
 
@@ -79,14 +81,19 @@ class _AssetDetector(Detector):
 
 
 class PCADetector(_AssetDetector):
-    """Hotelling T² and SPE of the features against an online PCA; score = the larger ratio."""
+    """Hotelling T² and SPE of the features against an online PCA; score = the larger ratio.
+
+    ``t2=False`` scores the SPE alone: only broken correlations, leaving "further than
+    usual along the usual directions" (levels that move together) to per-tag detectors.
+    """
 
     name = "pca_t2_spe"
 
     def __init__(self, variance: float = 0.9, alpha: float = 0.01, warmup: int = 50,
                  quantile: float = 0.99, margin: float = 1.5, history: int = 500,
-                 refresh: int = 10) -> None:
+                 refresh: int = 10, t2: bool = True) -> None:
         super().__init__(warmup, quantile, margin, history)
+        self.t2 = t2
         self.variance = variance
         self.alpha = alpha
         self.refresh = refresh
@@ -113,7 +120,8 @@ class PCADetector(_AssetDetector):
         t2, spe, _ = self._parts(v)
         spe_ratio = (float("nan") if not np.isfinite(self.thr_spe)
                      else min(spe / self.thr_spe, MAX_SCORE))
-        ratios = [r for r in (self._ratio(t2), spe_ratio) if np.isfinite(r)]
+        t2_ratio = self._ratio(t2) if self.t2 else float("nan")
+        ratios = [r for r in (t2_ratio, spe_ratio) if np.isfinite(r)]
         return max(ratios) if ratios and self.n >= self.warmup else float("nan")
 
     def explain(self, x: dict[str, float]) -> list[tuple[str, float]]:
@@ -148,7 +156,8 @@ class PCADetector(_AssetDetector):
                     del self.hist_spe[:-self.history]
                 if len(self.hist_spe) >= 10:
                     q = float(np.quantile(self.hist_spe, self.quantile))
-                    self.thr_spe = max(q * self.margin, 0.1)
+                    wide = float(small_sample(len(self.hist_spe)))
+                    self.thr_spe = max(q * self.margin * wide, 0.1)
             a = max(self.alpha, 1.0 / (self.n + 1))
             d = v - self.mean
             self.mean = self.mean + a * d

@@ -10,7 +10,11 @@
 
 Scales are mean absolute deviations, not variances: they stay finite for inputs near the
 float64 limit and a single outlier moves them less. Every scale has a floor relative to the
-level, so a constant history scores rounding noise near 0 and a real change high.
+level, so a constant history scores rounding noise near 0 and a real change high. While a
+column warms up (after a start or a re-baseline) its averages are plain running means
+(rate ``max(alpha, 1 / (n + 1))``), and a deviation starts from the first residual it can
+measure, not from 0: a scale underestimated at the start would score ordinary noise as
+anomalous, and fill the adaptive threshold's history with those scores.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import numpy.typing as npt
 
 from streams.detectors.base import B8, F64
 from streams.detectors.columns import ColumnDetector
@@ -39,10 +44,15 @@ def _floor(level: F64) -> F64:
     return REL_FLOOR * (1.0 + np.abs(np.nan_to_num(level)))
 
 
-def _ewma(old: F64, x: F64, alpha: float, mask: B8) -> F64:
+def _ewma(old: F64, x: F64, alpha: float | F64, mask: B8) -> F64:
     """Exponentially weighted mean, seeded by the first value, updated where ``mask``."""
     new = np.where(np.isnan(old), x, old + alpha * (x - old))
     return np.where(mask, new, old)
+
+
+def _rate(alpha: float, n: npt.NDArray[np.int64]) -> F64:
+    """``alpha``, or faster while fewer than ``1 / alpha`` values were learned."""
+    return np.maximum(alpha, 1.0 / (n + 1.0))
 
 
 class SpikeDetector(ColumnDetector):
@@ -64,9 +74,10 @@ class SpikeDetector(ColumnDetector):
         return np.abs(x - self.level) / np.maximum(self.dev, _floor(self.level))
 
     def _fit(self, x: F64, fit: B8) -> None:
-        resid = np.abs(x - np.where(np.isnan(self.level), x, self.level))
-        self.dev = _ewma(self.dev, resid, self.alpha / 5, fit)
-        self.level = _ewma(self.level, x, self.alpha, fit)
+        resid = np.abs(x - self.level)  # NaN until there is a level
+        self.dev = _ewma(self.dev, resid, _rate(self.alpha / 5, self.n_seen),
+                         fit & np.isfinite(resid))
+        self.level = _ewma(self.level, x, _rate(self.alpha, self.n_seen), fit)
 
 
 class LevelShiftDetector(ColumnDetector):
@@ -101,9 +112,10 @@ class LevelShiftDetector(ColumnDetector):
         self.fast = np.where(valid, self._fast(x), self.fast)
 
     def _fit(self, x: F64, fit: B8) -> None:
-        resid = np.abs(x - np.where(np.isnan(self.slow), x, self.slow))
-        self.dev = _ewma(self.dev, resid, self.slow_alpha, fit)
-        self.slow = _ewma(self.slow, x, self.slow_alpha, fit)
+        resid = np.abs(x - self.slow)
+        rate = _rate(self.slow_alpha, self.n_seen)
+        self.dev = _ewma(self.dev, resid, rate, fit & np.isfinite(resid))
+        self.slow = _ewma(self.slow, x, rate, fit)
 
 
 class CusumDetector(ColumnDetector):
@@ -149,9 +161,10 @@ class CusumDetector(ColumnDetector):
         self.neg = np.where(ready, neg, self.neg)
 
     def _fit(self, x: F64, fit: B8) -> None:
-        resid = np.abs(x - np.where(np.isnan(self.mean), x, self.mean))
-        self.dev = _ewma(self.dev, resid, self.alpha, fit)
-        self.mean = _ewma(self.mean, x, self.alpha, fit)
+        resid = np.abs(x - self.mean)
+        rate = _rate(self.alpha, self.n_seen)
+        self.dev = _ewma(self.dev, resid, rate, fit & np.isfinite(resid))
+        self.mean = _ewma(self.mean, x, rate, fit)
 
     def _flagged(self, mask: B8) -> None:
         self.pos = np.where(mask, 0.0, self.pos)
@@ -190,7 +203,8 @@ class VarianceDetector(ColumnDetector):
         self.prev = np.where(valid, x, self.prev)
 
     def _fit(self, x: F64, fit: B8) -> None:
-        self.slow = _ewma(self.slow, self.fast, self.slow_alpha, fit & ~np.isnan(self.fast))
+        self.slow = _ewma(self.slow, self.fast, _rate(self.slow_alpha, self.n_seen),
+                          fit & ~np.isnan(self.fast))
 
 
 class StuckDetector(ColumnDetector):
@@ -231,5 +245,5 @@ class StuckDetector(ColumnDetector):
         # winsorised: one wild jump must not make every later step look "still"
         step: F64 = np.where(np.isnan(self.step), raw_step,
                              np.minimum(raw_step, 4.0 * self.step))
-        self.step = _ewma(self.step, step, self.alpha, moved)
+        self.step = _ewma(self.step, step, _rate(self.alpha, self.n_seen), moved)
         self.prev = np.where(np.isfinite(x), x, self.prev)

@@ -41,7 +41,9 @@ from tests.support.stage_watch import StageWatch
 
 pytestmark = pytest.mark.integration
 
-FAULT_AT_S = 16  # after the detector's warm-up (10 windows) on the shipped plant
+# after the detectors' warm-up on the shipped plant (10 windows, and 10 of threshold
+# history), counted from the simulator's start: the connectors join a few seconds later
+FAULT_AT_S = 28
 UNKNOWN_TAG = "acme/plant1/nowhere/line9/ghost-01/temp"
 SOURCES = {"opcua-sim", "modbus-sim", "sparkplug-sim"}
 
@@ -83,7 +85,7 @@ def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
                         | {"worker", "sink", "executor", "dashboard"})
     stages.start()
     summary = run_demo(settings, DemoOptions(
-        duration=34, seed=11, faults=[f"overheat@cnc-01:{FAULT_AT_S}+60"], run_dir=data / "run"))
+        duration=46, seed=11, faults=[f"overheat@cnc-01:{FAULT_AT_S}+60"], run_dir=data / "run"))
     watcher.join(5)
     stages.join(10)
     yield Run(summary, settings.dsn, live, data / "run", stages, settings.topic_prefix)
@@ -207,6 +209,17 @@ def test_injected_overheat_produces_an_anomaly_and_a_command(run: Run, catalog: 
     commands = run.rows("SELECT rule, setpoint, value, reason FROM commands FINAL")
     assert ["spindle-overheat", catalog.resolve("cnc-01/spindle_speed_sp"), 5000.0] in [
         c[:3] for c in commands]
+
+
+def test_the_overheat_raises_one_alarm_episode_on_the_cnc(run: Run, catalog: Catalog) -> None:
+    cnc = catalog.machine_path(next(m for m in catalog.machines if m.name == "cnc-01"))
+    episodes = run.rows(f"SELECT alarm_id, state, severity, message FROM alarms FINAL "
+                        f"WHERE asset = '{cnc}'")
+    assert len(episodes) == 1, episodes
+    assert run.summary["alarms_by_machine"].get("cnc-01") == 1, run.summary
+    log = run.rows(f"SELECT action, actor FROM alarm_log FINAL "
+                   f"WHERE alarm_id = '{episodes[0][0]}' ORDER BY version")
+    assert log[0] == ["raised", "streams"]
 
 
 def test_the_command_reached_the_simulator_and_was_read_back(run: Run, catalog: Catalog) -> None:

@@ -4,7 +4,9 @@ recomputed independently, stream workers as processes, and topic readers.
 The workload: one source per machine of the shipped catalog (its analog tags), each
 sampled every 100 ms for ``seconds`` of event time, one frame per source per 200 ms step,
 source ``i`` on input partition ``i % 3``. Some windows of one tag per source carry a
-spike (every 3 s), so the detector has something to flag at any point of the run. A last
+spike (every 3 s from 24 s on, once the detectors have warmed up and have a threshold
+history: spikes during the warm-up would be learned as normal), so the detectors have
+something to flag on both sides of a crash half-way. A last
 "closer" frame per source moves its watermark past every data window, so each window with
 data closes by event time, whichever worker holds it.
 """
@@ -72,7 +74,7 @@ def workload(catalog: Catalog, seconds: int = 60, seed: int = 11) -> Workload:
                 second = (ts - T0) // 1000
                 for i, tag in enumerate(tags):
                     v = 50.0 + 5 * i + rng.gauss(0, 1)
-                    if i == 0 and second >= 12 and (second + k) % 3 == 0:
+                    if i == 0 and second >= 24 and (second + k) % 3 == 0:
                         v += 40.0  # a spike window: the detector flags it
                     fb.add(tag, ts, v)
                     for spec in specs:

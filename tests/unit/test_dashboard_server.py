@@ -61,7 +61,7 @@ def test_plant_tree_config_and_security_headers(catalog: Catalog) -> None:
         assert temp == {"name": "spindle_temp", "path": f"{CNC}/spindle_temp", "unit": "degC",
                         "kind": "analog", "low": 20.0, "high": 85.0}
         config = await (await client.get("/api/config")).json()
-        assert config["alarm_actions"] is False  # no alarms stage in this millstream
+        assert config["alarm_actions"] is True  # the alarms stage is part of millstream
         assert config["trend_window_ms"] == 1000
         assert config["topics"]["twin"] == "t.twin"
         page = await client.get("/")
@@ -87,8 +87,8 @@ def test_loopback_answers_only_loopback_names_and_writes_need_the_header(
                                                          "Origin": "http://evil.example"})
         assert cross.status == 403
         ours = await client.post(url, json={}, headers={ACTION_HEADER: "1"})
-        assert ours.status == 501  # allowed through, but there is no alarms stage
-        assert "no alarms stage" in (await ours.json())["error"]
+        assert ours.status == 404  # allowed through, but no alarm a1 is open
+        assert "is not open on this dashboard" in (await ours.json())["error"]
     _run(catalog, body)
 
 

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from streams.detectors import (
     CusumDetector,
     Detector,
+    HSTDetector,
     KnnDetector,
     LevelShiftDetector,
     PCADetector,
@@ -43,6 +44,7 @@ FACTORIES: dict[str, Callable[[], Detector]] = {
     "knn": lambda: KnnDetector(dim=4, size=128, warmup=10, history=100),
     "bank": lambda: TagBank(warmup=10, history=100, rebaseline=20),
     "pca": lambda: PCADetector(warmup=10, history=100),
+    "hst": lambda: HSTDetector(warmup=10, window_size=25, history=100),
 }
 
 detectors = pytest.mark.parametrize("make", list(FACTORIES.values()), ids=list(FACTORIES))

@@ -53,8 +53,10 @@ class _Consumer:
     async def commit(self, offsets: dict[int, int]) -> None:
         self.committed_at.update(offsets)
 
-    async def seek(self, partition: int, offset: int) -> None:
+    async def seek(self, partition: int, offset: int, topic: str | None = None) -> None:
         self.sought.append((partition, offset))
+
+    async def commit_inputs(self, offsets: dict[str, dict[int, int]]) -> None: ...
 
     def highwater(self, partition: int) -> int | None:
         return None

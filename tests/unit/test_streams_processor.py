@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -96,10 +97,12 @@ def test_chain_limit_rule_and_counters(proc: FrameProcessor) -> None:
 
 def test_chain_detects_anomalies_after_warmup(proc: FrameProcessor) -> None:
     tag = f"{CNC}/vibration_rms"
+    rng = np.random.default_rng(5)
     found = []
     for i in range(40):
         v = 2.0 if i < 30 else 9.0
-        rows = [(tag, T0 + i * 1000 + j * 100, v + 0.01 * (j % 3) + 0.001 * i) for j in range(10)]
+        rows = [(tag, T0 + i * 1000 + j * 100, v + float(rng.normal(0.0, 0.05)))
+                for j in range(10)]
         found += proc.process(None, _frame(rows, seq=1 + 10 * i), "t", 0, i, NOW).anomalies
     found += proc.flush(NOW).anomalies
     assert found and all(a.tag == tag for a in found)

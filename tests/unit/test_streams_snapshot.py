@@ -41,7 +41,8 @@ def _frames(source: str, tags: list[str], seconds: int, seed: int) -> list[bytes
 
 def _rows(out: Output) -> list[tuple[Any, ...]]:
     return [(a.window_ms, a.tag, a.window_start, a.count, a.mean, a.std, a.last)
-            for f in out.aggregate_frames for a in f.aggregates()]
+            for f in out.aggregate_frames for a in f.aggregates()] + [
+        ("anomaly", a.anomaly_id, a.detector, a.score) for a in out.anomalies]
 
 
 def test_a_partition_moves_to_another_processor_and_continues_identically(
@@ -77,10 +78,10 @@ def test_a_partition_moves_to_another_processor_and_continues_identically(
     assert len(ref[0]) > 60 and len(ref[1]) > 30
     assert sorted(got[0]) == sorted(ref[0])
     assert sorted(got[1]) == sorted(ref[1])
-    # the detector moved with the partition: same anomalies, no second warm-up
-    assert moved.detector.scored > 0
-    assert moved.detector.snapshot([f"{CNC}/spindle_temp"]) == \
-        whole.detector.snapshot([f"{CNC}/spindle_temp"])
+    # the detectors moved with the partition (the rows above include the anomalies, none
+    # in this calm workload: tests/unit/test_alarms_state.py has a fault)
+    assert moved.alarming.detection.windows > 0
+    assert set(moved.alarming.detection.snapshot()["sources"]) == {"opcua-sim"}
 
 
 def test_a_replayed_frame_after_restore_is_not_counted_twice(catalog: Catalog) -> None:
