@@ -39,12 +39,14 @@ from confluent_kafka import Producer
 from playwright.sync_api import Page
 
 from millstream.stack.kafka import ensure_topics, free_port
+from schemas.alarms import AlarmAction
 from schemas.catalog import Catalog
 from schemas.status import read_status
 from schemas.topics import Topics
 from schemas.twin import TwinRecord
 from tests.integration.test_twin import consume_twins
 from tests.support.browser import chromium
+from tests.support.kafka import consume as kafka_consume
 from tests.support.twin_standin import (
     TwinStandIn,
     alarm_record,
@@ -213,8 +215,16 @@ def test_cards_follow_the_twin_and_alarm_topics_and_the_page_reconnects(
         assert card(page, cnc["machine"])["alert"] is None  # type: ignore[index]
         row = page.locator(f"#alarms tr[data-alarm='{alarm['alarm_id']}']")
         assert "oil temperature above its range" in row.inner_text()
-        assert row.locator("button").count() == 0  # no alarms stage here: no ack/shelve
+        assert [b.get_attribute("data-action") for b in row.locator("button").all()] == [
+            "ack", "shelve"]
         page.screenshot(path=str(shots / "synthetic-alarm.png"), full_page=True)
+        row.locator("button[data-action='ack']").click()  # the operator acknowledges
+        [sent] = kafka_consume(kafka_bootstrap, topics.alarm_actions,
+                               until=lambda v: len(v) >= 1, timeout=20, settle=1.0)
+        action = AlarmAction.decode(sent)
+        assert (action.alarm_id, action.asset, action.action) == (
+            alarm["alarm_id"], press["machine"], "ack")
+        assert action.actor.startswith("dashboard:")
 
         closed = {**alarm, "version": 2, "state": "closed", "active": False,
                   "acknowledged": True, "action": "closed"}

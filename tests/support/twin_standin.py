@@ -44,8 +44,8 @@ def create_twin_topics(bootstrap: str, prefix: str) -> tuple[str, str]:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     existing = set(admin.list_topics(timeout=10).topics)
     new = [NewTopic(twin, 1, 1, config={"cleanup.policy": "compact"}), NewTopic(alarms, 1, 1)]
-    futures = admin.create_topics([t for t in new if t.topic not in existing])
-    for f in futures.values():
+    missing = [t for t in new if t.topic not in existing]
+    for f in (admin.create_topics(missing) if missing else {}).values():
         f.result(timeout=30)
     return twin, alarms
 
