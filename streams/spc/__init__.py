@@ -1,6 +1,6 @@
 """Statistical process control: control charts of quality characteristics, Western
 Electric and Nelson run rules, and Cp/Cpk per shift. Pure logic (no Kafka, no clock);
-:mod:`streams.spc_app` is its Faust edge."""
+:mod:`streams.spc_stage` runs it inside the stream worker."""
 
 from streams.spc.capability import Capability, Shift, ShiftTally, capability
 from streams.spc.chart import Chart, ChartOutput
