@@ -1,8 +1,6 @@
 -- Statistical process control (topic millstream.spc): run-rule violations of the control
 -- charts and Cp/Cpk per characteristic and shift. Ids derive from what a row describes, so
 -- a record sent again after a worker restart collapses (query with FINAL for exact counts).
--- Versions 0009 and 0010 belong to other branches; the runner applies any missing version
--- in order, so the gap is fine.
 CREATE TABLE IF NOT EXISTS spc_violations (
     violation_id String,
     tag LowCardinality(String),
