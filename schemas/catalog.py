@@ -27,6 +27,7 @@ from schemas.mqtt import MqttSpec, parse_broker
 from schemas.opcua import MonitoringSpec, OpcUaSecurity, parse_browse_path, parse_node_ref
 from schemas.register_csv import read_register_csv
 from schemas.registers import ModbusRegister
+from schemas.spc import SpcSection, SpcSpec
 
 __all__ = [
     "AlarmSpec",
@@ -307,6 +308,7 @@ class Catalog(_Frozen):
     alarms: AlarmSpec = AlarmSpec()
     rules: list[RuleSpec] = []
     kpis: KpiSpec = KpiSpec()
+    spc: SpcSection = SpcSpec()  # control charts of quality characteristics (schemas.spc)
 
     @model_validator(mode="after")
     def _consistent(self) -> Catalog:

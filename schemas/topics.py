@@ -94,11 +94,17 @@ class Topics:
         """OEE and energy per machine and shift (schemas.kpis)."""
         return f"{self.prefix}.kpis"
 
+    @property
+    def spc(self) -> str:
+        """Control chart violations and Cp/Cpk per shift (schemas.spc_events)."""
+        return f"{self.prefix}.spc"
+
     def all(self) -> tuple[str, ...]:
         return (self.readings, self.aggregates, self.anomalies, self.commands,
                 self.command_results, self.deadletter, self.control, self.command_audit,
                 self.late, self.alarms, self.alarm_actions, self.anomaly_feedback, self.twin,
-                self.twin_inputs, self.kpis)
+                self.twin_inputs, self.kpis,
+                self.spc)
 
     def config(self, topic: str) -> dict[str, str]:
         """Topic settings millstream creates a topic with. The results and the control

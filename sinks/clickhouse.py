@@ -37,6 +37,7 @@ from sinks.migrations import apply_ttl, migrate
 from sinks.poison import insert_isolating
 from sinks.progress import SeqProgress
 from sinks.rows import READINGS_COLUMNS, TWIN_COLUMNS, event_columns, frame_columns, twin_columns
+from sinks.spc_rows import SPC_COLUMNS, SPC_TOPIC_TABLE, spc_rows
 
 if TYPE_CHECKING:
     from schemas.health import StageHealth
@@ -93,10 +94,12 @@ class ClickHouseSink(BatchingSink):
                 topics.command_results: "command_results", topics.deadletter: "deadletter",
                 topics.command_audit: "command_audit_log", topics.twin: "twin",
                 topics.kpis: "kpis", topics.alarms: "alarms",
+                topics.spc: SPC_TOPIC_TABLE,
             }
             columns: dict[str, Sequence[str]] = {"readings": READINGS_COLUMNS,
                                                  "twin": TWIN_COLUMNS}
             columns.update({t: [f.name for f in fields(c)] for t, c in _EVENTS.items()})
+            columns.update(SPC_COLUMNS)
             base = {"bootstrap.servers": bootstrap, **(kafka_config or {})}
             super().__init__({**base, "group.id": group_id}, list(self._tables), columns, policy)
             self._producer = Producer({**base, "linger.ms": "20"})
@@ -121,6 +124,8 @@ class ClickHouseSink(BatchingSink):
             return Decoded(Rows(table, aggregate_columns(msg.value())))
         if table == "twin":
             return Decoded(Rows(table, twin_columns(msg.value())))
+        if table == SPC_TOPIC_TABLE:
+            return Decoded(spc_rows(msg.value()))
         event = _EVENTS[table].decode(msg.value())
         return Decoded(Rows(table, event_columns(event)))
 

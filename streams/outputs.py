@@ -84,6 +84,7 @@ class Outputs:
         msgs += [(t.deadletter, d.key_bytes(), d.encode()) for d in out.deadletters]
         msgs += [(t.twin_inputs, p.key(), p.encode()) for p in out.twin]  # keyed by machine
         msgs += [(t.kpis, k.key(), k.encode()) for k in out.kpis]
+        msgs += [(t.spc, r.key(), r.encode()) for r in out.spc]
         return msgs
 
     def _producer(self, partition: int) -> AIOKafkaProducer:

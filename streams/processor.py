@@ -45,6 +45,7 @@ from streams.exceptions import AlarmActionError, StateVersionError
 from streams.fastpath import FastPath
 from streams.plant import PlantState
 from streams.rules import RuleEngine
+from streams.spc_stage import SpcRecord, SpcStage
 from streams.twin_inputs import TwinInput
 from streams.windows import Closed, WindowStore
 
@@ -73,6 +74,7 @@ class Output:
     deadletters: list[DeadLetter] = field(default_factory=list)
     twin: list[TwinInput] = field(default_factory=list)  # to the twin-inputs topic
     kpis: list[KpiRecord] = field(default_factory=list)
+    spc: list[SpcRecord] = field(default_factory=list)  # streams.spc_stage
     _aggregates: list[Aggregate] | None = field(default=None, repr=False)
     # closed windows whose asset records are built when someone asks for them
     _asset_parts: list[tuple[AssetIndex, AggregateFrame, dict[str, npt.NDArray[Any]]]] = (
@@ -106,7 +108,8 @@ class Output:
 
     def __bool__(self) -> bool:
         return bool(self.aggregate_frames or self.late or self.anomalies or self.alarms
-                    or self.commands or self.deadletters or self.twin or self.kpis)
+                    or self.commands or self.deadletters or self.twin or self.kpis
+                    or self.spc)
 
 
 class FrameProcessor:
@@ -130,6 +133,7 @@ class FrameProcessor:
         self.alarming = AlarmStage(catalog, self.rules)
         self.fastpath = FastPath(catalog, [r for r in catalog.rules if r.per_reading])
         self.plant = PlantState(catalog)  # the twin's share of the readings, and the KPIs
+        self.spc = SpcStage(catalog)  # control charts of the catalog's characteristics
         self.count: Counter[str] = Counter()  # everything counters() reports
         self.dead_readings: Counter[str] = Counter()  # dead-lettered readings by reason
         self.sources: dict[int, set[str]] = {}  # per partition, the sources it carried
@@ -171,6 +175,7 @@ class FrameProcessor:
                                  else None)
         if not frame.tag:
             return
+        out.spc.extend(self.spc.observe(frame, partition, now_ms))
         res = self.windows.add((frame.source, partition), frame.tag, frame.ts, frame.value,
                                frame.quality, frame.seq, now_ms)
         self.count["bad_quality"] += res.bad_quality
@@ -385,12 +390,14 @@ class FrameProcessor:
         sources = None if partition is None else self._owned(partition)[0]
         self._alarmed(self.alarming.tick(now_ms, sources), now_ms, out)
         out.twin, out.kpis = self.plant.tick(now_ms, partition)
+        out.spc.extend(self.spc.tick(now_ms, partition))
         return out
 
     def flush(self, now_ms: int, partition: int | None = None) -> Output:
         """Close every open window, of one partition or of all (the end of a run)."""
         out = Output()
         self._closed(self.windows.flush_all(partition), now_ms, out)
+        out.spc.extend(self.spc.flush(now_ms, partition))
         return out
 
     @property
@@ -409,6 +416,7 @@ class FrameProcessor:
                 "detection_errors": self.alarming.errors,
                 "dead_readings": dict(self.dead_readings), **self.plant.counters(),
                 "fastpath": self.fastpath.counters(),
+                "spc": self.spc.counters(),
                 "open_windows": self.windows.open_windows}
 
     # -- persistence --------------------------------------------------------------------
@@ -436,7 +444,8 @@ class FrameProcessor:
                 "alarming": self.alarming.snapshot(sources, strict=not arrays),
                 "rules": self.rules.snapshot(tags),
                 "fastpath": self.fastpath.snapshot(tags),
-                "plant": self.plant.snapshot(partition, arrays=arrays)}
+                "plant": self.plant.snapshot(partition, arrays=arrays),
+                "spc": self.spc.snapshot(partition)}
 
     def restore(self, snap: dict[str, Any], partition: int | None = None,
                 now_ms: int | None = None) -> None:
@@ -464,6 +473,7 @@ class FrameProcessor:
         self.rules.restore(snap["rules"], replace=whole)
         self.fastpath.restore(snap.get("fastpath", {}), replace=whole)
         self.plant.restore(snap.get("plant"), partition, now_ms)
+        self.spc.restore(snap.get("spc", {}), replace=whole)
         if whole:
             self.sources = {}
         for doc in snap["windows"]["streams"]:
@@ -483,6 +493,7 @@ class FrameProcessor:
         self.rules.drop(tags - others_tags)
         self.fastpath.drop(tags - others_tags)
         self.plant.drop(partition)
+        self.spc.drop(partition)
 
 
 def _rank(reason: str) -> int:
