@@ -9,11 +9,10 @@ Two runs, each with its own topics on the session's Kafka:
 - ``millstream demo`` (simulator, connectors, worker, sink, executor, dashboard) with an
   overheat injected: values change, the machine card turns to the alarm colour within the
   detection time, the command log shows the executor's verdict, and the tag view shows the
-  live windows and the history from ClickHouse. The twin records are the stream workers'
-  own (``<prefix>.twin``, merged from their twin-inputs); the alarms come from
-  :class:`tests.support.twin_standin.TwinStandIn` with ``twin=False`` (real Kafka messages
-  built from the pipeline's anomalies) until the alarms stage is merged, and reach the
-  machine card both directly and through the twin, which relays them.
+  live windows and the history from ClickHouse. The twin records and the alarms are the
+  stream workers' own (``<prefix>.twin``, merged from their twin-inputs; ``<prefix>.alarms``
+  from their alarm engine), and an alarm reaches the machine card both directly and
+  through the twin, which relays it.
 
 Screenshots go to a temporary folder (printed); ``MILLSTREAM_UPDATE_SCREENSHOT=1`` also
 copies the plant view to docs/dashboard.png for the README.
@@ -26,6 +25,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer
 from playwright.sync_api import Page
 
 from millstream.stack.kafka import ensure_topics, free_port
@@ -47,8 +47,7 @@ from schemas.twin import TwinRecord
 from tests.integration.test_twin import consume_twins
 from tests.support.browser import chromium
 from tests.support.kafka import consume as kafka_consume
-from tests.support.twin_standin import (
-    TwinStandIn,
+from tests.support.twin_records import (
     alarm_record,
     create_twin_topics,
     twin_record,
@@ -57,7 +56,7 @@ from tests.support.twin_standin import (
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-FAULT_AT_S = 16  # after the detector's warm-up (10 windows), as in test_pipeline
+FAULT_AT_S = 28  # after the detectors' warm-up, as in test_pipeline
 # from the fault's start to the card's colour: the overheat's rise (the model's 4 s time
 # constant), a 1 s window closing after 1 s of lateness, the detector, the twin's next
 # update and the page's. Measured ~6-10 s on a loaded 2-core machine; the bound has margin.
@@ -84,6 +83,35 @@ _VAR_JS = """(name) => {
   probe.remove();
   return c;
 }"""
+
+
+class AlarmWatch(threading.Thread):
+    """Follows an alarms topic: ``alarms_raised`` holds (Unix s, record) of each episode
+    raised. Lifecycle: construct, :meth:`start`, :meth:`stop`."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        super().__init__(name="alarm-watch", daemon=True)
+        self.bootstrap, self.topic = bootstrap, topic
+        self.halt = threading.Event()
+        self.alarms_raised: list[tuple[float, dict[str, Any]]] = []
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(timeout=10)
+
+    def run(self) -> None:
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": uuid.uuid4().hex,
+                             "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        consumer.subscribe([self.topic])
+        try:
+            while not self.halt.is_set():
+                for msg in consumer.consume(100, timeout=0.2):
+                    if msg.error() is None and msg.value():
+                        doc = json.loads(msg.value() or b"{}")
+                        if doc.get("action") == "raised":
+                            self.alarms_raised.append((time.time(), doc))
+        finally:
+            consumer.close()
 
 
 def card(page: Page, machine: str) -> dict[str, Any] | None:
@@ -259,8 +287,8 @@ def test_the_live_pipeline_on_the_dashboard(kafka_bootstrap: str, catalog: Catal
     topics = Topics(f"dashpipe-{uuid.uuid4().hex[:8]}")
     ensure_topics(kafka_bootstrap, topics)
     create_twin_topics(kafka_bootstrap, topics.prefix)
-    standin = TwinStandIn(kafka_bootstrap, topics, catalog, twin=False)  # alarms only
-    standin.start()
+    alarm_watch = AlarmWatch(kafka_bootstrap, topics.alarms)  # the workers' alarm episodes
+    alarm_watch.start()
     port = free_port()
     env = {**_env(kafka_bootstrap, topics.prefix, tmp_path / "data"),
            "MILLSTREAM_DASHBOARD_PORT": str(port)}
@@ -291,7 +319,7 @@ def test_the_live_pipeline_on_the_dashboard(kafka_bootstrap: str, catalog: Catal
                            lambda: (c := card(page, machine)) and c["alert"] and c, 90)
             red_at = time.time()
             fault_at = fault_started(tmp_path / "data", "cnc-01")
-            raised_at = next((t for t, a in standin.alarms_raised if a["asset"] == machine),
+            raised_at = next((t for t, a in alarm_watch.alarms_raised if a["asset"] == machine),
                              None)
             detected_s = red_at - fault_at
             print(f"\ndashboard: cnc-01 in alarm colour {detected_s:.1f} s after the fault "
@@ -311,7 +339,7 @@ def test_the_live_pipeline_on_the_dashboard(kafka_bootstrap: str, catalog: Catal
                 page.screenshot(path=str(REPO / "docs" / "dashboard.png"))
 
             # the tag the alarm names: its anomalies and the alarm are marked on the trend
-            tag = next(a for _t, a in standin.alarms_raised if a["asset"] == machine)["tags"][0]
+            tag = next(a for _t, a in alarm_watch.alarms_raised if a["asset"] == machine)["tags"][0]
             page.goto(f"{url}#/tag/{tag.replace('/', '%2F')}")
             wait_for(f"the live trend of {tag} draws windows and its markers", lambda: int(
                 page.get_attribute("#trend", "data-points") or 0) >= 5 and int(
@@ -338,17 +366,17 @@ def test_the_live_pipeline_on_the_dashboard(kafka_bootstrap: str, catalog: Catal
             demo.kill()
             raise
         finally:
-            standin.stop()
+            alarm_watch.stop()
     assert code == 0, (tmp_path / "demo.err").read_text()[-3000:]
     stderr = (tmp_path / "demo.err").read_text()
     assert f"dashboard: http://127.0.0.1:{port}/" in stderr
     summary = json.loads((tmp_path / "demo.out").read_text().strip().splitlines()[-1])
     assert summary["lost"] == 0 and summary["interrupted"] is True, summary
-    assert standin.alarms_raised, "the stand-in raised no alarm"
+    assert alarm_watch.alarms_raised, "the workers raised no alarm"
     # the cards were fed by the workers' twin: every record is a worker's, and cnc-01's
     # newest carries the alarm the twin relayed from the alarms topic
     twins = consume_twins(kafka_bootstrap, topics.twin, time.monotonic() + 30)
     assert twins and all(worker for _, worker, _ in twins)
     newest = TwinRecord.decode([v for m, _, v in twins if m == machine][-1])
-    raised = {a["alarm_id"] for _t, a in standin.alarms_raised if a["asset"] == machine}
+    raised = {a["alarm_id"] for _t, a in alarm_watch.alarms_raised if a["asset"] == machine}
     assert raised & {a.alarm_id for a in newest.alarms}, newest.alarms

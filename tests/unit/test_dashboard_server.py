@@ -27,7 +27,7 @@ from millstream.demo import _dashboard_port
 from millstream.settings import Settings
 from schemas.catalog import Catalog
 from schemas.topics import Topics
-from tests.support.twin_standin import alarm_record, twin_record
+from tests.support.twin_records import alarm_record, twin_record
 
 CNC = "acme/plant1/machining/line1/cnc-01"
 

@@ -14,7 +14,7 @@ from schemas.catalog import Catalog
 from schemas.control import AuditRecord
 from schemas.events import Anomaly, CommandResult
 from schemas.exceptions import ContractError
-from tests.support.twin_standin import alarm_record, twin_record
+from tests.support.twin_records import alarm_record, twin_record
 
 CNC = "acme/plant1/machining/line1/cnc-01"
 
