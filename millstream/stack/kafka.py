@@ -32,6 +32,7 @@ from millstream.stack.kafka_security import (
     broker_password,
     embedded_security,
 )
+from millstream.stack.maven import run_maven
 from millstream.stack.processes import terminate
 from schemas.kafka_errors import KafkaErrorLog
 from schemas.topics import Topics
@@ -116,20 +117,19 @@ def fetch_kafka(cache_dir: Path, version: str) -> Path:
     shutil.rmtree(libs, ignore_errors=True)
     print(f"millstream: fetching Apache Kafka {version} jars from Maven Central "
           f"(once; cached in {home}) ...", file=sys.stderr, flush=True)
-    proc = subprocess.run(
-        [mvn, "-B", "-q", "-f", str(home / "pom.xml"), "dependency:copy-dependencies",
-         f"-DoutputDirectory={libs}", "-DincludeScope=runtime"],
-        capture_output=True, text=True,
-    )
-    if proc.returncode != 0 or not any(libs.glob(f"kafka_2.13-{version}.jar")):
-        tail = (proc.stdout + proc.stderr).strip()[-1500:]
+    run = run_maven(
+        [mvn, "-B", "-f", str(home / "pom.xml"), "dependency:copy-dependencies",
+         f"-DoutputDirectory={libs}", "-DincludeScope=runtime"], f"Kafka {version} jars")
+    if run.returncode != 0 or not any(libs.glob(f"kafka_2.13-{version}.jar")):
+        tail = "\n".join(run.tail).strip()[-1500:]
         raise StackError(
-            f"Maven could not fetch Apache Kafka {version} (exit {proc.returncode}). "
+            f"Maven could not fetch Apache Kafka {version} (exit {run.returncode}). "
             f"Check that Maven Central is reachable and the version exists "
             f"(MILLSTREAM_KAFKA_VERSION). Maven said:\n{tail}"
         )
     done.write_text(version)
-    print(f"millstream: Kafka jars ready ({len(list(libs.glob('*.jar')))} jars)",
+    print(f"millstream: Kafka jars ready ({len(list(libs.glob('*.jar')))} jars; "
+          f"{run.summary()} from Maven Central, the rest from ~/.m2)",
           file=sys.stderr, flush=True)
     return libs
 
