@@ -41,6 +41,7 @@ GapHandler = Callable[[str, int, str], None]  # (tag, ts, reason): emit a BAD ga
 _PERMANENT = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_MSG_SIZE,
                         KafkaError.INVALID_MSG, KafkaError.INVALID_RECORD})
 _PENDING, _INFLIGHT, _OK, _FAILED = range(4)
+BACKLOG_EVERY_S = 10.0  # how often the progress of sending a backlog is logged
 
 
 @dataclass(slots=True)
@@ -79,6 +80,7 @@ class SpoolPublisher:
         self._closing = False
         self._rate_mark = (time.monotonic(), 0)
         self._rate = 0.0
+        self._backlog: tuple[float, int] | None = None  # (last said, confirmed then)
 
     @property
     def last_error(self) -> str | None:
@@ -110,6 +112,7 @@ class SpoolPublisher:
             self.held.popleft()
         self._pump()
         self._report_gaps()
+        self._report_backlog()
 
     def flush(self, timeout: float = 10.0) -> int:
         """Wait up to ``timeout`` s until Kafka confirmed everything spooled. Returns 0:
@@ -223,6 +226,30 @@ class SpoolPublisher:
         else:
             entry.state = _FAILED
             self._failed += 1
+
+    def _report_backlog(self) -> None:
+        """A backlog (more frames spooled than one in-flight window: Kafka was away) is
+        long work: say every BACKLOG_EVERY_S how much is left and how fast it goes, and
+        when it is done."""
+        every_s = BACKLOG_EVERY_S
+        now, left = time.monotonic(), self.spool.counters.records
+        confirmed = self.delivered + self.replayed
+        if self._backlog is None:
+            if left > self.inflight_frames:
+                self._backlog = (now - every_s, confirmed)  # say it at once
+            else:
+                return
+        said, before = self._backlog
+        if left == 0:
+            logger.info("spool %s: backlog sent, Kafka has confirmed every spooled frame",
+                        self.spool.folder)
+            self._backlog = None
+        elif now - said >= every_s:
+            rate = (confirmed - before) / max(now - said, 1e-6)
+            logger.info("spool %s: sending the backlog to Kafka: %d frame(s), %d reading(s) "
+                        "left, %.0f readings/s", self.spool.folder, left,
+                        self.spool.counters.readings, rate)
+            self._backlog = (now, confirmed)
 
     def _report_gaps(self) -> None:
         for run in self.spool.take_dropped():

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from pathlib import Path
 from typing import Any, cast
 
+import pytest
 from confluent_kafka import KafkaError
 
+from connectors import spool_publisher
 from connectors.publisher import ReadingPublisher
 from connectors.spool import Spool, SpoolConfig, SpoolPolicy
 from connectors.spool_publisher import SpoolPublisher
@@ -129,6 +132,27 @@ def test_frames_of_an_earlier_session_count_as_replayed(tmp_path: Path) -> None:
         pub.poll()
     assert kafka.log == [1, 11, 21, 1, 11]
     assert (pub.replayed, pub.delivered) == (30, 20)
+    pub.close()
+
+
+def test_sending_a_backlog_is_reported_as_it_goes_and_when_done(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(spool_publisher, "BACKLOG_EVERY_S", 0.0)  # every poll
+    kafka = FakeKafka()
+    pub = publisher(tmp_path, kafka)
+    for f in frames(10):  # Kafka away: more than one in-flight window (4) spooled
+        pub.publish(f)
+    with caplog.at_level(logging.INFO, logger="connectors.spool_publisher"):
+        pub.poll()
+        while kafka.waiting:
+            kafka.answer()
+            pub.poll()
+    said = [r.getMessage() for r in caplog.records]
+    progress = [m for m in said if "sending the backlog to Kafka" in m]
+    assert progress[0].endswith("10 frame(s), 100 reading(s) left, 0 readings/s")
+    assert any("6 frame(s), 60 reading(s) left" in m for m in progress)
+    assert said[-1].endswith("backlog sent, Kafka has confirmed every spooled frame")
     pub.close()
 
 
