@@ -1,6 +1,7 @@
 """The Quix Streams peer of ``bench streams``, run by the Quix virtualenv's own Python.
 
-This file imports only the standard library and quixstreams: quixstreams 3.28 needs
+This file imports only the standard library and, when it runs, quixstreams (inside
+:func:`main`, so the module itself imports anywhere, e.g. in the image): quixstreams 3.28 needs
 confluent-kafka < 2.13 and pydantic < 2.14, so it runs in its own virtualenv
 (:mod:`millstream.bench.quix`) as ``python _quix_app.py --bootstrap B --topic T --mode M
 --readings R --output O --result FILE``. It computes per tag the tumbling 1 s window's
@@ -30,9 +31,6 @@ import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
-
-from quixstreams import Application
-from quixstreams.dataframe.windows import Count, Max, Mean, Min
 
 WINDOW_MS = 1000
 
@@ -80,6 +78,9 @@ def _explode(frame: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from quixstreams import Application
+    from quixstreams.dataframe.windows import Count, Max, Mean, Min
+
     ap = argparse.ArgumentParser(prog="_quix_app")
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--topic", required=True)
