@@ -43,7 +43,7 @@ def test_the_command_is_registered() -> None:
 def test_small_latency_run_is_well_formed_and_every_change_gets_one_result(
         kafka_bootstrap: str, tmp_path: Path) -> None:
     settings = Settings(kafka_bootstrap=kafka_bootstrap, data_dir=tmp_path)
-    out = latency.run(settings, 6, machines=3, background_per_s=2000, warmup_s=11)
+    out = latency.run(settings, 6, machines=3, background_per_s=2000)  # default warm-up
     json.loads(json.dumps(out))
     assert list(out)[1:8] == FIRST
     assert out["changes"] == 6 and out["results"] == 6 and out["missed"] == 0
