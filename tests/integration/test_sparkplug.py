@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -44,13 +45,27 @@ def node_for(endpoint: str) -> EdgeNode:
     return node
 
 
+_BROKER: list[EmbeddedMosquitto] = []  # this module's broker, for the failure message
+
+
+@pytest.fixture(scope="module")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedMosquitto]:
+    """This module's own broker, fresh: these tests count births, sequence numbers and the
+    retained STATE, which sessions and messages left in the session's shared broker by the
+    other MQTT tests must not disturb (the full suite timed out here, alone it passes)."""
+    with EmbeddedMosquitto(tmp_path_factory.mktemp("mosquitto-spb")) as broker:
+        _BROKER[:] = [broker]
+        yield broker
+
+
 def wait(cond: Any, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cond():
             return
         time.sleep(0.05)
-    raise AssertionError("timed out")
+    log = _BROKER[0].log_path.read_text(errors="replace")[-2000:] if _BROKER else ""
+    raise AssertionError(f"timed out after {timeout:g} s; the broker's log ends:\n{log}")
 
 
 def by_tag(readings: list[Reading], tag: str) -> list[Reading]:
