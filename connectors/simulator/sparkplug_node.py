@@ -14,8 +14,10 @@ the will) and :meth:`skip_seq` (lose messages).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import socket
 import threading
 import time
 import uuid
@@ -262,8 +264,13 @@ class EdgeNode:
     def drop(self) -> None:
         """Lose the connection without a DISCONNECT: the broker publishes the will."""
         sock = self.client.socket()
-        if sock is not None:
-            sock.close()  # paho notices, reconnects and births a new session
+        if isinstance(sock, socket.socket):  # plain TCP (the simulator uses no TLS)
+            # end the TCP connection but leave the descriptor to paho: it reads the end,
+            # closes the socket itself, reconnects and births a new session. (Closing it
+            # here, under paho's loop thread, let the number be reused while paho still
+            # selected on it: its reconnects then never sent CONNECT.)
+            with contextlib.suppress(OSError):  # already gone: paho reconnects anyway
+                sock.shutdown(socket.SHUT_RDWR)
 
     def stop(self) -> None:
         """A clean end: NDEATH first (a clean DISCONNECT discards the will), then go."""

@@ -38,8 +38,20 @@ def catalog_for(endpoint: str, client_id: str, host_id: str | None = None) -> An
         "group": "g1", "edge_nodes": ["edge-1"], "host_id": host_id, "rebirth_every_ms": 500}})
 
 
+_NODES: list[EdgeNode] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_nodes() -> Iterator[None]:
+    """A test that fails leaves no edge node behind to disturb the next one (same ids)."""
+    yield
+    while _NODES:
+        _NODES.pop().stop()
+
+
 def node_for(endpoint: str) -> EdgeNode:
     node = EdgeNode(endpoint, "g1", "edge-1", {"oven-01": METRICS})
+    _NODES.append(node)
     node.last["oven-01"].update(temperature=20.0, pressure=1.0, running=True,
                                 state_text="idle")
     return node
