@@ -62,9 +62,9 @@ _BROKER: list[EmbeddedMosquitto] = []  # this module's broker, for the failure m
 
 @pytest.fixture(scope="module")
 def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedMosquitto]:
-    """This module's own broker, fresh: these tests count births, sequence numbers and the
-    retained STATE, which sessions and messages left in the session's shared broker by the
-    other MQTT tests must not disturb (the full suite timed out here, alone it passes)."""
+    """This module's own broker, fresh: these tests count births and sequence numbers and
+    read a retained STATE, which sessions left in a broker shared with the other MQTT
+    tests could add to."""
     with EmbeddedMosquitto(tmp_path_factory.mktemp("mosquitto-spb")) as broker:
         _BROKER[:] = [broker]
         yield broker
