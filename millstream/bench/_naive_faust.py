@@ -25,6 +25,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from millstream.bench._proc import peak_rss_mb
+
 __all__ = ["main"]
 
 
@@ -40,18 +42,9 @@ class Progress:
     run_cpu_seconds: float = 0.0  # CPU of the process (all threads) over ``seconds``
 
 
-def _peak_rss_mb() -> float:
-    """This process's peak resident set (VmHWM, MiB). Not ``ru_maxrss``: Linux carries
-    that over from the parent across fork and exec, so a child would report the larger
-    of its own peak and its parent's size at the fork."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
 
 def _write(path: Path, p: Progress) -> None:
-    p.peak_rss_mb = round(_peak_rss_mb(), 1)
+    p.peak_rss_mb = round(peak_rss_mb(os.getpid()) or 0.0, 1)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(asdict(p)))
     tmp.replace(path)

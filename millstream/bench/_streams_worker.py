@@ -30,6 +30,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from millstream.bench._proc import peak_rss_mb
+
 __all__ = ["main"]
 
 
@@ -54,15 +56,6 @@ def _write(path: Path, p: Progress) -> None:
     tmp.write_text(json.dumps(asdict(p)))
     tmp.replace(path)
 
-
-def _peak_rss_mb() -> float:
-    """This process's peak resident set (VmHWM, MiB). Not ``ru_maxrss``: Linux carries
-    that over from the parent across fork and exec, so a child would report the larger
-    of its own peak and its parent's size at the fork."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def _cpu_seconds() -> float:
@@ -155,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def report() -> None:
         prog.readings = int(proc.readings)
         prog.processor = proc.counters()
-        prog.peak_rss_mb = round(_peak_rss_mb(), 1)
+        prog.peak_rss_mb = round(peak_rss_mb(os.getpid()) or 0.0, 1)
         prog.cpu_seconds = round(_cpu_seconds(), 2)
         if first and not prog.completed:
             prog.seconds = time.perf_counter() - first[0]
