@@ -13,7 +13,6 @@ learned from ``warmup // 2`` on).
 
 from __future__ import annotations
 
-import logging
 import math
 
 import numpy as np
@@ -23,8 +22,6 @@ from streams.detectors.base import F64
 from streams.detectors.multivariate import _AssetDetector
 
 __all__ = ["HSTDetector"]
-
-logger = logging.getLogger(__name__)
 
 
 class HSTDetector(_AssetDetector):
@@ -81,17 +78,8 @@ class HSTDetector(_AssetDetector):
         return sorted(zip(self.features, share.tolist(), strict=True), key=lambda p: -p[1])
 
     def learn_one(self, x: dict[str, float]) -> None:
-        v = self._vector(x)
+        v = self._to_learn(x)
         if v is None:
-            self.gap += 1
-            return
-        if self.gap > self.max_gap:
-            logger.info("%s: no complete row for %d steps: starting again", self.name,
-                        self.gap)
-            self.__init__(**self.config())  # type: ignore[misc]
-            self.features = sorted(x)
-        self.gap = 0
-        if self.score_one(x) > 1.0:
             return
         if self.mean is None or self.dev is None:
             self.mean, self.dev = v.copy(), np.zeros(len(v))

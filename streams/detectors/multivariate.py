@@ -55,6 +55,21 @@ class _AssetDetector(Detector):
             return None  # squares of such values overflow: no score, not learned
         return v
 
+    def _to_learn(self, x: dict[str, float]) -> F64 | None:
+        """The row to learn from: None if it is incomplete (counted: after ``max_gap`` such
+        rows the model is stale and starts again) or anomalous (never learned)."""
+        v = self._vector(x)
+        if v is None:
+            self.gap += 1
+            return None
+        if self.gap > self.max_gap:
+            logger.info("%s: no complete row for %d steps: starting again", self.name,
+                        self.gap)
+            self.__init__(**self.config())  # type: ignore[misc]
+            self.features = sorted(x)
+        self.gap = 0
+        return None if self.score_one(x) > 1.0 else v
+
     def _ratio(self, stat: float) -> float:
         if self.n < self.warmup or not np.isfinite(self.thr) or not np.isfinite(stat):
             return float("nan")
@@ -133,17 +148,8 @@ class PCADetector(_AssetDetector):
         return sorted(zip(self.features, share.tolist(), strict=True), key=lambda p: -p[1])
 
     def learn_one(self, x: dict[str, float]) -> None:
-        v = self._vector(x)
+        v = self._to_learn(x)
         if v is None:
-            self.gap += 1
-            return
-        if self.gap > self.max_gap:
-            logger.info("%s: no complete row for %d steps: starting again", self.name,
-                        self.gap)
-            self.__init__(**self.config())  # type: ignore[misc]
-            self.features = sorted(x)
-        self.gap = 0
-        if self.score_one(x) > 1.0:
             return
         if self.mean is None or self.cov is None:
             self.mean, self.cov = v.copy(), np.zeros((len(v), len(v)))
