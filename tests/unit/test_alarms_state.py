@@ -11,27 +11,11 @@ from schemas.catalog import Catalog, RuleSpec
 from schemas.readings import FrameBuilder
 from streams.processor import FrameProcessor
 from streams.state import decode_state, encode_state
+from tests.support.cnc_frames import CNC, T0, cnc_second
 
-T0 = 1_763_760_000_000
-CNC = "acme/plant1/machining/line1/cnc-01"
 PRESS = "acme/plant1/forming/line2/press-01"
-LEVELS = {"spindle_speed": 8000.0, "spindle_temp": 59.0, "vibration_rms": 2.0,
-          "motor_current": 33.0, "coolant_temp": 23.0, "cycle_time": 36.0}
 WARM, HOT, COOL = 60, 6, 40  # seconds: normal, spindle_temp +3 degC, normal again
 
-
-def _readings(i: int, bump: float, rng: np.random.Generator, source: str = "opcua-sim"
-              ) -> bytes:
-    """Second ``i`` of cnc-01 (10 readings per tag), spindle_temp raised by ``bump``."""
-    fb = FrameBuilder(source, epoch=1, next_seq=1 + 60 * i)
-    for name, level in LEVELS.items():
-        for j in range(10):
-            v = level + (bump if name == "spindle_temp" else 0.0)
-            fb.add(f"{CNC}/{name}", T0 + i * 1000 + j * 100,
-                   v + float(rng.normal(0.0, 0.003 * level)))
-    f = fb.flush()
-    assert f is not None
-    return f.encode()
 
 
 def _press(i: int) -> bytes:
@@ -49,7 +33,7 @@ def _inputs() -> list[tuple[int, bytes]]:
     bumps = [0.0] * WARM + [3.0] * HOT + [0.0] * COOL
     out = []
     for i, bump in enumerate(bumps):
-        out += [(0, _readings(i, bump, rng)), (1, _press(i))]
+        out += [(0, cnc_second(i, bump, rng)), (1, _press(i))]
     return out
 
 
@@ -133,7 +117,7 @@ def test_a_source_not_in_the_catalog_keeps_its_machines_alarms_in_its_partition(
     rng = np.random.default_rng(11)
     alarms: list[Alarm] = []
     for i, bump in enumerate([0.0] * WARM + [3.0] * HOT):
-        out = proc.process(None, _readings(i, bump, rng, "gateway-7"), "r", 2, i, _at(i))
+        out = proc.process(None, cnc_second(i, bump, rng, "gateway-7"), "r", 2, i, _at(i))
         assert not out.deadletters
         alarms += out.alarms
     [raised] = [a for a in alarms if a.action == "raised"]
@@ -168,7 +152,7 @@ def test_a_rule_on_alarms_fires_beside_the_fast_path_with_a_replayable_command_i
         rng = np.random.default_rng(11)
         cmds = []
         for i, bump in enumerate([0.0] * WARM + [3.0] * HOT + [0.0] * COOL):
-            out = proc.process(None, _readings(i, bump, rng), "r", 0, i, _at(i))
+            out = proc.process(None, cnc_second(i, bump, rng), "r", 0, i, _at(i))
             cmds += [(c.rule, c.command_id) for c in out.commands]
         return proc, cmds
 
@@ -176,6 +160,6 @@ def test_a_rule_on_alarms_fires_beside_the_fast_path_with_a_replayable_command_i
     assert [r for r, _ in cmds] == ["cnc-alarm-slowdown"]
     assert run()[1] == cmds
     assert proc.fastpath.watches("opcua-sim")
-    hot = proc.process(None, _readings(200, 35.0, np.random.default_rng(1)), "r", 0, 200,
+    hot = proc.process(None, cnc_second(200, 35.0, np.random.default_rng(1)), "r", 0, 200,
                        _at(200))  # spindle_temp ~94 degC > 85
     assert "spindle-overheat" in [c.rule for c in hot.commands]

@@ -12,19 +12,15 @@ from schemas.aggregates import AggregateFrame
 from schemas.alarms import Alarm, AnomalyFeedback
 from schemas.catalog import Catalog
 from schemas.events import Anomaly
-from schemas.readings import FrameBuilder
 from streams.detection import DetectionLayer, TagRunner
 from streams.detectors import TagBank
 from streams.exceptions import StateVersionError
 from streams.processor import FrameProcessor
+from tests.support.cnc_frames import CNC, LEVELS, T0, cnc_second
 
-T0 = 1_763_760_000_000
 NOW = T0 + 3_600_000
-CNC = "acme/plant1/machining/line1/cnc-01"
 COMP = "acme/plant1/utilities/air/compressor-01"
 PRESS = "acme/plant1/forming/line2/press-01"
-LEVELS = {"spindle_speed": 8000.0, "spindle_temp": 59.0, "vibration_rms": 2.0,
-          "motor_current": 33.0, "coolant_temp": 23.0, "cycle_time": 36.0}
 COMP_LEVELS = {"discharge_pressure": 8.0, "discharge_temp": 79.0, "inlet_temp": 20.0,
                "motor_current": 112.0, "motor_speed": 1800.0, "vibration_rms": 1.8}
 
@@ -105,25 +101,13 @@ def test_a_stopped_machine_is_not_scored(catalog: Catalog) -> None:
     assert all(np.isnan(ev.score) for ev in evidence)
 
 
-def _readings(i: int, bump: float, rng: np.random.Generator, seq: int) -> bytes:
-    """One second of cnc-01 readings (10 per tag), spindle_temp raised by ``bump``."""
-    fb = FrameBuilder("opcua-sim", epoch=1, next_seq=seq)
-    for name, level in LEVELS.items():
-        for j in range(10):
-            v = level + (bump if name == "spindle_temp" else 0.0)
-            fb.add(f"{CNC}/{name}", T0 + i * 1000 + j * 100,
-                   v + float(rng.normal(0.0, 0.003 * level)))
-    f = fb.flush()
-    assert f is not None
-    return f.encode()
-
 
 def _run(proc: FrameProcessor, start: int, bumps: list[float], rng: np.random.Generator
          ) -> list[Alarm]:
     out: list[Alarm] = []
     for k, bump in enumerate(bumps):
         i = start + k
-        res = proc.process(b"opcua-sim", _readings(i, bump, rng, 1 + 60 * i), "t", 0, i,
+        res = proc.process(b"opcua-sim", cnc_second(i, bump, rng), "t", 0, i,
                            T0 + i * 1000 + 1500)
         out += res.alarms
     return out
