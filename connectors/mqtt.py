@@ -29,6 +29,7 @@ from connectors.base import FRAME_IDLE_MS, FRAME_MS, FramePublisher, Source
 from connectors.deadletter import DeadLetterSink, connector_letter
 from connectors.exceptions import ConnectorConfigError
 from connectors.mqtt_map import TopicMapper, resolve_tag
+from connectors.mqtt_poll import use_poll
 from connectors.sparkplug import SparkplugHost
 from schemas.catalog import Catalog, SourceSpec
 from schemas.events import now_ms
@@ -102,6 +103,7 @@ class MqttSource(Source):
 
     # -- paho's thread -----------------------------------------------------------------------
     def _make_client(self) -> paho.Client:
+        use_poll()  # paho's select() cannot watch descriptors >= 1024
         s = self.spec
         v5 = s.version == "5"
         client = paho.Client(CallbackAPIVersion.VERSION2, client_id=s.client_id or

@@ -29,6 +29,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from connectors.mqtt_poll import use_poll
 from schemas.events import now_ms
 from schemas.mqtt import parse_broker
 from schemas.sparkplug import (
@@ -97,6 +98,7 @@ class EdgeNode:
                        "commands": 0}
         self._lock = threading.RLock()
         self.online = False
+        use_poll()  # paho's select() cannot watch descriptors >= 1024
         self.client = paho.Client(CallbackAPIVersion.VERSION2,
                                   client_id=f"sim-{node}-{uuid.uuid4().hex[:6]}",
                                   protocol=paho.MQTTv5)

@@ -4,6 +4,7 @@ and a broker restart under QoS 1 with a persistent session."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 from pathlib import Path
@@ -192,3 +193,26 @@ def test_a_full_spool_under_policy_block_leaves_the_broker_and_loses_nothing(
     values = {int(r.value or 0) for r in got if r.tag.endswith("oven-02/temperature")}
     assert values == set(range(1, 101))
     assert status["connects"] >= 2 and status["dead_lettered"] == 0
+
+
+def test_connects_in_a_process_with_more_than_1024_open_files(
+        mosquitto: EmbeddedMosquitto, kafka_bootstrap: str, topics: Topics) -> None:
+    """paho waits with select(), which cannot watch a descriptor numbered 1024 or higher: in
+    a busy connector process the client closed every new connection before CONNECT, for
+    ever and without a word. With the descriptors below 1100 taken, the source and the
+    publisher get sockets above 1024 and must still connect and deliver."""
+    taken = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        catalog = mqtt_catalog(mosquitto.endpoint, {"client_id": "t-many-fds", "topics": TOPICS})
+        pub = MqttPublisher(mosquitto.endpoint)
+        assert pub.client.socket().fileno() >= 1024  # type: ignore[union-attr]
+        with RunningSource(catalog, kafka_bootstrap, topics) as run:
+            assert run.source.connected, run.source.last_error
+            pub.publish("plant9/line1/oven-01/temperature", "181.5")
+            got = readings_of(consume(kafka_bootstrap, topics.readings, count=1, settle=0.5))
+            run.stop()
+        pub.close()
+        assert [r.value for r in got] == [181.5]
+    finally:
+        for fd in taken:
+            os.close(fd)

@@ -19,6 +19,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from connectors.mqtt_poll import use_poll
 from connectors.simulator import FaultPlan, PlantSimulator
 from millstream.stack.kafka import free_port
 from millstream.stack.mosquitto import EmbeddedMosquitto
@@ -52,6 +53,7 @@ class Host:
         self.got: list[tuple[str, Payload]] = []
         self.lock = threading.Lock()
         self.subscribed = threading.Event()
+        use_poll()  # paho's select() cannot watch descriptors >= 1024
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="test-host",
                                   protocol=paho.MQTTv5)
         self.client.on_connect = self._on_connect

@@ -14,6 +14,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from connectors.deadletter import DeadLetterPublisher
 from connectors.mqtt import MqttSource
+from connectors.mqtt_poll import use_poll
 from connectors.publisher import ReadingPublisher
 from schemas.catalog import Catalog
 from schemas.events import DeadLetter
@@ -92,6 +93,7 @@ class MqttPublisher:
     def __init__(self, endpoint: str, client_id: str | None = None, *,
                  will: tuple[str, bytes] | None = None) -> None:
         b = parse_broker(endpoint)
+        use_poll()  # paho's select() cannot watch descriptors >= 1024
         self.client = paho.Client(CallbackAPIVersion.VERSION2,
                                   client_id=client_id or f"pub-{uuid.uuid4().hex[:8]}",
                                   protocol=paho.MQTTv5)
