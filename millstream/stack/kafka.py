@@ -32,6 +32,7 @@ from millstream.stack.kafka_security import (
     broker_password,
     embedded_security,
 )
+from millstream.stack.kafka_warm import warm_up
 from millstream.stack.maven import run_maven
 from millstream.stack.processes import terminate
 from schemas.kafka_errors import KafkaErrorLog
@@ -268,6 +269,7 @@ class EmbeddedKafka:
             "offsets.topic.num.partitions=4",
             "transaction.state.log.replication.factor=1",
             "transaction.state.log.min.isr=1",
+            "transaction.state.log.num.partitions=4",
             "share.coordinator.state.topic.replication.factor=1",
             "share.coordinator.state.topic.min.isr=1",
             "group.initial.rebalance.delay.ms=0",
@@ -307,6 +309,7 @@ class EmbeddedKafka:
         try:
             wait_for_kafka(self.bootstrap, timeout, conf=self.client_config(), proc=self.proc,
                            log=self.log_path)
+            warm_up(self.bootstrap, self.client_config())
         except BaseException:
             self.stop()
             raise

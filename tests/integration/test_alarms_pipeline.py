@@ -128,8 +128,9 @@ def test_a_fault_raises_one_episode_that_clears_and_operators_act_on_it(
         episodes: dict[str, list[Alarm]] = defaultdict(list)
         for r in records:
             episodes[r.alarm_id].append(r)
-        assert len(episodes) == 1, "\n".join(f"{r.asset} {r.action} {r.message}"
-                                              for r in records)
+        assert len(episodes) == 1, "\n".join(  # a str: pytest shows all of it
+            [*(f"{r.asset} {r.action} {r.message}" for r in records),
+             json.dumps(status("worker")), worker_log("worker")])
         [(alarm_id, history)] = episodes.items()
         raised, last = history[0], history[-1]
         assert (raised.asset, raised.action, raised.state) == (asset, "raised", "active")
@@ -161,7 +162,8 @@ def test_a_fault_raises_one_episode_that_clears_and_operators_act_on_it(
         # a worker that just joined the group may take a while to fetch: wait longer
         fp = _alarm_cli(kafka_bootstrap, topics, tmp_path, "false-positive", alarm_id,
                         "--wait", "45")
-        assert fp.returncode == 0, (fp.stderr, status("successor"), worker_log("successor"))
+        assert fp.returncode == 0, "\n".join(
+            [fp.stderr, json.dumps(status("successor")), worker_log("successor")])
         assert json.loads(fp.stdout)["action"] == "false-positive"
         gone = _alarm_cli(kafka_bootstrap, topics, tmp_path, "ack", "no-such-alarm")
         assert gone.returncode != 0 and "no-such-alarm" in gone.stderr
