@@ -25,7 +25,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from millstream.bench._proc import peak_rss_mb
+from millstream.bench._proc import own_cpu_seconds, peak_rss_mb
 
 __all__ = ["main"]
 
@@ -48,11 +48,6 @@ def _write(path: Path, p: Progress) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(asdict(p)))
     tmp.replace(path)
-
-
-def _cpu_seconds() -> float:
-    t = os.times()
-    return t.user + t.system
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -100,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             if not first:
                 first.append(time.perf_counter())
-                cpu0.append(_cpu_seconds())
+                cpu0.append(own_cpu_seconds())
             doc = json.loads(value)
             for tag, ts, v, q in zip(doc["tag"], doc["ts"], doc["value"], doc["quality"],
                                      strict=True):
@@ -117,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                 and spent >= args.seconds):
                 await app.producer.flush()
                 prog.seconds = time.perf_counter() - first[0]
-                prog.run_cpu_seconds = round(_cpu_seconds() - cpu0[0], 3)
+                prog.run_cpu_seconds = round(own_cpu_seconds() - cpu0[0], 3)
                 prog.completed = True
                 _write(args.result, prog)
                 os.kill(os.getpid(), signal.SIGTERM)

@@ -22,7 +22,7 @@ from millstream.bench.broker import progress
 from millstream.stack.processes import terminate
 from schemas.exceptions import MillstreamError
 
-__all__ = ["LineChild", "cpu_seconds", "peak_rss_mb", "say", "send_line"]
+__all__ = ["LineChild", "cpu_seconds", "own_cpu_seconds", "peak_rss_mb", "say", "send_line"]
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _T0 = time.monotonic()  # imported when the benchmark starts
@@ -42,6 +42,12 @@ def peak_rss_mb(pid: int) -> float | None:
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def own_cpu_seconds() -> float:
+    """User + system CPU seconds of this process (all its threads) so far."""
+    t = os.times()
+    return t.user + t.system
 
 
 def cpu_seconds(pid: int) -> float | None:

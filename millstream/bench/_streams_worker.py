@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from millstream.bench._proc import peak_rss_mb
+from millstream.bench._proc import own_cpu_seconds, peak_rss_mb
 
 __all__ = ["main"]
 
@@ -56,11 +56,6 @@ def _write(path: Path, p: Progress) -> None:
     tmp.write_text(json.dumps(asdict(p)))
     tmp.replace(path)
 
-
-
-def _cpu_seconds() -> float:
-    t = os.times()
-    return t.user + t.system
 
 
 def _thread_cpu() -> dict[str, float]:
@@ -119,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def process(*a: Any, **kw: Any) -> Any:
         if not first:
             first.append(time.perf_counter())
-            cpu0.append(_cpu_seconds())
+            cpu0.append(own_cpu_seconds())
             if profiler is not None:
                 profiler.enable()
         out = handle(*a, **kw)
@@ -134,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # every result delivered and the state checkpointed (exactly-once: committed)
         await app.keeper.checkpoint()  # type: ignore[attr-defined]
         now = time.perf_counter()
-        prog.run_cpu_seconds = round(_cpu_seconds() - cpu0[0], 3)
+        prog.run_cpu_seconds = round(own_cpu_seconds() - cpu0[0], 3)
         prog.thread_cpu = _thread_cpu()
         if profiler is not None and profile_to:
             profiler.disable()
@@ -149,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog.readings = int(proc.readings)
         prog.processor = proc.counters()
         prog.peak_rss_mb = round(peak_rss_mb(os.getpid()) or 0.0, 1)
-        prog.cpu_seconds = round(_cpu_seconds(), 2)
+        prog.cpu_seconds = round(own_cpu_seconds(), 2)
         if first and not prog.completed:
             prog.seconds = time.perf_counter() - first[0]
         _write(args.result, prog)

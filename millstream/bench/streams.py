@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from connectors.publisher import DEFAULT_PRODUCER_CONFIG
+from millstream.bench._proc import own_cpu_seconds
 from millstream.bench.broker import BenchKafka, bench_kafka, produce, progress
 from millstream.bench.faust_runner import run_child
 from millstream.bench.plant import plant_frames, scaled_catalog
@@ -111,10 +112,10 @@ def _measure(k: BenchKafka, plan: _Plan) -> dict[str, Any]:
 
     progress(f"(a) baseline: bare confluent-kafka consume + decode of {plan.readings:,} "
              "readings ...")
-    cpu = _cpu_seconds()
+    cpu = own_cpu_seconds()
     base = consume_raw(k.bootstrap, topics.readings, plan.readings, _decode_count, k.conf,
                        timeout=120 + plan.readings / 20_000)
-    runs["baseline"] = RunInfo(base, {"cpu_seconds": round(_cpu_seconds() - cpu, 3)})
+    runs["baseline"] = RunInfo(base, {"cpu_seconds": round(own_cpu_seconds() - cpu, 3)})
     _show("baseline", runs["baseline"].run)
 
     runs["millstream"] = _worker(k, plan, None)
@@ -169,11 +170,6 @@ def _per_reading(catalog: Catalog, n: int,
             yield tag.encode(), json.dumps(
                 {"tag": tag, "ts": ts, "value": value, "quality": q, "source": source,
                  "epoch": epoch, "seq": seq + i}, separators=(",", ":")).encode()
-
-
-def _cpu_seconds() -> float:
-    t = os.times()
-    return t.user + t.system
 
 
 def _decode_count(value: bytes | None) -> int:
