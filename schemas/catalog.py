@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from schemas.catalog_base import FrozenSpec
 from schemas.catalog_detection import AlarmSpec, DetectorSpec, RunStateSpec, check_detectors
 from schemas.catalog_errors import describe_validation_error
 from schemas.catalog_kpis import EnergySpec, KpiSpec, OeeSpec, StateTagsSpec, check_kpi_tags
+from schemas.catalog_streams import RuleSpec, StreamsSpec, WindowSpec
 from schemas.exceptions import CatalogError
 from schemas.mqtt import MqttSpec, parse_broker
 from schemas.opcua import MonitoringSpec, OpcUaSecurity, parse_browse_path, parse_node_ref
@@ -48,11 +50,7 @@ __all__ = [
 ]
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-
-class HandshakeSpec(_Frozen):
+class HandshakeSpec(FrozenSpec):
     """A PLC handshake after a setpoint write: the executor waits for ``ack`` (a tag of the
     same machine) to be 0, sets ``strobe`` to 1, waits for the PLC to set ``ack`` to 1, then
     clears the strobe, all within ``timeout_ms``. No acknowledgement, or an ack still up
@@ -63,7 +61,7 @@ class HandshakeSpec(_Frozen):
     timeout_ms: int = Field(default=2000, ge=10)
 
 
-class TagSpec(_Frozen):
+class TagSpec(FrozenSpec):
     name: str = Field(pattern=r"^[a-z0-9_]+$")
     unit: str = ""
     kind: Literal["analog", "counter", "state", "setpoint", "text"] = "analog"
@@ -112,7 +110,7 @@ class TagSpec(_Frozen):
         return self
 
 
-class MachineSpec(_Frozen):
+class MachineSpec(FrozenSpec):
     name: str = Field(pattern=r"^[a-z0-9-]+$")
     area: str
     line: str
@@ -135,7 +133,7 @@ class MachineSpec(_Frozen):
     energy: EnergySpec | None = None
 
 
-class SourceSpec(_Frozen):
+class SourceSpec(FrozenSpec):
     name: str = Field(pattern=r"^[a-z0-9-]+$")
     protocol: Literal["opcua", "modbus", "mqtt"]
     # opc.tcp://host:port/path for OPC-UA, host:port for Modbus TCP (or RTU over TCP),
@@ -180,113 +178,6 @@ class SourceSpec(_Frozen):
         return base.merged(tag.monitoring)
 
 
-class WindowSpec(_Frozen):
-    """One window size: tumbling (``hop_ms`` unset) or hopping, a new window every hop."""
-
-    size_ms: int = Field(ge=100)
-    hop_ms: int | None = Field(default=None, ge=100)
-
-    @model_validator(mode="after")
-    def _hop_divides(self) -> WindowSpec:
-        if self.hop_ms is not None and (self.hop_ms > self.size_ms
-                                        or self.size_ms % self.hop_ms):
-            raise ValueError(f"window size_ms={self.size_ms} must be a multiple of "
-                             f"hop_ms={self.hop_ms}; pick a hop that divides the size")
-        return self
-
-    @property
-    def pane_ms(self) -> int:
-        """The slice windows are built from: the hop, or the whole window when tumbling."""
-        return self.hop_ms or self.size_ms
-
-
-class StreamsSpec(_Frozen):
-    """Event time and windows. ``windows`` lists every size computed at once; without it,
-    ``window_ms`` is the one tumbling window (with it, ``window_ms`` is not used). The
-    first window is the one the detector and the rules read."""
-
-    window_ms: int = Field(default=1000, ge=100)  # shorthand: one tumbling window
-    windows: list[WindowSpec] | None = Field(default=None, min_length=1)
-    # how long after a window's end (in source time) it stays open for late readings
-    lateness_ms: int = Field(default=1000, ge=0)
-    # a source silent this long (processing time) has its windows closed; default:
-    # the first window's size plus the lateness
-    idle_ms: int | None = Field(default=None, ge=0)
-    # readings stamped further ahead of the worker's clock go to the dead-letter topic
-    future_ms: int = Field(default=300_000, ge=0)
-    # sequence numbers this far below the highest seen are still checked one by one
-    dedup_tolerance: int = Field(default=100_000, ge=0)
-    aggregate_frame_rows: int = Field(default=2000, ge=1)  # rows per aggregates message
-    twin_max_hz: float = Field(default=2.0, gt=0)  # twin updates per machine and second
-
-    @model_validator(mode="after")
-    def _distinct(self) -> StreamsSpec:
-        specs = self.window_specs()
-        sizes = [w.size_ms for w in specs]
-        if len(set(sizes)) != len(sizes):
-            raise ValueError(f"streams.windows lists a size twice ({sizes}): an aggregate "
-                             "is identified by its tag, start and size")
-        return self
-
-    def window_specs(self) -> list[WindowSpec]:
-        return list(self.windows) if self.windows else [WindowSpec(size_ms=self.window_ms)]
-
-    @property
-    def idle_timeout_ms(self) -> int:
-        if self.idle_ms is not None:
-            return self.idle_ms
-        return self.window_specs()[0].size_ms + self.lateness_ms
-
-
-class ActionSpec(_Frozen):
-    setpoint: str  # machine/tag of a writable setpoint
-    value: float
-
-
-class RuleSpec(_Frozen):
-    """``limit``: a value beyond a bound; ``sustained_anomaly``: N anomalous windows in a
-    row for the tag (``on: anomalies``), or an alarm episode raised on the tag's machine
-    with the tag among its tags (``on: alarms``). Either issues ``action``, at most once
-    per cooldown.
-
-    A limit that one reading decides (``value``, ``max`` above, ``min`` below) is checked
-    on every reading as it arrives (:attr:`per_reading`, the fast path); it fires once
-    per excursion and re-arms when the value is back ``hysteresis`` inside the bound
-    (default: 2 % of the tag's low..high range, else 1 % of the bound). Any other limit
-    (``mean``, ``max`` below, ``min`` above) is checked on each closed window."""
-
-    name: str = Field(pattern=r"^[a-z0-9-]+$")
-    kind: Literal["limit", "sustained_anomaly"]
-    tag: str  # machine/tag
-    statistic: Literal["value", "max", "min", "mean"] = "max"
-    above: float | None = None
-    below: float | None = None
-    hysteresis: float | None = Field(default=None, ge=0)  # per-reading limits only
-    windows: int = Field(default=3, ge=1)
-    on: Literal["anomalies", "alarms"] = "anomalies"  # sustained_anomaly: what it reads
-    cooldown_s: float = Field(default=30.0, ge=0)
-    action: ActionSpec
-
-    @model_validator(mode="after")
-    def _bounds(self) -> RuleSpec:
-        if self.kind == "limit" and self.above is None and self.below is None:
-            raise ValueError(f"limit rule {self.name!r} needs 'above' or 'below'")
-        if (self.kind == "limit" and self.above is not None and self.below is not None
-                and self.below >= self.above):
-            raise ValueError(f"limit rule {self.name!r}: below ({self.below:g}) must be "
-                             f"less than above ({self.above:g})")
-        return self
-
-    @property
-    def per_reading(self) -> bool:
-        """True when a single reading decides the rule, so it need not wait for a window:
-        a window's max exceeds a bound exactly when one of its readings does."""
-        if self.kind != "limit":
-            return False
-        return (self.statistic == "value" or (self.statistic == "max" and self.below is None)
-                or (self.statistic == "min" and self.above is None))
-
-
 @dataclass(frozen=True, slots=True)
 class TagInfo:
     """A tag with everything a stage needs to know about it, keyed by its path."""
@@ -297,7 +188,7 @@ class TagInfo:
     source: SourceSpec
 
 
-class Catalog(_Frozen):
+class Catalog(FrozenSpec):
     enterprise: str
     site: str
     sources: list[SourceSpec]

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from schemas.catalog_base import FrozenSpec
 
 if TYPE_CHECKING:
     from schemas.catalog import Catalog
@@ -27,11 +29,7 @@ ASSET_KINDS = frozenset({"pca", "hst"})
 Feature = Literal["mean", "std", "max", "min", "first", "last"]
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-
-class DetectorSpec(_Frozen):
+class DetectorSpec(FrozenSpec):
     """One detector: its kind, its name, where it runs and its configuration."""
 
     # sad: river's StandardAbsoluteDeviation per (tag, feature), the foundation's detector;
@@ -75,7 +73,7 @@ class DetectorSpec(_Frozen):
         return self
 
 
-class RunStateSpec(_Frozen):
+class RunStateSpec(FrozenSpec):
     """The tag (by name, in each machine) that says whether the machine runs; a machine
     without it is never suppressed."""
 
@@ -84,7 +82,7 @@ class RunStateSpec(_Frozen):
     running: list[float] = Field(default=[1.0], min_length=1)
 
 
-class AlarmSpec(_Frozen):
+class AlarmSpec(FrozenSpec):
     """From anomalies to alarm episodes per machine (ISA-18.2 states)."""
 
     # delay-on: an episode opens when this many of the last ``within_windows`` windows of

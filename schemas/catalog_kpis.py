@@ -13,7 +13,9 @@ import re
 import zoneinfo
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from schemas.catalog_base import FrozenSpec
 
 if TYPE_CHECKING:
     from schemas.catalog import MachineSpec
@@ -35,11 +37,7 @@ def minutes_of_day(text: str) -> int:
     return int(m.group(1)) * 60 + int(m.group(2))
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class StopSpec(_Frozen):
+class StopSpec(FrozenSpec):
     """A planned stop inside a shift (a break, a planned cleaning): not planned time."""
 
     name: str = ""
@@ -53,7 +51,7 @@ class StopSpec(_Frozen):
         return v
 
 
-class ShiftSpec(_Frozen):
+class ShiftSpec(FrozenSpec):
     name: str = Field(pattern=r"^[a-z0-9_-]+$")
     start: str
     end: str
@@ -85,7 +83,7 @@ class ShiftSpec(_Frozen):
         return self
 
 
-class KpiSpec(_Frozen):
+class KpiSpec(FrozenSpec):
     """The shift calendar and the KPI settings shared by all machines."""
 
     timezone: str = "UTC"
@@ -120,7 +118,7 @@ class KpiSpec(_Frozen):
         return self
 
 
-class StateTagsSpec(_Frozen):
+class StateTagsSpec(FrozenSpec):
     """Which of the machine's tags say running, fault and maintenance (kind state, 1/0).
     A name the machine has no tag for is simply not used."""
 
@@ -129,7 +127,7 @@ class StateTagsSpec(_Frozen):
     maintenance: str = "maintenance"
 
 
-class OeeSpec(_Frozen):
+class OeeSpec(FrozenSpec):
     """Performance and quality inputs: the part counter (every part made, good or not),
     the reject counter (optional: no rejects means quality 1), the ideal cycle time."""
 
@@ -138,7 +136,7 @@ class OeeSpec(_Frozen):
     rejects: str | None = None
 
 
-class EnergySpec(_Frozen):
+class EnergySpec(FrozenSpec):
     """Power in kW from a power tag (unit W, kW or MW), or from a current tag (A) as
     ``sqrt(3) * voltage_v * I * power_factor`` (three-phase, line-to-line voltage) or
     ``voltage_v * I * power_factor`` (``phases: 1``)."""
