@@ -132,8 +132,9 @@ def _detail(run: Replay) -> None:
         cleared = ("not cleared by the end of the run" if f["cleared_after_end_s"] is None
                    else f"cleared {f['cleared_after_end_s']} s after its end")
         print(f"alarms: {f['fault']}: " + (
-            f"{f['episodes']} episode(s), detected after {f['time_to_detect_s']} s, "
-            f"{cleared}, tags {f['tags']}" if f["detected"] else "missed"), file=sys.stderr)
+            f"{f['episodes']} episode(s) raised {f['raised_after_start_s']} s after its "
+            f"start, the first {cleared}, tags {f['tags']}" if f["detected"] else "missed"),
+            file=sys.stderr)
     for line in scored["false_alarms"]:
         print(f"alarms: false alarm {line}", file=sys.stderr)
 

@@ -167,6 +167,7 @@ def score_faults(run: Replay, grace_s: float = 30.0) -> dict[str, Any]:
             "fault": str(f), "kind": f.kind.value, "episodes": len(mine),
             "detected": bool(mine),
             "time_to_detect_s": None if raised is None else round((raised - lo) / 1000, 1),
+            "raised_after_start_s": sorted(round((a.updated_at - lo) / 1000, 1) for a in mine),
             "cleared_after_end_s": round((min(r.updated_at for r in cleared)
                                           - (T0_MS + f.end_s * 1000)) / 1000, 1)
             if cleared else None,
