@@ -372,6 +372,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="streams: how often each tag is sampled (100)")
     p.add_argument("--data", default=None,
                    help="dataset directory (nab: default ../shared/datasets/NAB)")
+    p.add_argument("--hours", type=float, default=None,
+                   help="alarms: simulated hours (8; at least 0.22)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="alarms: seed of the fault schedule and the plant (7)")
 
     for module in commands.MODULES:
         module.register(add)

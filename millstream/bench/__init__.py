@@ -86,6 +86,14 @@ def _state(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     return state.run(settings, getattr(args, "tags", None), getattr(args, "readings", None))
 
 
+def _alarms(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    from millstream.bench import alarms
+    from schemas.catalog import load_catalog
+
+    return alarms.run(load_catalog(settings.catalog), getattr(args, "hours", None),
+                      getattr(args, "seed", None))
+
+
 BENCHMARKS: dict[str, tuple[Benchmark, str]] = {
     "wire": (_wire, "readings wire format: frames vs one message per reading, Faust vs raw"),
     "streams": (_streams, "the streams worker on Kafka at 10,000 tags vs a bare consume+decode "
@@ -103,6 +111,8 @@ BENCHMARKS: dict[str, tuple[Benchmark, str]] = {
                           "(fast path) and to its anomaly (window path), under load"),
     "state": (_state, "stream worker with checkpoints (at-least-once, exactly-once) vs state "
                       "in memory only"),
+    "alarms": (_alarms, "seeded faults of every kind in the simulated plant, faster than real "
+                        "time: alarm episodes vs the raw anomaly records"),
 }
 
 
