@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -29,7 +28,7 @@ from connectors.base import FRAME_IDLE_MS, FRAME_MS, FramePublisher, Source
 from connectors.deadletter import DeadLetterSink, connector_letter
 from connectors.exceptions import ConnectorConfigError
 from connectors.mqtt_map import TopicMapper, resolve_tag
-from connectors.mqtt_poll import use_poll
+from connectors.mqtt_poll import mqtt_client
 from connectors.sparkplug import SparkplugHost
 from schemas.catalog import Catalog, SourceSpec
 from schemas.events import now_ms
@@ -103,11 +102,9 @@ class MqttSource(Source):
 
     # -- paho's thread -----------------------------------------------------------------------
     def _make_client(self) -> paho.Client:
-        use_poll()  # paho's select() cannot watch descriptors >= 1024
         s = self.spec
         v5 = s.version == "5"
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=s.client_id or
-                             f"millstream-{self.name}",
+        client = mqtt_client(s.client_id or f"millstream-{self.name}",
                              protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
                              clean_session=None if v5 else s.clean_start)
         client.reconnect_delay_set(min_delay=1, max_delay=4)

@@ -8,6 +8,8 @@ broker logs "Client <unknown> closed its connection" every few seconds).
 ``use_poll()`` gives paho's module a ``select`` built on ``poll()``, which has no such limit
 and keeps ``select.select``'s contract: the same objects back, ``ValueError`` for a closed
 socket (descriptor -1) and ``TypeError`` for ``None``, which paho's loop handles as before.
+:func:`mqtt_client` is how millstream makes a paho client: with it, and with paho's
+version 2 callbacks.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import paho.mqtt.client as paho_client
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 _READ = select.POLLIN | select.POLLPRI
 _FAILED = select.POLLHUP | select.POLLERR | select.POLLNVAL
@@ -63,3 +66,11 @@ _POLL_MODULE = types.SimpleNamespace(select=poll_select, error=OSError)
 def use_poll() -> None:
     """Make every paho client in this process wait with ``poll()`` (idempotent)."""
     paho_client.select = _POLL_MODULE  # type: ignore[assignment]
+
+
+def mqtt_client(client_id: str, *, protocol: MQTTProtocolVersion = paho_client.MQTTv5,
+                **kwargs: Any) -> paho_client.Client:
+    """A paho client (version 2 callbacks) whose loop waits with ``poll()``."""
+    use_poll()
+    return paho_client.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                              protocol=protocol, **kwargs)

@@ -26,10 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from connectors.mqtt_poll import use_poll
+from connectors.mqtt_poll import mqtt_client
 from schemas.events import now_ms
 from schemas.mqtt import parse_broker
 from schemas.sparkplug import (
@@ -98,10 +97,7 @@ class EdgeNode:
                        "commands": 0}
         self._lock = threading.RLock()
         self.online = False
-        use_poll()  # paho's select() cannot watch descriptors >= 1024
-        self.client = paho.Client(CallbackAPIVersion.VERSION2,
-                                  client_id=f"sim-{node}-{uuid.uuid4().hex[:6]}",
-                                  protocol=paho.MQTTv5)
+        self.client = mqtt_client(f"sim-{node}-{uuid.uuid4().hex[:6]}")
         self.client.reconnect_delay_set(min_delay=1, max_delay=2)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -268,9 +264,9 @@ class EdgeNode:
         sock = self.client.socket()
         if isinstance(sock, socket.socket):  # plain TCP (the simulator uses no TLS)
             # end the TCP connection but leave the descriptor to paho: it reads the end,
-            # closes the socket itself, reconnects and births a new session. (Closing it
-            # here, under paho's loop thread, let the number be reused while paho still
-            # selected on it: its reconnects then never sent CONNECT.)
+            # closes the socket itself, reconnects and births a new session (closing it
+            # here, while paho's loop thread still waits on it, would let another socket
+            # take the number under paho)
             with contextlib.suppress(OSError):  # already gone: paho reconnects anyway
                 sock.shutdown(socket.SHUT_RDWR)
 

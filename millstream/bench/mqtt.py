@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 
 from connectors.mqtt import MqttSource
-from connectors.mqtt_poll import use_poll
+from connectors.mqtt_poll import mqtt_client
 from connectors.simulator.sparkplug_node import DeviceMetric, EdgeNode
 from millstream.stack.mosquitto import EmbeddedMosquitto
 from schemas.catalog import Catalog
@@ -126,9 +125,7 @@ def _bare(endpoint: str, node: EdgeNode, payloads: dict[int, bytes], messages: i
     def on_message(_c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
         count[0] += len(decode_payload(bytes(msg.payload)).metrics)
 
-    use_poll()  # paho's select() cannot watch descriptors >= 1024
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-bare",
-                         protocol=paho.MQTTv5)
+    client = mqtt_client("bench-bare")
     client.on_message = on_message
     client.connect(host, int(port))
     client.subscribe("spBv1.0/bench/DDATA/edge/+", qos=0)

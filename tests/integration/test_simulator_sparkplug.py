@@ -17,9 +17,8 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
-from connectors.mqtt_poll import use_poll
+from connectors.mqtt_poll import mqtt_client
 from connectors.simulator import FaultPlan, PlantSimulator
 from millstream.stack.kafka import free_port
 from millstream.stack.mosquitto import EmbeddedMosquitto
@@ -53,9 +52,7 @@ class Host:
         self.got: list[tuple[str, Payload]] = []
         self.lock = threading.Lock()
         self.subscribed = threading.Event()
-        use_poll()  # paho's select() cannot watch descriptors >= 1024
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="test-host",
-                                  protocol=paho.MQTTv5)
+        self.client = mqtt_client("test-host")
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *_a: self.subscribed.set()
         self.client.on_message = self._on_message

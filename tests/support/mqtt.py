@@ -10,11 +10,10 @@ import uuid
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 
 from connectors.deadletter import DeadLetterPublisher
 from connectors.mqtt import MqttSource
-from connectors.mqtt_poll import use_poll
+from connectors.mqtt_poll import mqtt_client
 from connectors.publisher import ReadingPublisher
 from schemas.catalog import Catalog
 from schemas.events import DeadLetter
@@ -93,10 +92,7 @@ class MqttPublisher:
     def __init__(self, endpoint: str, client_id: str | None = None, *,
                  will: tuple[str, bytes] | None = None) -> None:
         b = parse_broker(endpoint)
-        use_poll()  # paho's select() cannot watch descriptors >= 1024
-        self.client = paho.Client(CallbackAPIVersion.VERSION2,
-                                  client_id=client_id or f"pub-{uuid.uuid4().hex[:8]}",
-                                  protocol=paho.MQTTv5)
+        self.client = mqtt_client(client_id or f"pub-{uuid.uuid4().hex[:8]}")
         self.received: list[paho.MQTTMessage] = []
         self._subscriptions: dict[str, int] = {}
         self.client.on_message = lambda _c, _u, m: self.received.append(m)
