@@ -2,7 +2,8 @@
 
 :class:`ColumnDetector` owns what every univariate detector shares: the column index
 (columns appear as tags do), the warm-up, the adaptive threshold (a high running quantile
-of the detector's own statistic over the steps it learned, times a margin, wider while
+of the detector's own statistic over about the last ``history`` steps it learned, kept in a
+fixed-size :class:`~streams.detectors.sketch.ScoreSketch`, times a margin, wider while
 that history is short, never below a floor) and the guard that a non-finite input or
 update never reaches the state. A subclass gives the statistic (``_raw``), the detection
 state that advances on every valid step (``_advance``: run lengths, CUSUM sums, the
@@ -15,20 +16,20 @@ Lifecycle: ``det.add_columns(names)`` (or let dicts add them); per step
 from __future__ import annotations
 
 import logging
-import warnings
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
-from streams.detectors.base import B8, F64, MAX_SCORE, Detector, finite_or_nan
+from streams.detectors.base import B8, F64, MAX_SCORE, D, Detector, finite_or_nan
+from streams.detectors.sketch import BINS, BLOCKS, ScoreSketch
 
 __all__ = ["ColumnDetector", "small_sample"]
 
 logger = logging.getLogger(__name__)
 
 
-def small_sample(n: npt.NDArray[np.int64] | int) -> F64:
+def small_sample(n: npt.NDArray[np.int64] | F64 | float) -> F64:
     """How much wider a threshold from ``n`` values of history is made: the high quantile
     of a few values is about their maximum, below the true one (x2 at 10 values, x1.1 at
     100, x1.02 at 500)."""
@@ -42,8 +43,9 @@ class ColumnDetector(Detector):
     _ARRAYS: ClassVar[dict[str, float]] = {}
     # the statistic's threshold never goes below this (noise-free history)
     min_threshold: ClassVar[float] = 1.0
-    _BASE_STATE: ClassVar[tuple[str, ...]] = ("columns", "n_seen", "hist", "hist_pos",
-                                              "thr", "steps", "last_seen")
+    _BASE_STATE: ClassVar[tuple[str, ...]] = (
+        "columns", "n_seen", "hist_counts", "hist_cur", "hist_filled", "hist_ref", "thr",
+        "steps", "last_seen")
 
     def __init__(self, warmup: int = 30, quantile: float = 0.99, margin: float = 1.5,
                  history: int = 500, refresh: int = 10, max_gap: int = 1000) -> None:
@@ -56,8 +58,7 @@ class ColumnDetector(Detector):
         self.columns: list[str] = []
         self._index: dict[str, int] = {}
         self.n_seen = np.zeros(0, dtype=np.int64)  # steps learned since the (re)start
-        self.hist = np.full((0, history), np.nan)  # the statistic on learned steps
-        self.hist_pos = np.zeros(0, dtype=np.int64)
+        self.hist = ScoreSketch(history)  # the statistic on learned steps
         self.thr = np.full(0, np.nan)
         self.steps = 0
         self.last_seen = np.zeros(0, dtype=np.int64)  # step of the last value, -1 never
@@ -67,9 +68,41 @@ class ColumnDetector(Detector):
     def _state_keys(self) -> tuple[str, ...]:
         return self._BASE_STATE + tuple(self._ARRAYS)
 
+    # the score history's arrays, under the names the state carries
+    hist_counts = property(lambda self: self.hist.counts,
+                           lambda self, v: setattr(self.hist, "counts", v))
+    hist_cur = property(lambda self: self.hist.cur, lambda self, v: setattr(self.hist, "cur", v))
+    hist_filled = property(lambda self: self.hist.filled,
+                           lambda self, v: setattr(self.hist, "filled", v))
+    hist_ref = property(lambda self: self.hist.ref, lambda self, v: setattr(self.hist, "ref", v))
+
     def _restored(self) -> None:
         self._index = {c: i for i, c in enumerate(self.columns)}
-        self.hist = self.hist.reshape(len(self.columns), self.history)
+        if not self.hist.counts.size:  # a state without a sketch (saved before it)
+            self.hist = ScoreSketch(self.history, len(self.columns))
+        self.hist.counts = self.hist.counts.reshape(len(self.columns), BLOCKS * BINS)
+
+    @classmethod
+    def from_state(cls: type[D], d: dict[str, Any]) -> D:
+        """As :meth:`Detector.from_state`; a state saved with the score history as a ring
+        of values (``hist``, ``hist_pos``: before the sketch) is read too."""
+        state = dict(d["state"])
+        ring, pos = state.pop("hist", None), state.pop("hist_pos", None)
+        det = super().from_state({**d, "state": state})
+        if ring is not None and pos is not None and isinstance(det, ColumnDetector):
+            det._replay_ring(np.asarray(ring, dtype=np.float64),
+                             np.asarray(pos, dtype=np.int64))
+        return det
+
+    def _replay_ring(self, ring: F64, pos: npt.NDArray[np.int64]) -> None:
+        """Push a saved ring's values, oldest first, into the fresh sketch."""
+        n = len(self.columns)
+        ring = ring.reshape(n, -1)
+        rows = np.arange(n)
+        for k in range(ring.shape[1]):
+            values = ring[rows, (pos + k) % ring.shape[1]]
+            ok = np.isfinite(values)
+            self.hist.push(rows[ok], values[ok])
 
     # -- columns ---------------------------------------------------------------------------
 
@@ -83,8 +116,7 @@ class ColumnDetector(Detector):
             self._index[n] = len(self.columns)
             self.columns.append(n)
         self.n_seen = np.concatenate([self.n_seen, np.zeros(k, dtype=np.int64)])
-        self.hist = np.vstack([self.hist, np.full((k, self.history), np.nan)])
-        self.hist_pos = np.concatenate([self.hist_pos, np.zeros(k, dtype=np.int64)])
+        self.hist.add_rows(k)
         self.thr = np.concatenate([self.thr, np.full(k, np.nan)])
         self.last_seen = np.concatenate([self.last_seen, np.full(k, -1, dtype=np.int64)])
         for name, init in self._ARRAYS.items():
@@ -172,20 +204,16 @@ class ColumnDetector(Detector):
 
     def _push(self, raw: F64, mask: B8) -> None:
         rows = np.flatnonzero(mask & np.isfinite(raw))
-        if len(rows):
-            self.hist[rows, self.hist_pos[rows]] = np.minimum(raw[rows], MAX_SCORE)
-            self.hist_pos[rows] = (self.hist_pos[rows] + 1) % self.history
+        self.hist.push(rows, np.minimum(raw[rows], MAX_SCORE))
 
     def _refresh_threshold(self, only: B8 | None = None) -> None:
-        count = np.zeros(len(self.columns), dtype=np.int64)
+        count = np.zeros(len(self.columns))
         rows = np.flatnonzero(only) if only is not None else slice(None)
-        count[rows] = np.count_nonzero(~np.isnan(self.hist[rows]), axis=1)
-        enough = count >= min(self.warmup, 10)
-        if not enough.any():
+        count[rows] = self.hist.weight(rows)
+        enough = np.flatnonzero(count >= min(self.warmup, 10) - 0.5)  # decay: 9.98 is 10
+        if not len(enough):
             return
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            q = np.nanquantile(self.hist[enough], self.quantile, axis=1)
+        q = self.hist.quantile(enough, self.quantile)
         margin = self.margin * small_sample(count[enough])
         self.thr[enough] = np.maximum(q * margin, self.min_threshold)
 

@@ -19,7 +19,7 @@ its 99% quantile threshold allows) stores its flagged windows all the same: its 
 stale (a new normal, a slow drift), and without this a shape first seen after the warm-up
 would be flagged for ever.
 
-Cost per column: ``8 * (size * dim + dim + history)`` bytes, and ``O(size * dim)`` per
+Cost per column: ``8 * (size * dim + dim)`` bytes plus the 256-byte threshold sketch, and ``O(size * dim)`` per
 step, all columns in one NumPy operation.
 """
 
