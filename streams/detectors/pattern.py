@@ -19,8 +19,8 @@ its 99% quantile threshold allows) stores its flagged windows all the same: its 
 stale (a new normal, a slow drift), and without this a shape first seen after the warm-up
 would be flagged for ever.
 
-Cost per column: ``8 * (size * dim + dim)`` bytes plus the 256-byte threshold sketch, and ``O(size * dim)`` per
-step, all columns in one NumPy operation.
+Cost per column: ``8 * (size * dim + dim)`` bytes plus the 256-byte threshold sketch, and
+``O(size * dim)`` per step, all columns in one NumPy operation.
 """
 
 from __future__ import annotations
