@@ -23,13 +23,12 @@ entries carry ``active``, ``acknowledged`` and ``version``; ``last_command`` car
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, TypeVar
 
 from schemas.exceptions import ContractError
-from schemas.jsondoc import load_object
+from schemas.jsondoc import dump_compact, load_object, plain
 
 __all__ = ["QUALITY_NAMES", "SCHEMA", "EnergyNow", "LastCommand", "MachineState", "OeeNow",
            "TagValue", "TwinAlarm", "TwinRecord"]
@@ -161,10 +160,10 @@ class TwinRecord:
         return self.machine.encode()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": SCHEMA, **asdict(self)}
+        return {"schema": SCHEMA, **plain(self)}
 
     def encode(self) -> bytes:
-        return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False).encode()
+        return dump_compact(self.to_dict())
 
     @classmethod
     def decode(cls, payload: bytes | str | None) -> TwinRecord:

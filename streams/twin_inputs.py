@@ -15,14 +15,13 @@ The format is internal to the streams stage (``millstream.twin-inputs.v1``):
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from schemas.catalog import Catalog
 from schemas.events import CommandResult
 from schemas.exceptions import CatalogError, ContractError
-from schemas.jsondoc import load_object
+from schemas.jsondoc import dump_compact, load_object, plain
 from schemas.twin import EnergyNow, LastCommand, OeeNow, TwinAlarm
 
 __all__ = ["KINDS", "SCHEMA", "AlarmView", "Relay", "TwinInput", "part_input"]
@@ -43,7 +42,7 @@ class TwinInput:
 
     def encode(self) -> bytes:
         doc = {"schema": SCHEMA, "kind": self.kind, "machine": self.machine, "body": self.body}
-        return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
+        return dump_compact(doc)
 
     @classmethod
     def decode(cls, payload: bytes | str | None) -> TwinInput:
@@ -64,8 +63,8 @@ def part_input(machine: str, state: str, state_since: int, tags: dict[str, dict[
     by name, each a :class:`schemas.twin.TagValue` as a dict."""
     return TwinInput("part", machine, {
         "state": state, "state_since": state_since, "at": at, "tags": tags,
-        "oee": None if oee is None else asdict(oee),
-        "energy": None if energy is None else asdict(energy),
+        "oee": None if oee is None else plain(oee),
+        "energy": None if energy is None else plain(energy),
     })
 
 
@@ -118,7 +117,7 @@ class Relay:
                                 f"{a.asset!r}, which is not in the catalog")
         entry = TwinAlarm(a.alarm_id, a.severity, a.state, a.message, a.started_at,
                           list(a.tags), a.active, a.acknowledged, a.version)
-        return TwinInput("alarm", a.asset, asdict(entry))
+        return TwinInput("alarm", a.asset, plain(entry))
 
     def command_result(self, payload: bytes | None) -> TwinInput:
         r = CommandResult.decode(payload)
@@ -128,4 +127,4 @@ class Relay:
             raise ContractError("unknown-tag", f"command result {r.command_id}: {exc}") from exc
         last = LastCommand(r.command_id, info.path, r.requested, r.status, r.detail,
                            r.executed_at, r.readback)
-        return TwinInput("command", self.catalog.machine_path(info.machine), asdict(last))
+        return TwinInput("command", self.catalog.machine_path(info.machine), plain(last))
