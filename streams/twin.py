@@ -77,6 +77,7 @@ class TwinState:
         if not newer.any():
             return
         pos, uid = last[newer], uid[newer]
+        before = self._state_inputs(uid)
         self.ts[uid] = ts[pos]
         self.value[uid] = value[pos]
         self.quality[uid] = quality[pos]
@@ -88,10 +89,19 @@ class TwinState:
                 self.text.pop(i, None)
         changed = np.unique(self.roles.machine_of[uid]).tolist()
         self.dirty.update(changed)
-        touched_state = uid[IS_STATE[self.roles.role_of[uid]]]
-        if len(touched_state):
-            for mi in np.unique(self.roles.machine_of[touched_state]).tolist():
+        # a machine's state is derived again only where a state tag's reading now says
+        # something else (on/off, BAD or not); a state tag re-sent unchanged costs nothing
+        moved = IS_STATE[self.roles.role_of[uid]] & (self._state_inputs(uid) != before)
+        if moved.any():
+            for mi in np.unique(self.roles.machine_of[uid[moved]]).tolist():
                 self._restate(mi)
+
+    def _state_inputs(self, ids: npt.NDArray[np.int64]) -> npt.NDArray[np.int8]:
+        """What :meth:`_restate` reads of each tag, as one code: 0 unknown (no reading,
+        BAD or NaN), 1 off, 2 on."""
+        v = self.value[ids]
+        usable = (self.ts[ids] >= 0) & (self.quality[ids] != Quality.BAD) & ~np.isnan(v)
+        return np.where(usable, np.where(v >= 0.5, 2, 1), 0).astype(np.int8)
 
     def _restate(self, mi: int) -> None:
         def known(role: Role) -> bool | None:

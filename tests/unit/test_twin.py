@@ -86,6 +86,25 @@ def test_a_machine_is_sent_at_most_twin_max_hz_unless_its_state_changes(
     assert twin.due(T0 + 5000, no_kpis) == []  # nothing changed since
 
 
+def test_a_state_tag_resent_unchanged_does_not_derive_the_state_again(
+        catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    roles = PlantRoles(catalog)
+    twin = TwinState(catalog, roles)
+    calls: list[int] = []
+    restate = twin._restate
+    monkeypatch.setattr(twin, "_restate", lambda mi: (calls.append(mi), restate(mi)))
+    observe(twin, roles, [("running", T0, 1.0), ("fault", T0, 0.0)])
+    assert len(calls) == 1
+    for k in range(1, 20):  # sampled again and again, the same on/off: nothing to derive
+        observe(twin, roles, [("running", T0 + 100 * k, 0.9), ("fault", T0 + 100 * k, 0.1)])
+    assert len(calls) == 1
+    observe(twin, roles, [("fault", T0 + 3000, 0.0)], Quality.BAD)  # BAD: fault unknown
+    assert len(calls) == 2
+    observe(twin, roles, [("fault", T0 + 3100, 1.0)])
+    assert len(calls) == 3 and twin.state[calls[0]].value == "fault"
+    assert twin.state_since[calls[0]] == T0 + 3100
+
+
 def alarm(version: int, active: bool, acked: bool, state: str, **kw: Any) -> bytes:
     doc = {"schema": "millstream.alarms.v1", "alarm_id": "al-1", "asset": CNC,
            "tags": [f"{CNC}/spindle_temp"], "severity": "high", "state": state,
