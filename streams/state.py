@@ -40,6 +40,7 @@ FORMAT = 1  # of the blob and of the manifest
 MAGIC = b"MSST"
 CHUNK_BYTES = 512 * 1024
 _HEAD = struct.Struct(">4sHI")  # magic, format, header length
+_SCALARS = {str, int, float, bool, type(None)}
 
 
 def encode_state(doc: Any) -> bytes:
@@ -54,6 +55,8 @@ def encode_state(doc: Any) -> bytes:
         if isinstance(x, dict):
             return {k: walk(v) for k, v in x.items()}
         if isinstance(x, list | tuple):
+            if set(map(type, x)) <= _SCALARS:  # names, counters: nothing inside to convert
+                return x
             return [walk(v) for v in x]
         return x
 
