@@ -92,7 +92,12 @@ def test_a_state_tag_resent_unchanged_does_not_derive_the_state_again(
     twin = TwinState(catalog, roles)
     calls: list[int] = []
     restate = twin._restate
-    monkeypatch.setattr(twin, "_restate", lambda mi: (calls.append(mi), restate(mi)))
+
+    def counted(mi: int) -> None:
+        calls.append(mi)
+        restate(mi)
+
+    monkeypatch.setattr(twin, "_restate", counted)
     observe(twin, roles, [("running", T0, 1.0), ("fault", T0, 0.0)])
     assert len(calls) == 1
     for k in range(1, 20):  # sampled again and again, the same on/off: nothing to derive
