@@ -36,7 +36,7 @@ __all__ = ["AtLeastOnceOutputs", "ExactlyOnceOutputs", "Outputs", "aiokafka_secu
 
 logger = logging.getLogger(__name__)
 
-Record = tuple[bytes, bytes | None]  # (key, value); None: a tombstone
+Record = tuple[bytes, bytes | memoryview | None]  # (key, value); None: a tombstone
 
 
 def aiokafka_security(conf: Mapping[str, Any]) -> dict[str, Any]:

@@ -45,12 +45,15 @@ _SCALARS = {str, int, float, bool, type(None)}
 
 def encode_state(doc: Any) -> bytes:
     """Plain data (dicts with str keys, lists, str, numbers, None, NumPy arrays) as bytes."""
-    blobs: list[bytes] = []
+    blobs: list[bytes | memoryview] = []
 
     def walk(x: Any) -> Any:
         if isinstance(x, np.ndarray):
             arr = np.ascontiguousarray(x)
-            blobs.append(arr.tobytes())
+            try:  # the array's own memory: joined below, before anything can change it
+                blobs.append(memoryview(arr).cast("B"))  # type: ignore[arg-type]
+            except (TypeError, ValueError):  # a dtype the buffer protocol cannot carry
+                blobs.append(arr.tobytes())
             return {"$nd": [len(blobs) - 1, arr.dtype.str, list(arr.shape)]}
         if isinstance(x, dict):
             return {k: walk(v) for k, v in x.items()}
@@ -111,27 +114,34 @@ class Checkpoint:
     blob: bytes
     taken_at_ms: int
 
-    def chunks(self) -> list[bytes]:
-        return [self.blob[i:i + CHUNK_BYTES]
-                for i in range(0, max(len(self.blob), 1), CHUNK_BYTES)]
+    @property
+    def n_chunks(self) -> int:
+        return max(1, -(-len(self.blob) // CHUNK_BYTES))
+
+    def chunks(self) -> list[memoryview]:
+        """Views of the blob, not copies: a checkpoint of hundreds of MB is not held twice
+        while Kafka takes it (the producer copies each into its batch)."""
+        view = memoryview(self.blob)
+        return [view[i * CHUNK_BYTES:(i + 1) * CHUNK_BYTES] for i in range(self.n_chunks)]
 
     def chunk_keys(self) -> list[bytes]:
         """The keys of its chunks: stale once the next checkpoint is written."""
         return [chunk_key(self.app_id, self.partition, self.seq, i)
-                for i in range(len(self.chunks()))]
+                for i in range(self.n_chunks)]
 
     def manifest(self) -> dict[str, Any]:
         return {"format": FORMAT, "app_id": self.app_id, "partition": self.partition,
-                "seq": self.seq, "offset": self.offset, "chunks": len(self.chunks()),
+                "seq": self.seq, "offset": self.offset, "chunks": self.n_chunks,
                 "bytes": len(self.blob), "crc32": zlib.crc32(self.blob),
                 "taken_at_ms": self.taken_at_ms}
 
 
 def checkpoint_records(ck: Checkpoint, stale: Iterable[bytes] = ()) -> list[
-        tuple[bytes, bytes | None]]:
+        tuple[bytes, bytes | memoryview | None]]:
     """The records that write ``ck``: its chunks, its manifest, then tombstones for the
     ``stale`` chunk keys (the previous checkpoint's, orphans of a torn write)."""
-    out: list[tuple[bytes, bytes | None]] = list(zip(ck.chunk_keys(), ck.chunks(), strict=True))
+    out: list[tuple[bytes, bytes | memoryview | None]] = list(
+        zip(ck.chunk_keys(), ck.chunks(), strict=True))
     out.append((manifest_key(ck.app_id, ck.partition),
                 json.dumps(ck.manifest(), separators=(",", ":")).encode()))
     mine = {k for k, _ in out}

@@ -49,10 +49,12 @@ def _ck(seq: int, blob: bytes, offset: int = 100, partition: int = 2) -> Checkpo
     return Checkpoint("app", partition, seq, offset, blob, taken_at_ms=5)
 
 
-def _read(records: list[tuple[bytes, bytes | None]], partition: int = 2) -> CheckpointReader:
+def _read(records: list[tuple[bytes, bytes | memoryview | None]], partition: int = 2,
+          ) -> CheckpointReader:
+    """Records as a consumer reads them back from Kafka: bytes."""
     r = CheckpointReader("app", partition)
     for k, v in records:
-        r.add(k, v)
+        r.add(k, None if v is None else bytes(v))
     return r
 
 
@@ -67,7 +69,7 @@ def test_a_checkpoint_is_chunks_then_its_manifest(small_chunks: int) -> None:
     recs = checkpoint_records(_ck(1, blob))
     assert [k for k, _ in recs] == [b"app/2/1/0", b"app/2/1/1", b"app/2/1/2", b"app/2/1/3",
                                     b"app/2"]
-    manifest = json.loads(recs[-1][1] or b"")
+    manifest = json.loads(bytes(recs[-1][1] or b""))
     assert (manifest["chunks"], manifest["bytes"], manifest["offset"]) == (4, 35, 100)
     got = _read(recs).result()
     assert got is not None and got.blob == blob and (got.seq, got.offset) == (1, 100)
@@ -113,7 +115,7 @@ def test_missing_chunks_corruption_and_other_formats_are_clear_errors(
     bad = [(k, v if k != b"app/2/1/1" else b"y" * 10) for k, v in recs]
     with pytest.raises(StateError, match="corrupt"):
         _read(bad).result()
-    manifest = json.loads(recs[-1][1] or b"")
+    manifest = json.loads(bytes(recs[-1][1] or b""))
     manifest["format"] = 2
     with pytest.raises(StateVersionError, match="format 2"):
         _read([*recs[:-1], (recs[-1][0], json.dumps(manifest).encode())])
