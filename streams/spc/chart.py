@@ -83,9 +83,10 @@ class Chart:
             self.baseline.add(point, spread)
             self.limits = self.baseline.limits()
             if self.limits is not None:
-                logger.info("SPC %s: limits frozen after %d points: centre %.6g, LCL %.6g, "
-                            "UCL %.6g", self.tag, self.limits.points, self.limits.centre,
-                            self.limits.lcl, self.limits.ucl)
+                logger.info("SPC %s: limits frozen from %d points (%d out-of-control "
+                            "baseline points left out): centre %.6g, LCL %.6g, UCL %.6g",
+                            self.tag, self.limits.points, self.limits.dropped,
+                            self.limits.centre, self.limits.lcl, self.limits.ucl)
             return
         lim = self.limits
         self.ts_history = [*self.ts_history[-14:], ts]

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from streams.spc.capability import Shift, ShiftTally, capability
 from streams.spc.constants import constants
-from streams.spc.limits import individuals_limits, xbar_r_limits
+from streams.spc.limits import Baseline, individuals_limits, xbar_r_limits
 
 
 def test_individuals_limits_by_hand() -> None:
@@ -36,6 +36,41 @@ def test_xbar_r_limits_by_hand() -> None:
     assert (lim.lcl, lim.ucl) == (pytest.approx(0.954), pytest.approx(5.046))
     assert (lim.range_lcl, lim.range_ucl) == (0.0, pytest.approx(5.148))
     assert lim.sigma == pytest.approx(1.181335, rel=1e-6)
+
+
+def test_an_out_of_control_baseline_point_is_dropped_and_the_limits_computed_again() -> None:
+    # 10 11 10 11 ... with a 30 in place of the tenth value. Trial limits: centre 229/20
+    # = 11.45, MRbar 56/19 = 2.947, so 3.61 .. 19.29: 30 is out (the 11 after it has a
+    # moving range of 19, above the MR chart's 9.63, only because of the 30). Without the
+    # 30 and the two moving ranges it spans: centre 199/19, MRbar 1, sigma 1/1.128
+    values = [10.0, 11.0] * 10
+    values[9] = 30.0
+    lim = individuals_limits(values)
+    assert lim is not None
+    assert (lim.points, lim.dropped) == (19, 1)
+    assert lim.centre == pytest.approx(199 / 19)
+    assert lim.range_centre == pytest.approx(1.0)
+    assert lim.sigma == pytest.approx(1 / 1.128, rel=1e-3)
+    assert individuals_limits([10.0, 11.0] * 10).dropped == 0  # type: ignore[union-attr]
+
+
+def test_a_subgroup_with_an_outlying_range_is_dropped() -> None:
+    groups = [[10.0, 11.0, 12.0]] * 9 + [[5.0, 11.0, 17.0]]  # ranges 2 x9 and 12
+    lim = xbar_r_limits(groups)
+    assert lim is not None and (lim.points, lim.dropped) == (9, 1)
+    assert lim.range_centre == pytest.approx(2.0)
+
+
+def test_never_fewer_than_half_the_baseline_is_kept_and_old_states_start_again() -> None:
+    b = Baseline("individuals", 1, 4)
+    for v, r in [(1.0, None), (100.0, 99.0), (1.0, 99.0), (100.0, 99.0)]:
+        b.add(v, r)
+    lim = b.limits()
+    assert lim is not None and lim.points >= 2
+    b.load({"count": 3, "total": 3.0, "spread_sum": 2.0, "spread_count": 2})  # sums only
+    assert b.count == 0 and b.limits() is None
+    b.load(Baseline("individuals", 1, 4).to_dict() | {"values": [[1.0, None], [2.0, 1.0]]})
+    assert b.count == 2
 
 
 def test_xbar_r_range_chart_lcl_from_d3() -> None:
