@@ -45,11 +45,11 @@ class SpcViolation(_Event):
     violation_id: str
     tag: str  # ISA-95 path of the characteristic's tag
     rule: str  # e.g. "nelson-3"
-    rule_set: str  # "western_electric" or "nelson"
+    rule_set: str  # "western_electric", "nelson" or "range" (range-1, the R or MR chart)
     description: str  # e.g. "6 points in a row steadily increasing or decreasing"
     message: str  # a sentence for a person: rule, tag, point, limits
     chart: str  # "individuals" or "xbar_r"
-    statistic: str  # what the point is: "value" or "subgroup_mean"
+    statistic: str  # "value", "subgroup_mean", or "moving_range"/"range" (range-1)
     ts: int  # Unix ms (source time) of the point that fired it (a subgroup: its last reading)
     first_ts: int  # Unix ms of the first point of the pattern
     value: float  # the point

@@ -31,6 +31,9 @@ __all__ = ["Chart", "ChartOutput"]
 logger = logging.getLogger(__name__)
 
 
+RANGE_RULE = "range-1"  # the range (or moving-range) chart's point above its UCL
+
+
 @dataclass(slots=True)
 class ChartOutput:
     violations: list[SpcViolation] = field(default_factory=list)
@@ -50,7 +53,8 @@ class Chart:
         self.limits: Limits | None = None
         self.rules = RuleChecker(spec.rules)
         self.last_ts: int | None = None
-        self.prev: float | None = None  # last value (moving range of the baseline)
+        self.prev: float | None = None  # last value (for the moving range)
+        self.range_out = False  # the range chart is above its UCL (fired, not re-armed)
         self.group: list[float] = []  # the subgroup being filled (xbar_r)
         self.ts_history: list[int] = []  # ts of the last 15 points (a pattern's first_ts)
         self.tally: ShiftTally | None = None
@@ -92,6 +96,29 @@ class Chart:
         self.ts_history = [*self.ts_history[-14:], ts]
         for rule, span in self.rules.add((point - lim.centre) / lim.sigma_point):
             out.violations.append(self._violation(rule, span, ts, point, now_ms))
+        spread = rng if self.n > 1 else (None if self.prev is None else abs(point - self.prev))
+        self.prev = point
+        if spread is not None:
+            above = spread > lim.range_ucl
+            if above and not self.range_out:  # once per excursion, like the run rules
+                out.violations.append(self._range_violation(ts, spread, now_ms))
+            self.range_out = above
+
+    def _range_violation(self, ts: int, spread: float, now_ms: int) -> SpcViolation:
+        """Rule 1 on the range chart (R, or MR for individuals): one point above its UCL,
+        D4 x the baseline's mean range: the spread itself changed."""
+        lim = self.limits
+        assert lim is not None
+        stat = "moving_range" if self.n == 1 else "range"
+        desc = f"1 point above the {stat.replace('_', ' ')} chart's UCL"
+        msg = (f"{RANGE_RULE}: {desc} on {self.tag} ({self.spec.chart} chart): {stat} "
+               f"{spread:.6g} at {ts}; centre {lim.range_centre:.6g}, UCL {lim.range_ucl:.6g}")
+        return SpcViolation(
+            violation_id=spc_id(self.tag, RANGE_RULE, ts), tag=self.tag, rule=RANGE_RULE,
+            rule_set="range", description=desc, message=msg, chart=self.spec.chart,
+            statistic=stat, ts=ts, first_ts=ts, value=spread, points=1,
+            centre=lim.range_centre, ucl=lim.range_ucl, lcl=lim.range_lcl,
+            sigma=(lim.range_ucl - lim.range_centre) / 3.0, detected_at=now_ms)
 
     def _violation(self, rule: Rule, span: int, ts: int, point: float,
                    now_ms: int) -> SpcViolation:
@@ -162,6 +189,7 @@ class Chart:
         (after a deliberate process change: a new tool, material or setpoint)."""
         self.baseline = Baseline(self.spec.chart, self.n, self.spec.baseline_points)
         self.limits, self.prev, self.group, self.ts_history = None, None, [], []
+        self.range_out = False
         self.rules.reset()
 
     # -- state ----------------------------------------------------------------------------
@@ -171,7 +199,7 @@ class Chart:
                 "rules": self.rules.to_dict(), "last_ts": self.last_ts, "prev": self.prev,
                 "group": self.group, "ts_history": self.ts_history,
                 "tally": None if self.tally is None else self.tally.to_dict(),
-                "closed_through": self.closed_through}
+                "closed_through": self.closed_through, "range_out": self.range_out}
 
     def load(self, doc: dict[str, Any]) -> None:
         self.baseline.load(doc["baseline"])
@@ -183,3 +211,4 @@ class Chart:
         self.ts_history = [int(t) for t in doc["ts_history"]]
         self.tally = None if doc["tally"] is None else ShiftTally.from_dict(doc["tally"], self.n)
         self.closed_through = int(doc["closed_through"])
+        self.range_out = bool(doc.get("range_out", False))  # absent in older checkpoints

@@ -102,15 +102,21 @@ def test_a_jump_in_cycle_time_is_a_named_violation_in_kafka_and_clickhouse(
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     sink = start_sink(kafka_bootstrap, topics, chdb_dsn, tmp_path / "sink.json")
     try:
-        got = _consume(kafka_bootstrap, topics.spc, len(spec.rules), timeout=120)
+        got = _consume(kafka_bootstrap, topics.spc, len(spec.rules) + 1, timeout=120)
         violations = [r for r in got if isinstance(r, SpcViolation)]
         caps = [r for r in got if isinstance(r, SpcCapability)]
-        # the jump breaks rule 1 of each of the characteristic's rule sets
-        assert sorted(v.rule for v in violations) == sorted(f"{r}-1" for r in spec.rules), (
-            got, worker.poll())
+        # the jump breaks rule 1 of each of the characteristic's rule sets, and its moving
+        # range is above the MR chart's UCL (range-1)
+        assert sorted(v.rule for v in violations) == sorted(
+            [f"{r}-1" for r in spec.rules] + ["range-1"]), (got, worker.poll())
         jump = boundary - 60_000 + spec.baseline_points * 100
         sigma = 0.4 / 1.128  # the baseline's moving ranges are all 0.4
+        [mr] = [v for v in violations if v.rule == "range-1"]
+        assert (mr.tag, mr.ts, mr.statistic) == (CNC, jump, "moving_range")
+        assert mr.ucl == pytest.approx(3.267 * 0.4) and mr.value > mr.ucl
         for v in violations:
+            if v.rule == "range-1":
+                continue
             assert (v.tag, v.ts, v.value) == (CNC, jump, 57.6)
             assert v.centre == pytest.approx(36.0) and v.ucl == pytest.approx(36 + 3 * sigma)
             assert v.message.startswith(f"{v.rule}: 1 point beyond 3 sigma on {CNC}")
@@ -133,10 +139,10 @@ def test_a_jump_in_cycle_time_is_a_named_violation_in_kafka_and_clickhouse(
             return run_query(chdb_dsn, sql, endpoint).rows
 
         wait_for(lambda: q("SELECT count() FROM spc_capability")[0][0] >= 1
-                 and q("SELECT count() FROM spc_violations")[0][0] >= len(spec.rules), 60,
+                 and q("SELECT count() FROM spc_violations")[0][0] >= len(violations), 60,
                  "the spc rows in ClickHouse")
         assert q("SELECT rule, value, toUnixTimestamp64Milli(ts) FROM spc_violations FINAL "
-                 "ORDER BY rule") == [[v.rule, 57.6, jump]
+                 "ORDER BY rule") == [[v.rule, pytest.approx(v.value), jump]
                                       for v in sorted(violations, key=lambda v: v.rule)]
         rows = q("SELECT points, complete, cp, round(cpk, 6), note FROM spc_capability FINAL")
         assert rows == [[len(values), True, None, round(cap.cpk, 6), cap.note]]

@@ -43,7 +43,15 @@ def test_limits_freeze_after_the_baseline_and_a_jump_is_named() -> None:
     assert lim.centre == pytest.approx(36.0) and lim.ucl == pytest.approx(36.0 + 3 * sigma)
     out = feed(e, CNC, [57.6], T0 + 50 * 100)
     assert [(v.rule, v.ts) for v in out.violations] == [("western_electric-1", T0 + 5000),
-                                                        ("nelson-1", T0 + 5000)]
+                                                        ("nelson-1", T0 + 5000),
+                                                        ("range-1", T0 + 5000)]
+    mr = out.violations[2]  # the jump is also a moving range far above D4 x MRbar
+    assert (mr.rule_set, mr.statistic, mr.chart) == ("range", "moving_range", "individuals")
+    assert mr.value == pytest.approx(57.6 - baseline()[-1])
+    assert mr.ucl == pytest.approx(3.267 * 0.4) and mr.centre == pytest.approx(0.4)
+    assert mr.message.startswith("range-1: 1 point above the moving range chart's UCL")
+    back = feed(e, CNC, [57.7, 36.0, 36.1], T0 + 5100)  # MR 0.1 then 21.7: fires again
+    assert [v.rule for v in back.violations if v.rule == "range-1"] == ["range-1"]
     v = out.violations[0]
     assert v.tag == CNC and v.value == 57.6 and v.points == 1 and v.first_ts == v.ts
     assert (v.centre, v.ucl, v.lcl) == (lim.centre, lim.ucl, lim.lcl)

@@ -50,7 +50,7 @@ def test_a_jump_comes_out_on_the_spc_topic_once() -> None:
     frames = _frames([*BASELINE, 57.6, 36.0], T0)
     out = _run(proc, frames)
     assert [r.rule for r in out.spc if isinstance(r, SpcViolation)] == [
-        "western_electric-1", "nelson-1"]
+        "western_electric-1", "nelson-1", "range-1"]
     assert bool(Output(spc=out.spc))
     msgs = AtLeastOnceOutputs("127.0.0.1:1", Topics("t"), app_id="a").messages(out)
     assert {(topic, key) for topic, key, _ in msgs} == {("t.spc", CYCLE.encode())}
