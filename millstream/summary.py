@@ -5,6 +5,8 @@ numbered 1..produced; whatever number in that range has no row in ``readings`` i
 ``readings_by_source`` is the stored ones of each source. ``alarms`` counts alarm episodes
 (one per incident and machine), ``alarms_by_machine`` splits them, ``alarm_changes`` counts
 their state changes (alarm_log), next to the raw ``anomalies`` they came from.
+``spc_violations_by_rule`` counts the control charts' rule violations by rule, and
+``spc_cpk`` is each characteristic's newest Cpk (``machine/tag``) of the run.
 """
 
 from __future__ import annotations
@@ -40,6 +42,19 @@ def _by_machine(dsn: str, since: str) -> dict[str, int]:
                           f"FROM alarms WHERE started_at >= {since} GROUP BY m ORDER BY m",
                      endpoint_file_for(dsn)).rows
     return {str(m): int(n) for m, n in rows}
+
+
+def _spc(dsn: str, since: str) -> dict[str, Any]:
+    by_rule = run_query(dsn, "SELECT rule, uniqExact(violation_id) FROM spc_violations "
+                             f"WHERE detected_at >= {since} GROUP BY rule ORDER BY rule",
+                        endpoint_file_for(dsn)).rows
+    cpk = run_query(dsn, "SELECT tag, argMax(cpk, computed_at) FROM spc_capability FINAL "
+                         f"WHERE computed_at >= {since} AND cpk IS NOT NULL "
+                         "GROUP BY tag ORDER BY tag", endpoint_file_for(dsn)).rows
+    return {"spc_violations": sum(int(n) for _, n in by_rule),
+            "spc_violations_by_rule": {str(r): int(n) for r, n in by_rule},
+            "spc_cpk": {"/".join(str(t).split("/")[-2:]): round(float(c), 3)
+                        for t, c in cpk}}
 
 
 def summarize(dsn: str, runs: list[SourceRun], since_ms: int) -> dict[str, Any]:
@@ -82,4 +97,5 @@ def summarize(dsn: str, runs: list[SourceRun], since_ms: int) -> dict[str, Any]:
             dsn, f"SELECT count() FROM command_results FINAL "
                  f"WHERE status != 'applied' AND executed_at >= {since}"),
         "dead_letters": _scalar(dsn, f"SELECT count() FROM deadletter FINAL WHERE at >= {since}"),
+        **_spc(dsn, since),
     }

@@ -222,6 +222,15 @@ def test_the_overheat_raises_one_alarm_episode_on_the_cnc(run: Run, catalog: Cat
     assert log[0] == ["raised", "streams"]
 
 
+def test_the_summary_reports_the_control_charts(run: Run, catalog: Catalog) -> None:
+    rows = run.rows("SELECT rule, uniqExact(violation_id) FROM spc_violations GROUP BY rule")
+    assert run.summary["spc_violations_by_rule"] == {r: int(n) for r, n in rows}, run.summary
+    assert run.summary["spc_violations"] == sum(int(n) for _, n in rows)
+    charted = {"/".join(catalog.resolve(c.tag).split("/")[-2:])
+               for c in catalog.spc.characteristics}
+    assert set(run.summary["spc_cpk"]) <= charted
+
+
 def test_the_command_reached_the_simulator_and_was_read_back(run: Run, catalog: Catalog) -> None:
     sp = catalog.resolve("cnc-01/spindle_speed_sp")
     results = run.rows(f"SELECT status, readback, requested FROM command_results FINAL "
