@@ -9,7 +9,7 @@ spc:
     - tag: cnc-01/cycle_time         # machine/tag of an analog tag
       chart: individuals             # or xbar_r (then subgroup_size: 2..10)
       baseline_points: 50            # limits from the first 50 values (xbar_r: subgroups)
-      rules: [western_electric, nelson]
+      rules: [western_electric, nelson, range]   # range: rule 1 on the R/MR chart
       lsl: 30                        # either limit may be left out (one-sided Cpk, no Cp)
       usl: 42
       baseline_id: "2026-11"         # change it to learn new limits (a re-base)
@@ -26,7 +26,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 __all__ = ["CHARTS", "RULE_SETS", "CharacteristicSpec", "SpcSection", "SpcSpec"]
 
 CHARTS = ("individuals", "xbar_r")
-RULE_SETS = ("western_electric", "nelson")
+RULE_SETS = ("western_electric", "nelson", "range")  # range: rule 1 on the R/MR chart
 
 
 class _Frozen(BaseModel):
@@ -40,7 +40,7 @@ class CharacteristicSpec(_Frozen):
     chart: Literal["individuals", "xbar_r"] = "individuals"
     subgroup_size: int | None = None
     baseline_points: int = Field(default=30, ge=2, le=100_000)
-    rules: list[Literal["western_electric", "nelson"]] = ["western_electric"]
+    rules: list[Literal["western_electric", "nelson", "range"]] = ["western_electric"]
     lsl: float | None = None
     usl: float | None = None
     description: str = ""
@@ -61,7 +61,8 @@ class CharacteristicSpec(_Frozen):
                              f"subgroup_size is {self.subgroup_size}; remove subgroup_size or "
                              "use chart: xbar_r")
         if not self.rules:
-            raise ValueError(f"{what}: rules is empty; list western_electric and/or nelson")
+            raise ValueError(f"{what}: rules is empty; list western_electric, nelson and/or "
+                             "range")
         if len(set(self.rules)) != len(self.rules):
             raise ValueError(f"{what}: rules {self.rules} name a rule set twice; list each once")
         if self.lsl is not None and self.usl is not None and not self.lsl < self.usl:

@@ -51,7 +51,8 @@ class Chart:
         self.n = spec.n
         self.baseline = Baseline(spec.chart, self.n, spec.baseline_points)
         self.limits: Limits | None = None
-        self.rules = RuleChecker(spec.rules)
+        self.rules = RuleChecker([r for r in spec.rules if r != "range"])
+        self.range_rule = "range" in spec.rules  # range-1 on the R or MR chart
         self.last_ts: int | None = None
         self.prev: float | None = None  # last value (for the moving range)
         self.range_out = False  # the range chart is above its UCL (fired, not re-armed)
@@ -98,7 +99,7 @@ class Chart:
             out.violations.append(self._violation(rule, span, ts, point, now_ms))
         spread = rng if self.n > 1 else (None if self.prev is None else abs(point - self.prev))
         self.prev = point
-        if spread is not None:
+        if spread is not None and self.range_rule:
             above = spread > lim.range_ucl
             if above and not self.range_out:  # once per excursion, like the run rules
                 out.violations.append(self._range_violation(ts, spread, now_ms))

@@ -14,7 +14,7 @@ SPC: dict[str, Any] = {
     "min_capability_points": 30,
     "characteristics": [
         {"tag": "cnc-01/cycle_time", "chart": "individuals", "baseline_points": 50,
-         "rules": ["western_electric", "nelson"], "usl": 38},
+         "rules": ["western_electric", "nelson", "range"], "usl": 38},
         {"tag": "press-01/cycle_time", "chart": "xbar_r", "subgroup_size": 5,
          "baseline_points": 25, "rules": ["western_electric"], "lsl": 5.0, "usl": 7.5},
     ],

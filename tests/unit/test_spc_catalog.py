@@ -43,7 +43,7 @@ def _load(tmp_path: Path, spc: dict[str, Any]) -> str:
     ({"tag": "cnc-01/cycle_time", "lsl": 40, "usl": 30},
      "lsl (40) must be below usl (30); swap them"),
     ({"tag": "cnc-01/cycle_time", "rules": ["shewhart"]},
-     "rules[0] = 'shewhart': Input should be 'western_electric' or 'nelson'"),
+     "rules[0] = 'shewhart': Input should be 'western_electric', 'nelson' or 'range'"),
     ({"tag": "cnc-01/cycle_time", "chart": "p"},
      "chart = 'p': Input should be 'individuals' or 'xbar_r'"),
     ({"tag": "cnc-01/cycle_time", "baseline_points": 1},

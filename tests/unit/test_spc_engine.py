@@ -60,6 +60,17 @@ def test_limits_freeze_after_the_baseline_and_a_jump_is_named() -> None:
     assert "UCL 37.06" in v.message
 
 
+def test_the_range_rule_runs_only_where_the_catalog_lists_it() -> None:
+    from schemas.catalog import Catalog
+    from tests.support.spc import spc_doc
+    doc = spc_doc()
+    doc["spc"]["characteristics"][0]["rules"] = ["western_electric"]
+    e = SpcEngine(Catalog.model_validate(doc))
+    feed(e, CNC, baseline(), T0)
+    out = feed(e, CNC, [57.6], T0 + 50 * 100)
+    assert [v.rule for v in out.violations] == ["western_electric-1"]
+
+
 def test_a_slow_drift_trips_the_trend_and_run_rules() -> None:
     catalog = spc_catalog()
     e = SpcEngine(catalog)
