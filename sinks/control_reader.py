@@ -66,11 +66,32 @@ def _consumer(bootstrap: str, topic: str,
     return consumer, parts
 
 
-def _ends(consumer: Consumer, parts: list[TopicPartition]) -> dict[int, int]:
-    """Partition -> the offset of its end now (high watermark), for non-empty partitions."""
+# a partition without a leader for a moment (just created, or a broker restarting)
+_LEADERLESS = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+               KafkaError.UNKNOWN_TOPIC_OR_PART}
+
+
+def _ends(consumer: Consumer, parts: list[TopicPartition],
+          timeout_s: float = 30.0) -> dict[int, int]:
+    """Partition -> the offset of its end now (high watermark), for non-empty partitions.
+
+    A retriable error (a topic created a moment ago whose leader is still being elected:
+    NOT_LEADER_FOR_PARTITION) is asked again until ``timeout_s``, not raised at once."""
     out = {}
+    deadline = time.monotonic() + timeout_s
     for tp in parts:
-        low, high = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+        while True:
+            try:
+                low, high = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+                break
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                code = err.code() if isinstance(err, KafkaError) else None
+                if code not in _LEADERLESS or time.monotonic() > deadline:
+                    raise
+                logger.info("end of %s[%d] not known yet (%s); asking again", tp.topic,
+                            tp.partition, err)
+                time.sleep(0.2)
         if high > low:
             out[tp.partition] = high
     return out
